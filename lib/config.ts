@@ -1,0 +1,544 @@
+/**
+ * Stack configuration: the one place that reads `pulumi.Config`, applies the defaults declared in
+ * Pulumi.yaml and validates every value. `index.ts` calls {@link loadConfig} and hands the typed
+ * result to the components; nothing else reads config.
+ *
+ * Every problem is reported at once, each line naming the key, what was expected and how to fix it,
+ * so `pulumi preview` fails before anything is touched. Secret values never appear in messages.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as YAML from "yaml";
+
+export const PROJECT = "plex-migrate";
+
+/** Where a media root of the VM comes from in the cluster. */
+export type MediaSource =
+  | { kind: "nfs"; server: string; path: string }
+  | { kind: "hostPath"; path: string }
+  | { kind: "pvc"; claimName: string };
+
+/** One media root, mounted in the Plex pod at the path the VM used. */
+export interface MediaVolume {
+  /** Stable, DNS-safe name derived from the mount path (used for the pod volume). */
+  name: string;
+  /** Absolute path of the media root on the VM, and so in the pod. */
+  mountPath: string;
+  source: MediaSource;
+  readOnly: boolean;
+}
+
+export type ArchiveCompression = "auto" | "zstd" | "pigz" | "gzip" | "none";
+export type ServiceType = "ClusterIP" | "NodePort" | "LoadBalancer";
+export type SslMode = "disable" | "require" | "verify-full";
+
+export interface SourceVmConfig {
+  host: string;
+  port: number;
+  user: string;
+  sudo: boolean;
+  /** Pinned SSH host key, or undefined to accept any. */
+  hostKey?: string;
+  privateKey: pulumi.Output<string>;
+  workDir: string;
+  plexDataDir: string;
+  plexService: string;
+  tautulliService: string;
+  tautulliDbPath: string;
+  archiveExcludes: string[];
+  archiveCompression: ArchiveCompression;
+  serveAddress: string;
+  /** Host name the cluster uses to reach the archive server (defaults to `host`). */
+  serveHost: string;
+  servePort: number;
+  serveLifetimeMinutes: number;
+  serveAllowedCidrs: string[];
+  keepArchive: boolean;
+  rollbackOnDestroy: boolean;
+}
+
+export interface KubernetesConfig {
+  /** kubeconfig context, or undefined for the current one. */
+  context?: string;
+  namespace: string;
+  createNamespace: boolean;
+}
+
+export interface PlexConfig {
+  releaseName: string;
+  chartVersion: string;
+  chartRepo: string;
+  /** Explicit image tag override, or undefined to use the VM's Plex version. */
+  imageTag?: string;
+  initImage: string;
+  storageClass?: string;
+  /** "auto" or a Kubernetes quantity. */
+  configSize: string;
+  configHeadroomPercent: number;
+  mediaVolumes: MediaVolume[];
+  uid: number;
+  gid: number;
+  claimToken?: pulumi.Output<string>;
+  serviceType: ServiceType;
+  ingress?: { host: string; className?: string; tlsSecret?: string };
+  resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
+}
+
+export interface PostgresConfig {
+  mode: "in-cluster" | "external";
+  version: string;
+  storageSize: string;
+  storageClass?: string;
+  serviceType: ServiceType;
+  /** host:port reachable from the machine running `pulumi up`, if configured. */
+  endpoint?: { host: string; port: number };
+  /** External server (mode "external"). */
+  host?: string;
+  port: number;
+  adminUser: string;
+  /** Configured admin password, or undefined to generate one (in-cluster only). */
+  adminPassword?: pulumi.Output<string>;
+  sslMode: SslMode;
+}
+
+export interface TautulliConfig {
+  database: string;
+  role: string;
+  secretName: string;
+  importOverwrite: boolean;
+  integrityCheck: "full" | "quick";
+}
+
+export interface MigrationConfig {
+  vm: SourceVmConfig;
+  kubernetes: KubernetesConfig;
+  plex: PlexConfig;
+  postgres: PostgresConfig;
+  tautulli: TautulliConfig;
+  protectData: boolean;
+}
+
+/** Thrown when the stack config is invalid; its message lists every problem, one per line. */
+export class ConfigError extends pulumi.RunError {
+  constructor(public readonly problems: string[]) {
+    super(
+      `Invalid stack configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+interface Declaration {
+  type: "string" | "integer" | "boolean" | "array";
+  default?: unknown;
+  secret?: boolean;
+  description?: string;
+}
+
+/** The `config:` declarations of Pulumi.yaml: the single source of types and defaults. */
+export function projectConfigDeclarations(
+  projectFile = path.join(__dirname, "..", "Pulumi.yaml"),
+): Record<string, Declaration> {
+  const project = YAML.parse(fs.readFileSync(projectFile, "utf8")) as {
+    config?: Record<string, Declaration>;
+  };
+  return project.config ?? {};
+}
+
+export const ALLOWED_ARCHIVE_EXCLUDES = ["Cache", "Logs", "Crash Reports", "Updates", "Diagnostics"];
+/** Mount paths the chart or the image already use inside the Plex pod. */
+const RESERVED_MOUNT_PATHS = ["/config", "/transcode", "/init", "/data"];
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const HOSTNAME = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const QUANTITY = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$/;
+const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+const SYSTEMD_UNIT = /^[A-Za-z0-9:_.@\\-]+$/;
+const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const IMAGE_REF = /^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
+const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+const SSH_PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+
+function isHost(value: string): boolean {
+  return IPV4.test(value) || HOSTNAME.test(value) || /^\[?[0-9a-fA-F:]+\]?$/.test(value);
+}
+
+function isCidr(value: string): boolean {
+  const match = /^(.+)\/(\d{1,3})$/.exec(value);
+  if (!match) return false;
+  const bits = Number(match[2]);
+  if (IPV4.test(match[1])) return bits <= 32;
+  return /^[0-9a-fA-F:]+$/.test(match[1]) && match[1].includes(":") && bits <= 128;
+}
+
+function isSafeAbsolutePath(value: string): boolean {
+  return (
+    value.startsWith("/") &&
+    !/[\0\n\r]/.test(value) &&
+    !value.split("/").some((segment) => segment === "..")
+  );
+}
+
+/** "/mnt/nas-plex/Movies" -> "media-mnt-nas-plex-movies" (DNS label, at most 63 chars). */
+export function mediaVolumeName(mountPath: string): string {
+  const slug = mountPath
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "");
+  const name = `media-${slug || "root"}`;
+  if (name.length <= 63) return name;
+  // Keep names unique and stable when long paths share a prefix.
+  const hash = require("crypto").createHash("sha256").update(mountPath).digest("hex").slice(0, 8);
+  return `${name.slice(0, 54).replace(/-+$/, "")}-${hash}`;
+}
+
+/**
+ * Parses one `plexMediaVolumes` entry: "<path on the VM>=<source>[?rw]" where source is
+ * nfs://server/export, hostpath:///dir or pvc://claim-name. Returns an error text or the volume.
+ */
+export function parseMediaVolume(entry: string): MediaVolume | string {
+  const eq = entry.indexOf("=");
+  if (eq < 0) return `"${entry}" has no "=": write "<path on the VM>=<source>"`;
+  const mountPath = entry.slice(0, eq).replace(/\/+$/, "") || "/";
+  let source = entry.slice(eq + 1);
+  let readOnly = true;
+  if (source.endsWith("?rw")) {
+    readOnly = false;
+    source = source.slice(0, -3);
+  } else if (source.endsWith("?ro")) {
+    source = source.slice(0, -3);
+  }
+  if (!isSafeAbsolutePath(mountPath) || mountPath === "/") {
+    return `"${entry}": the mount path must be an absolute path other than /`;
+  }
+  const reserved = RESERVED_MOUNT_PATHS.find(
+    (p) => mountPath === p || mountPath.startsWith(`${p}/`),
+  );
+  if (reserved) {
+    return `"${entry}": ${reserved} is used by the Plex chart itself; mount media elsewhere`;
+  }
+  let parsed: MediaSource;
+  let match: RegExpExecArray | null;
+  if ((match = /^nfs:\/\/([^/]+)(\/.*)$/.exec(source))) {
+    if (!isHost(match[1]) || !isSafeAbsolutePath(match[2])) {
+      return `"${entry}": expected nfs://<server>/<export path>`;
+    }
+    parsed = { kind: "nfs", server: match[1], path: match[2] };
+  } else if ((match = /^hostpath:\/\/(\/.*)$/.exec(source))) {
+    if (!isSafeAbsolutePath(match[1])) return `"${entry}": expected hostpath:///<absolute dir>`;
+    parsed = { kind: "hostPath", path: match[1] };
+  } else if ((match = /^pvc:\/\/(.+)$/.exec(source))) {
+    if (!DNS_SUBDOMAIN.test(match[1])) {
+      return `"${entry}": "${match[1]}" is not a valid PersistentVolumeClaim name`;
+    }
+    parsed = { kind: "pvc", claimName: match[1] };
+  } else {
+    return `"${entry}": unknown source "${source}"; use nfs://server/export, hostpath:///dir or pvc://claim`;
+  }
+  return { name: mediaVolumeName(mountPath), mountPath, source: parsed, readOnly };
+}
+
+/**
+ * Reads and validates the whole stack configuration.
+ * @throws ConfigError listing every invalid or missing key.
+ */
+export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): MigrationConfig {
+  const declarations = projectConfigDeclarations();
+  const problems: string[] = [];
+  const used = new Set<string>();
+
+  const problem = (key: string, text: string, fix?: string) =>
+    problems.push(`${PROJECT}:${key}: ${text}${fix ? `. Fix: ${fix}` : ""}`);
+
+  function declaration(key: string): Declaration {
+    const decl = declarations[key];
+    if (!decl) throw new Error(`config key ${key} is read by lib/config.ts but not declared in Pulumi.yaml`);
+    used.add(key);
+    return decl;
+  }
+
+  function str(key: string, check?: (v: string) => string | undefined): string {
+    const decl = declaration(key);
+    const value = config.get(key) ?? (decl.default as string | undefined);
+    if (value === undefined) {
+      problem(key, "is required but not set", `pulumi config set ${key} <value>`);
+      return "";
+    }
+    const complaint = check?.(value);
+    if (complaint) problem(key, complaint);
+    return value;
+  }
+
+  function optionalStr(key: string, check?: (v: string) => string | undefined): string | undefined {
+    const value = str(key, (v) => (v === "" ? undefined : check?.(v)));
+    return value === "" ? undefined : value;
+  }
+
+  function oneOf<T extends string>(key: string, allowed: readonly T[]): T {
+    return str(key, (v) =>
+      allowed.includes(v as T)
+        ? undefined
+        : `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got "${v}"`,
+    ) as T;
+  }
+
+  function int(key: string, min: number, max: number): number {
+    const decl = declaration(key);
+    const text = config.get(key);
+    const value = text === undefined ? (decl.default as number) : Number(text);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problem(key, `expected an integer from ${min} to ${max}, got "${text}"`);
+      return Number(decl.default ?? min);
+    }
+    return value;
+  }
+
+  function bool(key: string): boolean {
+    const decl = declaration(key);
+    const text = config.get(key);
+    if (text === undefined) return Boolean(decl.default);
+    if (text === "true" || text === "false") return text === "true";
+    problem(key, `expected true or false, got "${text}"`);
+    return Boolean(decl.default);
+  }
+
+  function list(key: string, check: (item: string) => string | undefined): string[] {
+    const decl = declaration(key);
+    const text = config.get(key);
+    let value: unknown = decl.default ?? [];
+    if (text !== undefined) {
+      try {
+        value = JSON.parse(text);
+      } catch {
+        value = undefined;
+      }
+    }
+    if (!Array.isArray(value) || value.some((item) => typeof item !== "string")) {
+      problem(key, "expected a list of strings", `pulumi config set --path '${key}[0]' <value>`);
+      return [];
+    }
+    for (const item of value as string[]) {
+      const complaint = check(item);
+      if (complaint) problem(key, complaint);
+    }
+    return value as string[];
+  }
+
+  /** A secret: read, checked for presence only, and wrapped as a secret at once. */
+  function secret(key: string, required: boolean): pulumi.Output<string> | undefined {
+    const decl = declaration(key);
+    const value = config.get(key) ?? (decl.default as string | undefined);
+    if (!value) {
+      if (required) problem(key, "is required but not set", `pulumi config set --secret ${key} <value>`);
+      return undefined;
+    }
+    return pulumi.secret(value);
+  }
+
+  const absolutePath = (v: string) =>
+    isSafeAbsolutePath(v) ? undefined : `expected an absolute path, got "${v}"`;
+  const host = (v: string) => (isHost(v) ? undefined : `expected a host name or IP address, got "${v}"`);
+  const quantity = (v: string) =>
+    QUANTITY.test(v) ? undefined : `expected a Kubernetes quantity such as "10Gi", got "${v}"`;
+  const unit = (v: string) =>
+    SYSTEMD_UNIT.test(v) ? undefined : `expected a systemd unit name, got "${v}"`;
+
+  // --- Source VM ---
+  const vmHost = str("vmHost", host);
+  const vm: SourceVmConfig = {
+    host: vmHost,
+    port: int("vmPort", 1, 65535),
+    user: str("vmUser", (v) => (UNIX_USER.test(v) ? undefined : `expected a Unix user name, got "${v}"`)),
+    sudo: bool("vmSudo"),
+    hostKey: optionalStr("vmHostKey", (v) =>
+      SSH_PUBLIC_KEY.test(v.trim())
+        ? undefined
+        : 'expected an SSH public key line such as "ssh-ed25519 AAAA..." (ssh-keyscan -t ed25519 <vmHost>)',
+    )?.trim(),
+    privateKey: secret("sshPrivateKey", true) ?? pulumi.secret(""),
+    workDir: str("vmWorkDir", absolutePath),
+    plexDataDir: str("plexDataDir", absolutePath),
+    plexService: str("plexService", unit),
+    tautulliService: str("tautulliService", unit),
+    tautulliDbPath: str("tautulliDbPath", absolutePath),
+    archiveExcludes: list("archiveExcludes", (v) =>
+      ALLOWED_ARCHIVE_EXCLUDES.includes(v)
+        ? undefined
+        : `"${v}" may not be excluded; allowed: ${ALLOWED_ARCHIVE_EXCLUDES.map((a) => `"${a}"`).join(", ")}`,
+    ),
+    archiveCompression: oneOf("archiveCompression", ["auto", "zstd", "pigz", "gzip", "none"] as const),
+    serveAddress: str("serveAddress", (v) =>
+      IPV4.test(v) || v === "::" ? undefined : `expected an IPv4 address to listen on, got "${v}"`,
+    ),
+    serveHost: optionalStr("serveHost", host) ?? vmHost,
+    servePort: int("servePort", 1024, 65535),
+    serveLifetimeMinutes: int("serveLifetimeMinutes", 5, 10080),
+    serveAllowedCidrs: list("serveAllowedCidrs", (v) =>
+      isCidr(v) ? undefined : `"${v}" is not a CIDR such as "10.0.0.0/24"`,
+    ),
+    keepArchive: bool("keepArchive"),
+    rollbackOnDestroy: bool("rollbackOnDestroy"),
+  };
+  if (vm.workDir === vm.plexDataDir || vm.workDir.startsWith(`${vm.plexDataDir}/`)) {
+    problem("vmWorkDir", "must not be inside plexDataDir (the Plex source is never written to)");
+  }
+
+  // --- Kubernetes ---
+  const dnsLabel = (v: string) =>
+    DNS_LABEL.test(v) && v.length <= 63
+      ? undefined
+      : `expected a DNS label (lower-case letters, digits, "-", at most 63), got "${v}"`;
+  const kubernetes: KubernetesConfig = {
+    context: optionalStr("kubeContext"),
+    namespace: str("namespace", dnsLabel),
+    createNamespace: bool("createNamespace"),
+  };
+
+  // --- Plex ---
+  const mediaEntries = list("plexMediaVolumes", (v) => {
+    const parsed = parseMediaVolume(v);
+    return typeof parsed === "string" ? parsed : undefined;
+  });
+  const mediaVolumes = mediaEntries
+    .map(parseMediaVolume)
+    .filter((v): v is MediaVolume => typeof v !== "string");
+  const seenMounts = new Map<string, string>();
+  for (const volume of mediaVolumes) {
+    for (const [other] of seenMounts) {
+      if (volume.mountPath === other || volume.mountPath.startsWith(`${other}/`) || other.startsWith(`${volume.mountPath}/`)) {
+        problem("plexMediaVolumes", `mount paths "${other}" and "${volume.mountPath}" overlap; give each media root once`);
+      }
+    }
+    seenMounts.set(volume.mountPath, volume.name);
+  }
+  const ingressHost = optionalStr("plexIngressHost", (v) =>
+    DNS_SUBDOMAIN.test(v) ? undefined : `expected a host name such as plex.example.com, got "${v}"`,
+  );
+  const ingressClass = optionalStr("plexIngressClass", (v) => dnsLabel(v));
+  const ingressTls = optionalStr("plexIngressTlsSecret", (v) =>
+    DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
+  );
+  if (!ingressHost && (ingressClass || ingressTls)) {
+    problem("plexIngressHost", "is empty but plexIngressClass or plexIngressTlsSecret is set", "set plexIngressHost or unset the others");
+  }
+  const plex: PlexConfig = {
+    releaseName: str("plexReleaseName", (v) =>
+      DNS_LABEL.test(v) && v.length <= 53
+        ? undefined
+        : `expected a Helm release name (DNS label, at most 53 characters), got "${v}"`,
+    ),
+    chartVersion: str("plexChartVersion", (v) =>
+      SEMVER.test(v) ? undefined : `expected an exact chart version such as "1.5.0", got "${v}"`,
+    ),
+    chartRepo: str("plexChartRepo", (v) =>
+      /^(https|oci):\/\/[^\s]+$/.test(v) ? undefined : `expected an https:// or oci:// URL, got "${v}"`,
+    ),
+    imageTag: optionalStr("plexImageTag", (v) =>
+      IMAGE_TAG.test(v) ? undefined : `expected an image tag such as "1.41.3.9314-a0bfb8370", got "${v}"`,
+    ),
+    initImage: str("plexInitImage", (v) =>
+      IMAGE_REF.test(v) ? undefined : `expected an image reference such as "alpine:3.22", got "${v}"`,
+    ),
+    storageClass: optionalStr("plexConfigStorageClass", (v) =>
+      DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
+    ),
+    configSize: str("plexConfigSize", (v) => (v === "auto" ? undefined : quantity(v))),
+    configHeadroomPercent: int("plexConfigHeadroomPercent", 0, 1000),
+    mediaVolumes,
+    uid: int("plexUid", 0, 2147483647),
+    gid: int("plexGid", 0, 2147483647),
+    claimToken: secret("plexClaimToken", false),
+    serviceType: oneOf("plexServiceType", ["ClusterIP", "NodePort", "LoadBalancer"] as const),
+    ingress: ingressHost ? { host: ingressHost, className: ingressClass, tlsSecret: ingressTls } : undefined,
+    resources: {
+      cpuRequest: optionalStr("plexCpuRequest", quantity),
+      memoryRequest: optionalStr("plexMemoryRequest", quantity),
+      memoryLimit: optionalStr("plexMemoryLimit", quantity),
+    },
+  };
+
+  // --- PostgreSQL ---
+  const mode = oneOf("postgresMode", ["in-cluster", "external"] as const);
+  const endpointText = optionalStr("postgresEndpoint", (v) =>
+    /^[^:\s]+:\d{1,5}$/.test(v) && isHost(v.split(":")[0]) && Number(v.split(":")[1]) <= 65535
+      ? undefined
+      : `expected host:port such as "192.168.1.50:30432", got "${v}"`,
+  );
+  const postgresHost = optionalStr("postgresHost", host);
+  const sslModeSetting = oneOf("postgresSslMode", ["auto", "disable", "require", "verify-full"] as const);
+  const postgres: PostgresConfig = {
+    mode,
+    version: str("postgresVersion", (v) =>
+      /^\d+$/.test(v) && Number(v) >= 13 && Number(v) <= 18
+        ? undefined
+        : `expected a PostgreSQL major version from 13 to 18, got "${v}"`,
+    ),
+    storageSize: str("postgresStorageSize", quantity),
+    storageClass: optionalStr("postgresStorageClass", (v) =>
+      DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
+    ),
+    serviceType: oneOf("postgresServiceType", ["ClusterIP", "NodePort", "LoadBalancer"] as const),
+    endpoint: endpointText
+      ? { host: endpointText.split(":")[0], port: Number(endpointText.split(":")[1]) }
+      : undefined,
+    host: postgresHost,
+    port: int("postgresPort", 1, 65535),
+    adminUser: str("postgresAdminUser", (v) =>
+      PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
+    ),
+    adminPassword: secret("postgresAdminPassword", mode === "external"),
+    sslMode: sslModeSetting === "auto" ? (mode === "external" ? "require" : "disable") : sslModeSetting,
+  };
+  if (mode === "external" && !postgresHost) {
+    problem("postgresHost", 'is required when postgresMode is "external"', "pulumi config set postgresHost <host>");
+  }
+  if (mode === "in-cluster" && postgresHost) {
+    problem("postgresHost", 'is only used when postgresMode is "external"', "unset it or set postgresMode external");
+  }
+  if (mode === "in-cluster" && postgres.serviceType !== "LoadBalancer" && !postgres.endpoint) {
+    // The migrations and the import run on the machine running `pulumi up`; only a LoadBalancer
+    // address is known to the program, any other Service needs the reachable address spelled out.
+    problem(
+      "postgresEndpoint",
+      `is required when the in-cluster Postgres Service is ${postgres.serviceType} (pulumi up must reach the server)`,
+      "set postgresEndpoint <node IP>:<nodePort 30000-32767> with postgresServiceType NodePort, or run `kubectl port-forward` and set 127.0.0.1:<port>, or use postgresServiceType LoadBalancer",
+    );
+  }
+  if (mode === "in-cluster" && postgres.serviceType === "NodePort" && postgres.endpoint) {
+    const nodePort = postgres.endpoint.port;
+    if (nodePort < 30000 || nodePort > 32767) {
+      problem("postgresEndpoint", `its port ${nodePort} becomes the Service's nodePort and must be from 30000 to 32767`);
+    }
+  }
+
+  // --- Tautulli ---
+  const pgName = (v: string) =>
+    PG_IDENTIFIER.test(v)
+      ? undefined
+      : `expected a lower-case PostgreSQL identifier (letters, digits, "_"), got "${v}"`;
+  const tautulli: TautulliConfig = {
+    database: str("tautulliDatabase", pgName),
+    role: str("tautulliRole", pgName),
+    secretName: str("tautulliSecretName", (v) =>
+      DNS_SUBDOMAIN.test(v) ? undefined : `expected a Kubernetes Secret name, got "${v}"`,
+    ),
+    importOverwrite: bool("importOverwrite"),
+    integrityCheck: oneOf("importIntegrityCheck", ["full", "quick"] as const),
+  };
+  if (tautulli.role === postgres.adminUser) {
+    problem("tautulliRole", `must differ from postgresAdminUser ("${postgres.adminUser}"): the app gets its own least-privilege role`);
+  }
+
+  const protectData = bool("protectData");
+
+  for (const key of Object.keys(declarations)) {
+    if (!used.has(key)) throw new Error(`config key ${key} is declared in Pulumi.yaml but never read`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { vm, kubernetes, plex, postgres, tautulli, protectData };
+}
