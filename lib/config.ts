@@ -147,22 +147,31 @@ export function projectConfigDeclarations(
   return project.config ?? {};
 }
 
-export const ALLOWED_ARCHIVE_EXCLUDES = ["Cache", "Logs", "Crash Reports", "Updates", "Diagnostics"];
+export const ALLOWED_ARCHIVE_EXCLUDES = [
+  "Cache",
+  "Logs",
+  "Crash Reports",
+  "Updates",
+  "Diagnostics",
+];
 /** Mount paths the chart or the image already use inside the Plex pod. */
 const RESERVED_MOUNT_PATHS = ["/config", "/transcode", "/init", "/data"];
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const HOSTNAME = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const QUANTITY = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$/;
 const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
 const SYSTEMD_UNIT = /^[A-Za-z0-9:_.@\\-]+$/;
 const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const IMAGE_REF = /^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+const IMAGE_REF =
+  /^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
 const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-const SSH_PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+const SSH_PUBLIC_KEY =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
 
 function isHost(value: string): boolean {
   return IPV4.test(value) || HOSTNAME.test(value) || /^\[?[0-9a-fA-F:]+\]?$/.test(value);
@@ -257,7 +266,8 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
 
   function declaration(key: string): Declaration {
     const decl = declarations[key];
-    if (!decl) throw new Error(`config key ${key} is read by lib/config.ts but not declared in Pulumi.yaml`);
+    if (!decl)
+      throw new Error(`config key ${key} is read by lib/config.ts but not declared in Pulumi.yaml`);
     used.add(key);
     return decl;
   }
@@ -334,7 +344,8 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     const decl = declaration(key);
     const value = config.get(key) ?? (decl.default as string | undefined);
     if (!value) {
-      if (required) problem(key, "is required but not set", `pulumi config set --secret ${key} <value>`);
+      if (required)
+        problem(key, "is required but not set", `pulumi config set --secret ${key} <value>`);
       return undefined;
     }
     return pulumi.secret(value);
@@ -342,7 +353,8 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
 
   const absolutePath = (v: string) =>
     isSafeAbsolutePath(v) ? undefined : `expected an absolute path, got "${v}"`;
-  const host = (v: string) => (isHost(v) ? undefined : `expected a host name or IP address, got "${v}"`);
+  const host = (v: string) =>
+    isHost(v) ? undefined : `expected a host name or IP address, got "${v}"`;
   const quantity = (v: string) =>
     QUANTITY.test(v) ? undefined : `expected a Kubernetes quantity such as "10Gi", got "${v}"`;
   const unit = (v: string) =>
@@ -353,7 +365,9 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const vm: SourceVmConfig = {
     host: vmHost,
     port: int("vmPort", 1, 65535),
-    user: str("vmUser", (v) => (UNIX_USER.test(v) ? undefined : `expected a Unix user name, got "${v}"`)),
+    user: str("vmUser", (v) =>
+      UNIX_USER.test(v) ? undefined : `expected a Unix user name, got "${v}"`,
+    ),
     sudo: bool("vmSudo"),
     hostKey: optionalStr("vmHostKey", (v) =>
       SSH_PUBLIC_KEY.test(v.trim())
@@ -371,7 +385,13 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
         ? undefined
         : `"${v}" may not be excluded; allowed: ${ALLOWED_ARCHIVE_EXCLUDES.map((a) => `"${a}"`).join(", ")}`,
     ),
-    archiveCompression: oneOf("archiveCompression", ["auto", "zstd", "pigz", "gzip", "none"] as const),
+    archiveCompression: oneOf("archiveCompression", [
+      "auto",
+      "zstd",
+      "pigz",
+      "gzip",
+      "none",
+    ] as const),
     serveAddress: str("serveAddress", (v) =>
       IPV4.test(v) || v === "::" ? undefined : `expected an IPv4 address to listen on, got "${v}"`,
     ),
@@ -410,8 +430,15 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const seenMounts = new Map<string, string>();
   for (const volume of mediaVolumes) {
     for (const [other] of seenMounts) {
-      if (volume.mountPath === other || volume.mountPath.startsWith(`${other}/`) || other.startsWith(`${volume.mountPath}/`)) {
-        problem("plexMediaVolumes", `mount paths "${other}" and "${volume.mountPath}" overlap; give each media root once`);
+      if (
+        volume.mountPath === other ||
+        volume.mountPath.startsWith(`${other}/`) ||
+        other.startsWith(`${volume.mountPath}/`)
+      ) {
+        problem(
+          "plexMediaVolumes",
+          `mount paths "${other}" and "${volume.mountPath}" overlap; give each media root once`,
+        );
       }
     }
     seenMounts.set(volume.mountPath, volume.name);
@@ -424,7 +451,11 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
   );
   if (!ingressHost && (ingressClass || ingressTls)) {
-    problem("plexIngressHost", "is empty but plexIngressClass or plexIngressTlsSecret is set", "set plexIngressHost or unset the others");
+    problem(
+      "plexIngressHost",
+      "is empty but plexIngressClass or plexIngressTlsSecret is set",
+      "set plexIngressHost or unset the others",
+    );
   }
   const plex: PlexConfig = {
     releaseName: str("plexReleaseName", (v) =>
@@ -436,13 +467,19 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       SEMVER.test(v) ? undefined : `expected an exact chart version such as "1.5.0", got "${v}"`,
     ),
     chartRepo: str("plexChartRepo", (v) =>
-      /^(https|oci):\/\/[^\s]+$/.test(v) ? undefined : `expected an https:// or oci:// URL, got "${v}"`,
+      /^(https|oci):\/\/[^\s]+$/.test(v)
+        ? undefined
+        : `expected an https:// or oci:// URL, got "${v}"`,
     ),
     imageTag: optionalStr("plexImageTag", (v) =>
-      IMAGE_TAG.test(v) ? undefined : `expected an image tag such as "1.41.3.9314-a0bfb8370", got "${v}"`,
+      IMAGE_TAG.test(v)
+        ? undefined
+        : `expected an image tag such as "1.41.3.9314-a0bfb8370", got "${v}"`,
     ),
     initImage: str("plexInitImage", (v) =>
-      IMAGE_REF.test(v) ? undefined : `expected an image reference such as "alpine:3.22", got "${v}"`,
+      IMAGE_REF.test(v)
+        ? undefined
+        : `expected an image reference such as "alpine:3.22", got "${v}"`,
     ),
     storageClass: optionalStr("plexConfigStorageClass", (v) =>
       DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
@@ -454,7 +491,9 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     gid: int("plexGid", 0, 2147483647),
     claimToken: secret("plexClaimToken", false),
     serviceType: oneOf("plexServiceType", ["ClusterIP", "NodePort", "LoadBalancer"] as const),
-    ingress: ingressHost ? { host: ingressHost, className: ingressClass, tlsSecret: ingressTls } : undefined,
+    ingress: ingressHost
+      ? { host: ingressHost, className: ingressClass, tlsSecret: ingressTls }
+      : undefined,
     resources: {
       cpuRequest: optionalStr("plexCpuRequest", quantity),
       memoryRequest: optionalStr("plexMemoryRequest", quantity),
@@ -470,7 +509,12 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       : `expected host:port such as "192.168.1.50:30432", got "${v}"`,
   );
   const postgresHost = optionalStr("postgresHost", host);
-  const sslModeSetting = oneOf("postgresSslMode", ["auto", "disable", "require", "verify-full"] as const);
+  const sslModeSetting = oneOf("postgresSslMode", [
+    "auto",
+    "disable",
+    "require",
+    "verify-full",
+  ] as const);
   const postgres: PostgresConfig = {
     mode,
     version: str("postgresVersion", (v) =>
@@ -492,13 +536,22 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
     ),
     adminPassword: secret("postgresAdminPassword", mode === "external"),
-    sslMode: sslModeSetting === "auto" ? (mode === "external" ? "require" : "disable") : sslModeSetting,
+    sslMode:
+      sslModeSetting === "auto" ? (mode === "external" ? "require" : "disable") : sslModeSetting,
   };
   if (mode === "external" && !postgresHost) {
-    problem("postgresHost", 'is required when postgresMode is "external"', "pulumi config set postgresHost <host>");
+    problem(
+      "postgresHost",
+      'is required when postgresMode is "external"',
+      "pulumi config set postgresHost <host>",
+    );
   }
   if (mode === "in-cluster" && postgresHost) {
-    problem("postgresHost", 'is only used when postgresMode is "external"', "unset it or set postgresMode external");
+    problem(
+      "postgresHost",
+      'is only used when postgresMode is "external"',
+      "unset it or set postgresMode external",
+    );
   }
   if (mode === "in-cluster" && postgres.serviceType !== "LoadBalancer" && !postgres.endpoint) {
     // The migrations and the import run on the machine running `pulumi up`; only a LoadBalancer
@@ -512,7 +565,10 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   if (mode === "in-cluster" && postgres.serviceType === "NodePort" && postgres.endpoint) {
     const nodePort = postgres.endpoint.port;
     if (nodePort < 30000 || nodePort > 32767) {
-      problem("postgresEndpoint", `its port ${nodePort} becomes the Service's nodePort and must be from 30000 to 32767`);
+      problem(
+        "postgresEndpoint",
+        `its port ${nodePort} becomes the Service's nodePort and must be from 30000 to 32767`,
+      );
     }
   }
 
@@ -531,13 +587,17 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     integrityCheck: oneOf("importIntegrityCheck", ["full", "quick"] as const),
   };
   if (tautulli.role === postgres.adminUser) {
-    problem("tautulliRole", `must differ from postgresAdminUser ("${postgres.adminUser}"): the app gets its own least-privilege role`);
+    problem(
+      "tautulliRole",
+      `must differ from postgresAdminUser ("${postgres.adminUser}"): the app gets its own least-privilege role`,
+    );
   }
 
   const protectData = bool("protectData");
 
   for (const key of Object.keys(declarations)) {
-    if (!used.has(key)) throw new Error(`config key ${key} is declared in Pulumi.yaml but never read`);
+    if (!used.has(key))
+      throw new Error(`config key ${key} is declared in Pulumi.yaml but never read`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return { vm, kubernetes, plex, postgres, tautulli, protectData };

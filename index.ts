@@ -1,0 +1,154 @@
+/**
+ * plex-migrate: one `pulumi up` moves Plex and Tautulli off an Ubuntu VM into Kubernetes.
+ *
+ * This file only reads the stack config and wires the components in data-flow order:
+ *
+ *   VM preflight -> stop Plex/Tautulli -> archive -> serve -> Plex Helm release (init container
+ *   pulls the archive) -> stop serving;
+ *   Postgres -> Tautulli role/database -> schema migrations -> import (after Tautulli stopped).
+ *
+ * Every decision lives in the components and the library modules they call.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { PlexRelease } from "./components/plex-release";
+import { PostgresInstance } from "./components/postgres-instance";
+import { SchemaMigrations } from "./components/schema-migrations";
+import { SourceVm } from "./components/source-vm";
+import { SqliteImport } from "./components/sqlite-import";
+import { TautulliDatabase } from "./components/tautulli-database";
+import { loadConfig } from "./lib/config";
+
+const config = loadConfig();
+
+// One explicit provider, so the cluster a stack deploys to is part of its configuration.
+const cluster = new k8s.Provider("cluster", { context: config.kubernetes.context });
+const onCluster = { providers: { kubernetes: cluster } };
+
+const sourceVm = new SourceVm("source-vm", {
+  connection: {
+    host: config.vm.host,
+    port: config.vm.port,
+    user: config.vm.user,
+    privateKey: config.vm.privateKey,
+    hostKey: config.vm.hostKey,
+  },
+  sudo: config.vm.sudo,
+  workDir: config.vm.workDir,
+  plexDataDir: config.vm.plexDataDir,
+  plexService: config.vm.plexService,
+  tautulliService: config.vm.tautulliService,
+  tautulliDbPath: config.vm.tautulliDbPath,
+  archiveExcludes: config.vm.archiveExcludes,
+  archiveCompression: config.vm.archiveCompression,
+  serve: {
+    address: config.vm.serveAddress,
+    host: config.vm.serveHost,
+    port: config.vm.servePort,
+    lifetimeMinutes: config.vm.serveLifetimeMinutes,
+    allowedCidrs: config.vm.serveAllowedCidrs,
+  },
+  keepArchive: config.vm.keepArchive,
+  rollbackOnDestroy: config.vm.rollbackOnDestroy,
+});
+
+const plex = new PlexRelease(
+  "plex",
+  {
+    namespace: config.kubernetes.namespace,
+    createNamespace: config.kubernetes.createNamespace,
+    releaseName: config.plex.releaseName,
+    chartVersion: config.plex.chartVersion,
+    chartRepo: config.plex.chartRepo,
+    imageTagOverride: config.plex.imageTag,
+    plexVersion: sourceVm.plexVersion,
+    initImage: config.plex.initImage,
+    storageClass: config.plex.storageClass,
+    configSize: config.plex.configSize,
+    configHeadroomPercent: config.plex.configHeadroomPercent,
+    libraryBytes: sourceVm.libraryBytes,
+    mediaVolumes: config.plex.mediaVolumes,
+    uid: config.plex.uid,
+    gid: config.plex.gid,
+    claimToken: config.plex.claimToken,
+    serviceType: config.plex.serviceType,
+    ingress: config.plex.ingress,
+    resources: config.plex.resources,
+    archive: {
+      url: sourceVm.archiveUrl,
+      sha256: sourceVm.archiveSha256,
+      bytes: sourceVm.archiveBytes,
+      format: sourceVm.archiveFormat,
+    },
+    protectData: config.protectData,
+  },
+  { ...onCluster, dependsOn: [sourceVm.archiveServed] },
+);
+
+const postgres = new PostgresInstance(
+  "postgres",
+  {
+    namespace: plex.namespace,
+    mode: config.postgres.mode,
+    version: config.postgres.version,
+    storageSize: config.postgres.storageSize,
+    storageClass: config.postgres.storageClass,
+    serviceType: config.postgres.serviceType,
+    endpoint: config.postgres.endpoint,
+    host: config.postgres.host,
+    port: config.postgres.port,
+    adminUser: config.postgres.adminUser,
+    adminPassword: config.postgres.adminPassword,
+    sslMode: config.postgres.sslMode,
+    protectData: config.protectData,
+  },
+  onCluster,
+);
+
+const tautulliDatabase = new TautulliDatabase(
+  "tautulli-db",
+  {
+    admin: postgres.admin,
+    clusterHost: postgres.clusterHost,
+    clusterPort: postgres.clusterPort,
+    namespace: plex.namespace,
+    databaseName: config.tautulli.database,
+    roleName: config.tautulli.role,
+    secretName: config.tautulli.secretName,
+    protectData: config.protectData,
+  },
+  { ...onCluster, dependsOn: [postgres] },
+);
+
+const schema = new SchemaMigrations(
+  "tautulli-schema",
+  { databaseUrl: tautulliDatabase.databaseUrl },
+  { dependsOn: [tautulliDatabase] },
+);
+
+// The snapshot is taken on the VM after Tautulli stopped, so no play is lost or torn.
+const tautulliImport = new SqliteImport(
+  "tautulli-import",
+  {
+    databaseUrl: tautulliDatabase.databaseUrl,
+    source: { url: sourceVm.tautulliSnapshotUrl, sha256: sourceVm.tautulliSnapshotSha256 },
+    overwrite: config.tautulli.importOverwrite,
+    schemaVersion: schema.schemaVersion,
+    integrityCheck: config.tautulli.integrityCheck,
+  },
+  { dependsOn: [schema, sourceVm.servicesStopped] },
+);
+
+// The archive server holds Preferences.xml (the Plex token): stop it once both consumers are done.
+sourceVm.stopServingAfter([plex.release, tautulliImport]);
+
+export const plexUrl = plex.plexUrl;
+export const plexConfigClaim = plex.configClaimName;
+export const plexConfigSize = plex.configSize;
+export const plexVersion = sourceVm.plexVersion;
+export const plexImageTag = plex.imageTag;
+export const archiveSha256 = sourceVm.archiveSha256;
+export const postgresService = postgres.serviceName;
+export const tautulliConnectionSecret = pulumi.interpolate`${plex.namespace}/${tautulliDatabase.secretName}`;
+export const tautulliSchemaVersion = schema.schemaVersion;
+export const importSummary = tautulliImport.summary;

@@ -1,0 +1,287 @@
+/**
+ * Pulumi mocks that behave like the engine where the tests depend on it, and record everything a
+ * real `pulumi up` would be asked to do: every registration's type, name, parent, custom flag,
+ * inputs (with secret markers intact), dependencies, protect/retainOnDelete, provider and
+ * additionalSecretOutputs.
+ *
+ * Like the engine, a resource's outputs are its inputs (secrets stay secret) plus the outputs its
+ * type adds; fields in `additionalSecretOutputs` come back secret. A type the mocks do not know
+ * fails the registration, and so the test.
+ */
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+
+export interface Registration {
+  type: string;
+  name: string;
+  urn: string;
+  parentUrn: string;
+  custom: boolean;
+  /** Inputs as plain values (secrets unwrapped). */
+  inputs: Record<string, unknown>;
+  /** Inputs as sent to the engine: secrets are `{ [SECRET_SIG]: ..., value }` objects. */
+  rawInputs: Record<string, unknown>;
+  dependencies: string[];
+  propertyDependencies: Record<string, string[]>;
+  protect: boolean;
+  retainOnDelete: boolean;
+  provider: string;
+  additionalSecretOutputs: string[];
+  ignoreChanges: string[];
+  deleteBeforeReplace: boolean;
+}
+
+export type OutputsFor = (registration: Registration) => Record<string, unknown>;
+
+/** Types the program may create, with the outputs each adds to its inputs. */
+export const KNOWN_TYPES: Record<string, OutputsFor> = {
+  "pulumi:pulumi:Stack": () => ({}),
+  "pulumi:providers:kubernetes": () => ({}),
+  "pulumi:providers:postgresql": () => ({}),
+  "pulumi:providers:command": () => ({}),
+  "pulumi:providers:random": () => ({}),
+  "kubernetes:core/v1:Namespace": () => ({}),
+  "kubernetes:core/v1:PersistentVolumeClaim": () => ({}),
+  "kubernetes:core/v1:Secret": () => ({}),
+  "kubernetes:core/v1:ConfigMap": () => ({}),
+  "kubernetes:core/v1:Service": (r) => ({
+    status:
+      (r.inputs.spec as { type?: string } | undefined)?.type === "LoadBalancer"
+        ? { loadBalancer: { ingress: [{ ip: "192.0.2.10" }] } }
+        : { loadBalancer: {} },
+  }),
+  "kubernetes:apps/v1:StatefulSet": () => ({}),
+  "kubernetes:networking.k8s.io/v1:Ingress": () => ({}),
+  "kubernetes:helm.sh/v3:Release": (r) => ({
+    status: { name: r.inputs.name, namespace: r.inputs.namespace, status: "deployed" },
+  }),
+  "random:index/randomPassword:RandomPassword": (r) => ({
+    result: secretValue(`mock-password-${r.name}-0123456789`),
+  }),
+  "postgresql:index/role:Role": () => ({}),
+  "postgresql:index/database:Database": () => ({}),
+  "postgresql:index/grant:Grant": () => ({}),
+  "postgresql:index/defaultPrivileges:DefaultPrivileges": () => ({}),
+  "command:remote:Command": () => ({ stdout: "", stderr: "" }),
+  "command:remote:CopyToRemote": () => ({}),
+  "pulumi-nodejs:dynamic/plex-migrate:SchemaMigrations": () => ({}),
+  "pulumi-nodejs:dynamic/plex-migrate:SqliteImport": () => ({}),
+};
+
+export function secretValue(value: unknown): Record<string, unknown> {
+  return { [SECRET_SIG]: SECRET_VALUE, value };
+}
+
+export function isSecretMarker(value: unknown): value is { value: unknown } {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as Record<string, unknown>)[SECRET_SIG] === SECRET_VALUE
+  );
+}
+
+/** True when the raw input at `dotted.path` (or any value above it) is marked secret. */
+export function isSecretInput(registration: Registration, dottedPath: string): boolean {
+  let current: unknown = registration.rawInputs;
+  for (const part of dottedPath.split(".")) {
+    if (isSecretMarker(current)) return true;
+    if (current === null || typeof current !== "object") return false;
+    current = (current as Record<string, unknown>)[part];
+  }
+  return isSecretMarker(current);
+}
+
+/** Every string anywhere in the raw inputs that is NOT inside a secret marker. */
+export function plainStrings(value: unknown, out: string[] = []): string[] {
+  if (isSecretMarker(value)) return out;
+  if (typeof value === "string") out.push(value);
+  else if (Array.isArray(value)) value.forEach((v) => plainStrings(v, out));
+  else if (value && typeof value === "object")
+    Object.values(value).forEach((v) => plainStrings(v, out));
+  return out;
+}
+
+export interface MockRun {
+  registrations: Registration[];
+  /** The program module's exports (stack outputs). */
+  exports: Record<string, unknown>;
+  byType(type: string): Registration[];
+  /** The one registration with this type and name (throws if not exactly one). */
+  get(type: string, name: string): Registration;
+  /** Registrations whose parent is `parent`. */
+  childrenOf(parent: Registration): Registration[];
+}
+
+let capturing: Registration[] | undefined;
+let extraOutputs: Record<string, OutputsFor> = {};
+let patched = false;
+
+/** The parts of the engine's RegisterResourceRequest (protobuf) that are recorded. */
+interface RegisterResourceRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getCustom(): boolean;
+  getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
+  getDependenciesList(): string[];
+  getPropertydependenciesMap(): {
+    toArray(): Array<[string, [string[]] | []]>;
+  };
+  getProtect(): boolean | undefined;
+  getRetainondelete(): boolean | undefined;
+  getProvider(): string;
+  getAdditionalsecretoutputsList(): string[];
+  getIgnorechangesList(): string[];
+  getDeletebeforereplace(): boolean;
+}
+
+function patchMonitor(): void {
+  if (patched) return;
+  patched = true;
+  const { MockMonitor } = require("@pulumi/pulumi/runtime/mocks");
+  const { deserializeProperties } = require("@pulumi/pulumi/runtime/rpc");
+  const original = MockMonitor.prototype.registerResource;
+  MockMonitor.prototype.registerResource = function (
+    this: { newUrn(parent: string, type: string, name: string): string },
+    req: RegisterResourceRequest,
+    callback: unknown,
+  ) {
+    const registration: Registration = {
+      type: req.getType(),
+      name: req.getName(),
+      urn: this.newUrn(req.getParent(), req.getType(), req.getName()),
+      parentUrn: req.getParent(),
+      custom: req.getCustom(),
+      inputs: deserializeProperties(req.getObject()),
+      rawInputs: req.getObject()?.toJavaScript() ?? {},
+      dependencies: req.getDependenciesList(),
+      propertyDependencies: Object.fromEntries(
+        req
+          .getPropertydependenciesMap()
+          .toArray()
+          .map(([key, deps]) => [key, deps[0] ?? []]),
+      ),
+      protect: Boolean(req.getProtect()),
+      retainOnDelete: Boolean(req.getRetainondelete()),
+      provider: req.getProvider(),
+      additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+      ignoreChanges: req.getIgnorechangesList(),
+      deleteBeforeReplace: req.getDeletebeforereplace(),
+    };
+    capturing?.push(registration);
+    return original.call(this, req, callback);
+  };
+}
+
+function mocks(registrations: () => Registration[]): pulumi.runtime.Mocks {
+  return {
+    newResource(args: pulumi.runtime.MockResourceArgs) {
+      const outputsFor = extraOutputs[args.type] ?? KNOWN_TYPES[args.type];
+      if (!outputsFor) throw new Error(`mocks: unknown resource type ${args.type} (${args.name})`);
+      const registration = [...registrations()]
+        .reverse()
+        .find((r) => r.type === args.type && r.name === args.name);
+      if (!registration) throw new Error(`mocks: no registration captured for ${args.name}`);
+      const state: Record<string, unknown> = {
+        ...registration.rawInputs,
+        ...outputsFor(registration),
+      };
+      for (const key of registration.additionalSecretOutputs) {
+        if (key in state && !isSecretMarker(state[key])) state[key] = secretValue(state[key]);
+      }
+      return { id: args.custom ? `${args.name}-id` : undefined, state };
+    },
+    call(args: pulumi.runtime.MockCallArgs) {
+      throw new Error(`mocks: unexpected call ${args.token}`);
+    },
+  };
+}
+
+export interface RunOptions {
+  /** Stack name. @default test */
+  stack?: string;
+  /** Config values by key without the project prefix; non-strings are JSON-encoded. */
+  config?: Record<string, unknown>;
+  /** Keys of `config` that are secrets. */
+  secretKeys?: string[];
+  /** Preview (dry run) instead of update. @default false */
+  preview?: boolean;
+  /** Outputs added per type, on top of KNOWN_TYPES. */
+  outputs?: Record<string, OutputsFor>;
+}
+
+const PROJECT = "plex-migrate";
+
+/** Loads `modulePath` fresh under mocks with the given config and waits for it to finish. */
+export async function runWithMocks(
+  load: () => Record<string, unknown>,
+  options: RunOptions = {},
+): Promise<MockRun> {
+  patchMonitor();
+  const registrations: Registration[] = [];
+  capturing = registrations;
+  extraOutputs = options.outputs ?? {};
+  const config: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options.config ?? {})) {
+    config[`${PROJECT}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  pulumi.runtime.setAllConfig(
+    config,
+    (options.secretKeys ?? []).map((k) => `${PROJECT}:${k}`),
+  );
+  await pulumi.runtime.setMocks(
+    mocks(() => registrations),
+    PROJECT,
+    options.stack ?? "test",
+    options.preview ?? false,
+  );
+  let exports: Record<string, unknown> = {};
+  try {
+    await pulumi.runtime.runInPulumiStack(async () => {
+      exports = load();
+      return exports;
+    });
+    const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings");
+    await waitForRPCs();
+  } finally {
+    capturing = undefined;
+  }
+  const run: MockRun = {
+    registrations,
+    exports,
+    byType: (type) => registrations.filter((r) => r.type === type),
+    get(type, name) {
+      const found = registrations.filter((r) => r.type === type && r.name === name);
+      if (found.length !== 1) {
+        throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
+      }
+      return found[0];
+    },
+    childrenOf: (parent) => registrations.filter((r) => r.parentUrn === parent.urn),
+  };
+  return run;
+}
+
+/** Requires `file` (relative to the project root) fresh, with every project module reloaded. */
+export function freshRequire(file: string): Record<string, unknown> {
+  const root = path.resolve(__dirname, "..", "..");
+  for (const key of Object.keys(require.cache)) {
+    if (
+      key.startsWith(root) &&
+      !key.includes(`${path.sep}node_modules${path.sep}`) &&
+      !key.includes(`${path.sep}test${path.sep}support${path.sep}`)
+    ) {
+      delete require.cache[key];
+    }
+  }
+  return require(path.join(root, file));
+}
+
+/** Resolves an Output to its value and whether it is secret (tests only). */
+export async function unwrap<T>(output: pulumi.Output<T>): Promise<{ value: T; secret: boolean }> {
+  const internal = output as unknown as { promise(): Promise<T>; isSecret: Promise<boolean> };
+  return { value: await internal.promise(), secret: await internal.isSecret };
+}

@@ -1,0 +1,451 @@
+/**
+ * lib/config.ts against Pulumi.yaml: every key declared with type, default and description; every
+ * bad value fails with the key named and what is expected; secrets are never echoed.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as YAML from "yaml";
+import {
+  ConfigError,
+  loadConfig,
+  mediaVolumeName,
+  parseMediaVolume,
+  projectConfigDeclarations,
+} from "../../lib/config";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const SSH_KEY =
+  "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key-material\n-----END OPENSSH PRIVATE KEY-----";
+const SECRET_KEYS = ["sshPrivateKey", "postgresAdminPassword", "plexClaimToken"];
+
+/** The minimum a stack must set, plus `overrides`. */
+function load(overrides: Record<string, unknown> = {}) {
+  const values: Record<string, unknown> = {
+    vmHost: "192.168.13.21",
+    sshPrivateKey: SSH_KEY,
+    postgresServiceType: "LoadBalancer",
+    ...overrides,
+  };
+  const config: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    config[`plex-migrate:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  pulumi.runtime.setAllConfig(
+    config,
+    SECRET_KEYS.map((k) => `plex-migrate:${k}`),
+  );
+  return loadConfig(new pulumi.Config("plex-migrate"));
+}
+
+function problemsOf(overrides: Record<string, unknown>): string[] {
+  try {
+    load(overrides);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return (err as ConfigError).problems;
+  }
+  return [];
+}
+
+describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
+  const declarations = projectConfigDeclarations();
+
+  it("declares every key with a type, a description and a default of that type (or required)", () => {
+    const required = Object.entries(declarations)
+      .filter(([, d]) => d.default === undefined)
+      .map(([k]) => k)
+      .sort();
+    assert.deepStrictEqual(required, ["sshPrivateKey", "vmHost"]);
+    for (const [key, decl] of Object.entries(declarations)) {
+      assert.ok(decl.description && decl.description.length > 10, `${key} needs a description`);
+      assert.ok(["string", "integer", "boolean", "array"].includes(decl.type), `${key} type`);
+      if (decl.default === undefined) continue;
+      const ok =
+        (decl.type === "string" && typeof decl.default === "string") ||
+        (decl.type === "integer" && Number.isInteger(decl.default)) ||
+        (decl.type === "boolean" && typeof decl.default === "boolean") ||
+        (decl.type === "array" && Array.isArray(decl.default));
+      assert.ok(ok, `${key}: default ${JSON.stringify(decl.default)} is not a ${decl.type}`);
+    }
+    for (const key of SECRET_KEYS) assert.strictEqual(declarations[key].secret, true, key);
+  });
+
+  it("accepts the defaults and returns them typed", () => {
+    const config = load();
+    assert.strictEqual(config.vm.port, 22);
+    assert.strictEqual(config.vm.user, "ubuntu");
+    assert.strictEqual(config.vm.serveHost, "192.168.13.21", "serveHost defaults to vmHost");
+    assert.strictEqual(
+      config.vm.plexDataDir,
+      "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server",
+    );
+    assert.deepStrictEqual(config.vm.archiveExcludes, []);
+    assert.strictEqual(config.kubernetes.context, undefined);
+    assert.strictEqual(config.plex.configSize, "auto");
+    assert.strictEqual(config.plex.imageTag, undefined);
+    assert.strictEqual(config.plex.claimToken, undefined);
+    assert.strictEqual(config.postgres.mode, "in-cluster");
+    assert.strictEqual(config.postgres.sslMode, "disable");
+    assert.strictEqual(config.postgres.adminPassword, undefined);
+    assert.strictEqual(config.tautulli.importOverwrite, false);
+    assert.strictEqual(config.protectData, true);
+  });
+
+  it("keeps secret config values secret", async () => {
+    const config = load({ postgresAdminPassword: "pg-admin-pw", plexClaimToken: "claim-abc" });
+    for (const output of [
+      config.vm.privateKey,
+      config.postgres.adminPassword!,
+      config.plex.claimToken!,
+    ]) {
+      assert.strictEqual(
+        await (output as unknown as { isSecret: Promise<boolean> }).isSecret,
+        true,
+      );
+    }
+  });
+
+  it("parses both example stack files without a problem", () => {
+    for (const stack of ["dev", "prod"]) {
+      const file = YAML.parse(fs.readFileSync(path.join(ROOT, `Pulumi.${stack}.yaml`), "utf8"));
+      const values: Record<string, unknown> = {};
+      for (const [key, value] of Object.entries(file.config as Record<string, unknown>)) {
+        const bare = key.replace(/^plex-migrate:/, "");
+        assert.ok(declarations[bare], `Pulumi.${stack}.yaml sets undeclared key ${key}`);
+        values[bare] = value;
+      }
+      assert.deepStrictEqual(
+        problemsOf({ ...values, sshPrivateKey: SSH_KEY, postgresAdminPassword: "x" }),
+        [],
+      );
+    }
+  });
+
+  // Each bad value must fail naming its key, say what is expected, and never echo a secret.
+  const badValues: Array<[string, Record<string, unknown>, RegExp]> = [
+    ["vmHost", { vmHost: undefined }, /vmHost: is required/],
+    ["vmHost", { vmHost: "my host" }, /vmHost: expected a host name or IP/],
+    ["vmPort", { vmPort: "70000" }, /vmPort: expected an integer from 1 to 65535/],
+    ["vmPort", { vmPort: "twenty" }, /vmPort: expected an integer/],
+    ["vmUser", { vmUser: "Bad User" }, /vmUser: expected a Unix user name/],
+    ["vmSudo", { vmSudo: "yes" }, /vmSudo: expected true or false/],
+    ["vmHostKey", { vmHostKey: "AAAA" }, /vmHostKey: expected an SSH public key line/],
+    ["sshPrivateKey", { sshPrivateKey: undefined }, /sshPrivateKey: is required.*--secret/],
+    ["vmWorkDir", { vmWorkDir: "tmp/plex" }, /vmWorkDir: expected an absolute path/],
+    [
+      "vmWorkDir",
+      { vmWorkDir: "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server/tmp" },
+      /vmWorkDir: must not be inside plexDataDir/,
+    ],
+    ["plexDataDir", { plexDataDir: "/var/lib/../etc" }, /plexDataDir: expected an absolute path/],
+    ["plexService", { plexService: "plex media" }, /plexService: expected a systemd unit name/],
+    [
+      "tautulliService",
+      { tautulliService: "taut;rm" },
+      /tautulliService: expected a systemd unit name/,
+    ],
+    [
+      "tautulliDbPath",
+      { tautulliDbPath: "tautulli.db" },
+      /tautulliDbPath: expected an absolute path/,
+    ],
+    [
+      "archiveExcludes",
+      { archiveExcludes: ["Metadata"] },
+      /archiveExcludes: "Metadata" may not be excluded; allowed: "Cache"/,
+    ],
+    ["archiveExcludes", { archiveExcludes: "Logs" }, /archiveExcludes: expected a list of strings/],
+    [
+      "archiveCompression",
+      { archiveCompression: "rar" },
+      /archiveCompression: expected one of "auto", "zstd", "pigz", "gzip", "none", got "rar"/,
+    ],
+    ["serveAddress", { serveAddress: "vm.local" }, /serveAddress: expected an IPv4 address/],
+    ["serveHost", { serveHost: "bad host" }, /serveHost: expected a host name/],
+    ["servePort", { servePort: "80" }, /servePort: expected an integer from 1024 to 65535/],
+    [
+      "serveLifetimeMinutes",
+      { serveLifetimeMinutes: "0" },
+      /serveLifetimeMinutes: expected an integer from 5/,
+    ],
+    [
+      "serveAllowedCidrs",
+      { serveAllowedCidrs: ["10.0.0.0"] },
+      /serveAllowedCidrs: "10.0.0.0" is not a CIDR/,
+    ],
+    ["keepArchive", { keepArchive: "1" }, /keepArchive: expected true or false/],
+    [
+      "rollbackOnDestroy",
+      { rollbackOnDestroy: "maybe" },
+      /rollbackOnDestroy: expected true or false/,
+    ],
+    ["namespace", { namespace: "Plex_NS" }, /namespace: expected a DNS label/],
+    ["createNamespace", { createNamespace: "no" }, /createNamespace: expected true or false/],
+    [
+      "plexReleaseName",
+      { plexReleaseName: "p".repeat(54) },
+      /plexReleaseName: expected a Helm release name/,
+    ],
+    [
+      "plexChartVersion",
+      { plexChartVersion: "latest" },
+      /plexChartVersion: expected an exact chart version/,
+    ],
+    [
+      "plexChartRepo",
+      { plexChartRepo: "http://charts.example.com" },
+      /plexChartRepo: expected an https:\/\/ or oci:\/\/ URL/,
+    ],
+    ["plexImageTag", { plexImageTag: "bad tag" }, /plexImageTag: expected an image tag/],
+    [
+      "plexInitImage",
+      { plexInitImage: "Alpine Latest" },
+      /plexInitImage: expected an image reference/,
+    ],
+    [
+      "plexConfigStorageClass",
+      { plexConfigStorageClass: "Fast_SSD" },
+      /plexConfigStorageClass: expected a StorageClass name/,
+    ],
+    [
+      "plexConfigSize",
+      { plexConfigSize: "lots" },
+      /plexConfigSize: expected a Kubernetes quantity/,
+    ],
+    [
+      "plexConfigHeadroomPercent",
+      { plexConfigHeadroomPercent: "-5" },
+      /plexConfigHeadroomPercent: expected an integer from 0/,
+    ],
+    [
+      "plexMediaVolumes",
+      { plexMediaVolumes: ["/mnt/media"] },
+      /plexMediaVolumes: "\/mnt\/media" has no "="/,
+    ],
+    [
+      "plexMediaVolumes",
+      { plexMediaVolumes: ["/config=hostpath:///srv"] },
+      /plexMediaVolumes: .*\/config is used by the Plex chart/,
+    ],
+    [
+      "plexMediaVolumes",
+      { plexMediaVolumes: ["/mnt/a=smb://nas/a"] },
+      /plexMediaVolumes: .*unknown source "smb:\/\/nas\/a"/,
+    ],
+    [
+      "plexMediaVolumes",
+      { plexMediaVolumes: ["/mnt/a=pvc://Bad_Claim"] },
+      /plexMediaVolumes: .*not a valid PersistentVolumeClaim name/,
+    ],
+    [
+      "plexMediaVolumes",
+      { plexMediaVolumes: ["/mnt/a=nfs://nas/x", "/mnt/a/b=nfs://nas/y"] },
+      /plexMediaVolumes: mount paths "\/mnt\/a" and "\/mnt\/a\/b" overlap/,
+    ],
+    ["plexUid", { plexUid: "-1" }, /plexUid: expected an integer from 0/],
+    ["plexGid", { plexGid: "1.5" }, /plexGid: expected an integer/],
+    [
+      "plexServiceType",
+      { plexServiceType: "Ingress" },
+      /plexServiceType: expected one of "ClusterIP", "NodePort", "LoadBalancer"/,
+    ],
+    [
+      "plexIngressHost",
+      { plexIngressHost: "plex_example" },
+      /plexIngressHost: expected a host name/,
+    ],
+    [
+      "plexIngressHost",
+      { plexIngressClass: "nginx" },
+      /plexIngressHost: is empty but plexIngressClass or plexIngressTlsSecret is set/,
+    ],
+    [
+      "plexIngressClass",
+      { plexIngressHost: "plex.example.com", plexIngressClass: "Nginx!" },
+      /plexIngressClass: expected a DNS label/,
+    ],
+    [
+      "plexIngressTlsSecret",
+      { plexIngressHost: "plex.example.com", plexIngressTlsSecret: "TLS Secret" },
+      /plexIngressTlsSecret: expected a Secret name/,
+    ],
+    ["plexCpuRequest", { plexCpuRequest: "two" }, /plexCpuRequest: expected a Kubernetes quantity/],
+    [
+      "plexMemoryRequest",
+      { plexMemoryRequest: "2GB" },
+      /plexMemoryRequest: expected a Kubernetes quantity/,
+    ],
+    [
+      "plexMemoryLimit",
+      { plexMemoryLimit: "4 Gi" },
+      /plexMemoryLimit: expected a Kubernetes quantity/,
+    ],
+    [
+      "postgresMode",
+      { postgresMode: "cloud" },
+      /postgresMode: expected one of "in-cluster", "external"/,
+    ],
+    [
+      "postgresVersion",
+      { postgresVersion: "12" },
+      /postgresVersion: expected a PostgreSQL major version from 13 to 18/,
+    ],
+    [
+      "postgresStorageSize",
+      { postgresStorageSize: "ten" },
+      /postgresStorageSize: expected a Kubernetes quantity/,
+    ],
+    [
+      "postgresStorageClass",
+      { postgresStorageClass: "SSD!" },
+      /postgresStorageClass: expected a StorageClass name/,
+    ],
+    [
+      "postgresServiceType",
+      { postgresServiceType: "Headless" },
+      /postgresServiceType: expected one of/,
+    ],
+    [
+      "postgresEndpoint",
+      { postgresServiceType: "ClusterIP" },
+      /postgresEndpoint: is required when the in-cluster Postgres Service is ClusterIP.*port-forward/,
+    ],
+    ["postgresEndpoint", { postgresEndpoint: "db" }, /postgresEndpoint: expected host:port/],
+    [
+      "postgresEndpoint",
+      { postgresServiceType: "NodePort", postgresEndpoint: "192.168.1.5:5432" },
+      /postgresEndpoint: its port 5432 becomes the Service's nodePort and must be from 30000 to 32767/,
+    ],
+    [
+      "postgresHost",
+      { postgresMode: "external", postgresAdminPassword: "pw" },
+      /postgresHost: is required when postgresMode is "external"/,
+    ],
+    [
+      "postgresHost",
+      { postgresHost: "db.example.com" },
+      /postgresHost: is only used when postgresMode is "external"/,
+    ],
+    ["postgresPort", { postgresPort: "0" }, /postgresPort: expected an integer from 1 to 65535/],
+    [
+      "postgresAdminUser",
+      { postgresAdminUser: "Admin User" },
+      /postgresAdminUser: expected a lower-case PostgreSQL role name/,
+    ],
+    [
+      "postgresAdminPassword",
+      { postgresMode: "external", postgresHost: "db.example.com" },
+      /postgresAdminPassword: is required but not set.*--secret/,
+    ],
+    [
+      "postgresSslMode",
+      { postgresSslMode: "verify-ca" },
+      /postgresSslMode: expected one of "auto", "disable", "require", "verify-full"/,
+    ],
+    [
+      "tautulliDatabase",
+      { tautulliDatabase: "Tautulli-DB" },
+      /tautulliDatabase: expected a lower-case PostgreSQL identifier/,
+    ],
+    [
+      "tautulliRole",
+      { tautulliRole: "postgres" },
+      /tautulliRole: must differ from postgresAdminUser/,
+    ],
+    [
+      "tautulliSecretName",
+      { tautulliSecretName: "Tautulli Secret" },
+      /tautulliSecretName: expected a Kubernetes Secret name/,
+    ],
+    ["importOverwrite", { importOverwrite: "please" }, /importOverwrite: expected true or false/],
+    [
+      "importIntegrityCheck",
+      { importIntegrityCheck: "fast" },
+      /importIntegrityCheck: expected one of "full", "quick"/,
+    ],
+    ["protectData", { protectData: "yes" }, /protectData: expected true or false/],
+  ];
+
+  for (const [key, overrides, expected] of badValues) {
+    it(`rejects a bad ${key}: ${JSON.stringify(overrides)}`, () => {
+      const problems = problemsOf(overrides);
+      assert.ok(
+        problems.some((p) => p.startsWith(`plex-migrate:${key}: `) && expected.test(p)),
+        `expected a problem matching ${expected}, got:\n${problems.join("\n")}`,
+      );
+    });
+  }
+
+  it("has a bad-value case for every validated key", () => {
+    const freeForm = new Set(["kubeContext", "plexClaimToken"]);
+    const covered = new Set(badValues.map(([key]) => key));
+    const missing = Object.keys(declarations).filter((k) => !covered.has(k) && !freeForm.has(k));
+    assert.deepStrictEqual(missing, []);
+  });
+
+  it("reports every problem at once, one line each", () => {
+    const problems = problemsOf({ vmPort: "0", namespace: "NS", postgresVersion: "9" });
+    assert.strictEqual(problems.length, 3);
+    assert.throws(
+      () => load({ vmPort: "0", namespace: "NS" }),
+      (err: Error) => {
+        assert.match(
+          err.message,
+          /Invalid stack configuration \(2 problems\):\n {2}- plex-migrate:vmPort/,
+        );
+        return true;
+      },
+    );
+  });
+
+  it("never echoes a secret value in an error", () => {
+    // An external server without a host: the admin password is set, and must not be printed.
+    const problems = problemsOf({
+      postgresMode: "external",
+      postgresAdminPassword: "hunter2-very-secret",
+      plexClaimToken: "claim-very-secret",
+      vmPort: "0",
+    });
+    assert.ok(problems.length > 0);
+    for (const p of problems) {
+      assert.ok(!p.includes("hunter2-very-secret") && !p.includes("claim-very-secret"), p);
+      assert.ok(!p.includes("secret-key-material"), p);
+    }
+  });
+
+  describe("plexMediaVolumes entries", () => {
+    it("parses nfs, hostpath and pvc sources, read-only unless ?rw", () => {
+      assert.deepStrictEqual(parseMediaVolume("/mnt/nas-plex=nfs://192.168.13.5/export/plex"), {
+        name: "media-mnt-nas-plex",
+        mountPath: "/mnt/nas-plex",
+        source: { kind: "nfs", server: "192.168.13.5", path: "/export/plex" },
+        readOnly: true,
+      });
+      assert.deepStrictEqual(parseMediaVolume("/srv/tv/=hostpath:///data/tv?rw"), {
+        name: "media-srv-tv",
+        mountPath: "/srv/tv",
+        source: { kind: "hostPath", path: "/data/tv" },
+        readOnly: false,
+      });
+      assert.deepStrictEqual(parseMediaVolume("/media/Movies=pvc://movies"), {
+        name: "media-media-movies",
+        mountPath: "/media/Movies",
+        source: { kind: "pvc", claimName: "movies" },
+        readOnly: true,
+      });
+    });
+
+    it("derives stable DNS-label volume names, unique for long paths", () => {
+      const long = `/mnt/${"very-long-library-folder-name/".repeat(4)}`;
+      const a = mediaVolumeName(`${long}a`);
+      const b = mediaVolumeName(`${long}b`);
+      assert.ok(a.length <= 63 && b.length <= 63);
+      assert.notStrictEqual(a, b);
+      assert.strictEqual(a, mediaVolumeName(`${long}a`));
+      assert.match(a, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    });
+  });
+});
