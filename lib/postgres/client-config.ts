@@ -8,6 +8,11 @@ import { parse } from "pg-connection-string";
 
 /** `pg` client settings for `databaseUrl`; sslmode disable/require/verify-ca/verify-full as libpq. */
 export function pgClientConfig(databaseUrl: string): ClientConfig {
+  if (!/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new Error(
+      `invalid PostgreSQL URL ${redactUrl(databaseUrl)}: expected postgres://user:password@host:port/database`,
+    );
+  }
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(databaseUrl, { useLibpqCompat: true });
@@ -29,6 +34,10 @@ export function pgClientConfig(databaseUrl: string): ClientConfig {
     database: parsed.database,
     ssl: parsed.ssl as ClientConfig["ssl"],
     application_name: parsed.application_name ?? "plex-migrate",
+    // A server that does not answer (wrong endpoint, port-forward not running) fails in seconds.
+    connectionTimeoutMillis: parsed.connect_timeout
+      ? Number(parsed.connect_timeout) * 1000
+      : 15_000,
   };
 }
 
@@ -39,7 +48,7 @@ export function redactUrl(databaseUrl: string): string {
     if (url.password) url.password = "***";
     return url.toString();
   } catch {
-    return "<unparseable PostgreSQL URL>";
+    return "<unparseable URL>";
   }
 }
 
@@ -55,6 +64,7 @@ export function urlPassword(databaseUrl: string): string | undefined {
 
 /** `text` with the URL, its password (raw and %-encoded) replaced, so errors can be shown. */
 export function redactSecrets(text: string, databaseUrl: string): string {
+  if (!databaseUrl) return text;
   let result = text.split(databaseUrl).join(redactUrl(databaseUrl));
   const password = urlPassword(databaseUrl);
   if (password) {

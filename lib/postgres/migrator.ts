@@ -287,7 +287,11 @@ async function openUmzug(
     host: config.host,
     port: config.port,
     logging: false,
-    dialectOptions: { ssl: config.ssl, application_name: config.application_name },
+    dialectOptions: {
+      ssl: config.ssl,
+      application_name: config.application_name,
+      connectionTimeoutMillis: config.connectionTimeoutMillis,
+    },
     pool: { max: 2, min: 0 },
   });
   const model = sequelize.define<MigrationRow>(
