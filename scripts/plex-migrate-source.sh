@@ -725,6 +725,13 @@ server_pid() {
   printf '%s' "$pid"
 }
 
+# Alive and not a zombie (an exited server waits for init to reap it).
+process_alive() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 stop_server() {
   local pid i
   pid=$(server_pid) || {
@@ -734,10 +741,10 @@ stop_server() {
   log "stopping the archive server (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    [ -d "/proc/$pid" ] || break
+    process_alive "$pid" || break
     sleep 0.1
   done
-  if [ -d "/proc/$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+  if process_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   rm -f -- "$SERVE_DIR/server.pid"
   return 0
 }
