@@ -1,78 +1,361 @@
 /**
- * PlexRelease (STUB — engineer D replaces the internals): namespace, config PVC and the
- * plex-media-server Helm release whose init container imports the archive.
- * Contract: /work/notes/contracts.md.
+ * PlexRelease: Plex Media Server in Kubernetes, filled with the VM's library.
+ *
+ * Creates the namespace (unless it exists), the config volume claim (sized from the library the
+ * preflight measured, never deleted by Pulumi), a Secret holding the archive URL, and a Helm
+ * release of Plex's plex-media-server chart that runs the VM's exact Plex version on that claim.
+ * The chart's init container runs scripts/plex-init.sh, which streams the archive served by the VM
+ * into /config (verified, staged, renamed into place) before Plex starts.
  */
+import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { MediaVolume, ServiceType } from "../lib/config";
+import {
+  CHART_NAME,
+  chartResourceNames,
+  plexMigrateObjectNames,
+  type ChartResourceNames,
+} from "../lib/plex/chart";
+import {
+  CLAIM_TOKEN_KEY,
+  buildPlexValues,
+  mediaVolumeProblems,
+  parseImageRef,
+  plexUrl,
+  releaseTimeoutSeconds,
+} from "../lib/plex/helm-values";
+import { ARCHIVE_URL_KEY, renderInitScript } from "../lib/plex/init-script";
+import { parseQuantity, resolveConfigSize } from "../lib/plex/sizing";
 
 export interface PlexReleaseArgs {
   /** Namespace for Plex (and the other workloads). @default plex */
   namespace: string;
-  /** Create the namespace (false: it exists). @default true */
+  /** Create the namespace (false: it exists already). @default true */
   createNamespace: boolean;
-  /** Helm release name; fixed because every chart name derives from it. @default plex */
+  /**
+   * Helm release name. Every name the chart creates derives from it, so it is fixed, never
+   * auto-named. @default plex
+   */
   releaseName: string;
-  /** plex-media-server chart version. @default 1.5.0 */
+  /** plex-media-server chart version, pinned. @default 1.5.0 */
   chartVersion: string;
-  /** Helm repository URL of the chart. */
+  /**
+   * Helm repository of the chart (https://…), or an OCI registry path (oci://…) holding it.
+   * @default https://raw.githubusercontent.com/plexinc/pms-docker/gh-pages
+   */
   chartRepo: string;
-  /** Image tag override; by default the VM's Plex version. */
+  /** pms-docker tag to run instead of the VM's version (warned about). @default the VM's version */
   imageTagOverride?: string;
-  /** Plex version the VM runs (dpkg version = pms-docker tag). */
+  /** Plex version the VM runs (its dpkg version, which is the pms-docker tag). */
   plexVersion: pulumi.Input<string>;
-  /** Init container image. @default alpine:3.22 */
+  /** Init container image; needs sh, curl, GNU tar and zstd, or apk to add them. @default alpine:3.22 */
   initImage: string;
-  /** StorageClass of the config volume; undefined = cluster default. */
+  /** StorageClass of the config volume (must support file locking). @default the cluster default */
   storageClass?: string;
-  /** "auto" or a Kubernetes quantity. @default auto */
+  /** Size of the config volume: "auto" or a Kubernetes quantity such as "200Gi". @default auto */
   configSize: string;
-  /** Headroom added to the measured library for "auto". @default 50 */
+  /** Growth room (percent of the library) added when configSize is "auto". @default 50 */
   configHeadroomPercent: number;
-  /** Library bytes measured by the preflight. */
+  /** Bytes of the Plex data directory, measured on the VM by the preflight. */
   libraryBytes: pulumi.Input<number>;
-  /** Media roots mounted at the VM's paths. @default [] */
+  /** Media roots, mounted in the pod at the paths the VM used. @default [] */
   mediaVolumes: MediaVolume[];
-  /** uid/gid of the plex user in the image. @default 1000 */
+  /** uid of the plex user the imported files belong to. @default 1000 */
   uid: number;
-  /** @default 1000 */
+  /** gid of the plex user. @default 1000 */
   gid: number;
-  /** plex.tv claim token (secret), if any. */
+  /** plex.tv claim token (secret); not needed when Preferences.xml is moved. @default none */
   claimToken?: pulumi.Input<string>;
-  /** Service type. @default ClusterIP */
+  /** Service type of Plex. @default ClusterIP */
   serviceType: ServiceType;
-  /** Optional Ingress. */
+  /** An Ingress for Plex (host, class, TLS Secret). @default none */
   ingress?: { host: string; className?: string; tlsSecret?: string };
-  /** Container resources. */
+  /** Requests/limit of the Plex container. @default none */
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
-  /** The archive to import (url is a secret). */
+  /** The archive served by the VM; `url` is a secret (it holds the serving token). */
   archive: {
     url: pulumi.Input<string>;
     sha256: pulumi.Input<string>;
     bytes: pulumi.Input<number>;
     format: pulumi.Input<string>;
   };
-  /** Protect the config volume from `pulumi destroy`. @default true */
+  /** Protect the namespace and the config volume claim from `pulumi destroy`. @default true */
   protectData: boolean;
 }
 
-export class PlexRelease extends pulumi.ComponentResource {
-  readonly namespace: pulumi.Output<string>;
-  readonly configClaimName: pulumi.Output<string>;
-  readonly configSize: pulumi.Output<string>;
-  readonly imageTag: pulumi.Output<string>;
-  readonly plexUrl: pulumi.Output<string>;
-  /** The Helm release (for ordering: stop serving after it). */
-  readonly release: pulumi.Resource;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-  constructor(name: string, args: PlexReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
+/** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
+function withDependencies(
+  callerDependsOn: pulumi.ResourceOptions["dependsOn"],
+  extra: pulumi.Resource[],
+): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
+  if (!callerDependsOn) return extra;
+  return pulumi
+    .output(callerDependsOn as pulumi.Input<pulumi.Resource | pulumi.Resource[]>)
+    .apply((deps) => [...(Array.isArray(deps) ? deps : [deps]), ...extra]);
+}
+
+export class PlexRelease extends pulumi.ComponentResource {
+  /** The namespace, once it exists. */
+  readonly namespace: pulumi.Output<string>;
+  /** The config volume claim (mounted at /config). */
+  readonly configClaimName: pulumi.Output<string>;
+  /** The claim's requested size. */
+  readonly configSize: pulumi.Output<string>;
+  /** The pms-docker tag the pod runs. */
+  readonly imageTag: pulumi.Output<string>;
+  /** Where Plex answers: the Ingress URL, else the in-cluster Service URL. */
+  readonly plexUrl: pulumi.Output<string>;
+  /** The Helm release (stop serving the archive after it). */
+  readonly release: k8s.helm.v3.Release;
+  /** Names of what the chart creates (StatefulSet, pod, containers, Service …). */
+  readonly chartNames: ChartResourceNames;
+
+  constructor(name: string, args: PlexReleaseArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("plex-migrate:plex:Release", name, {}, opts);
-    this.namespace = pulumi.output(args.namespace);
-    this.configClaimName = pulumi.output("");
-    this.configSize = pulumi.output("");
-    this.imageTag = pulumi.output(args.plexVersion);
-    this.plexUrl = pulumi.output("");
-    this.release = this;
-    this.registerOutputs({});
+    this.validate(args);
+    const own = plexMigrateObjectNames(args.releaseName);
+    this.chartNames = chartResourceNames(args.releaseName);
+    const labels = {
+      "app.kubernetes.io/part-of": "plex-migrate",
+      "app.kubernetes.io/instance": args.releaseName,
+      "app.kubernetes.io/managed-by": "pulumi",
+    };
+
+    // Deleting a namespace deletes the claim in it, so the namespace is never deleted either.
+    this.namespace = args.createNamespace
+      ? new k8s.core.v1.Namespace(
+          `${name}-namespace`,
+          { metadata: { name: args.namespace, labels } },
+          { parent: this, retainOnDelete: true, protect: args.protectData },
+        ).metadata.name
+      : pulumi.output(args.namespace);
+
+    const size = pulumi.output(args.libraryBytes).apply((libraryBytes) => {
+      try {
+        return resolveConfigSize(args.configSize, libraryBytes, args.configHeadroomPercent);
+      } catch (error) {
+        throw new pulumi.ResourceError((error as Error).message, this);
+      }
+    });
+    const autoSized = args.configSize === "auto";
+    const configClaim = new k8s.core.v1.PersistentVolumeClaim(
+      `${name}-config`,
+      {
+        metadata: {
+          name: own.configClaim,
+          namespace: this.namespace,
+          labels: { ...labels, "app.kubernetes.io/component": "plex-config" },
+          // Binding may wait for the first pod (WaitForFirstConsumer); the release waits for it.
+          annotations: { "pulumi.com/skipAwait": "true" },
+        },
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          storageClassName: args.storageClass,
+          resources: { requests: { storage: size.quantity } },
+        },
+      },
+      {
+        parent: this,
+        retainOnDelete: true,
+        protect: args.protectData,
+        // An "auto" size is decided once: a later, different measure must not resize (or fail to
+        // shrink) the volume holding the library. An explicit size is applied (volume expansion).
+        ignoreChanges: autoSized ? ["spec.resources.requests.storage"] : [],
+      },
+    );
+
+    const servedFirst = opts.dependsOn;
+    const archiveSecret = new k8s.core.v1.Secret(
+      `${name}-archive-url`,
+      {
+        metadata: { name: own.archiveSecret, namespace: this.namespace, labels },
+        type: "Opaque",
+        stringData: { [ARCHIVE_URL_KEY]: pulumi.secret(args.archive.url) },
+      },
+      { parent: this, dependsOn: servedFirst, deleteBeforeReplace: true },
+    );
+    const claimSecret =
+      args.claimToken === undefined
+        ? undefined
+        : new k8s.core.v1.Secret(
+            `${name}-claim-token`,
+            {
+              metadata: { name: own.claimSecret, namespace: this.namespace, labels },
+              type: "Opaque",
+              stringData: { [CLAIM_TOKEN_KEY]: pulumi.secret(args.claimToken) },
+            },
+            { parent: this, deleteBeforeReplace: true },
+          );
+
+    this.imageTag = this.decideImageTag(args);
+
+    const values = pulumi
+      .all([
+        this.imageTag,
+        args.archive.sha256,
+        args.archive.bytes,
+        args.archive.format,
+        args.libraryBytes,
+        configClaim.metadata.name,
+        archiveSecret.metadata.name,
+        claimSecret ? claimSecret.metadata.name : undefined,
+      ])
+      .apply(
+        ([
+          imageTag,
+          sha256,
+          bytes,
+          format,
+          libraryBytes,
+          claimName,
+          archiveName,
+          claimSecretName,
+        ]) => {
+          try {
+            const initScript = renderInitScript({
+              archiveSha256: sha256,
+              archiveBytes: bytes,
+              archiveFormat: format,
+              libraryBytes,
+              uid: args.uid,
+              gid: args.gid,
+            });
+            return buildPlexValues({
+              releaseName: args.releaseName,
+              imageTag,
+              initImage: args.initImage,
+              initScript,
+              configClaimName: claimName,
+              archiveSecretName: archiveName,
+              claimSecretName,
+              mediaVolumes: args.mediaVolumes,
+              uid: args.uid,
+              gid: args.gid,
+              serviceType: args.serviceType,
+              ingress: args.ingress,
+              resources: args.resources,
+            });
+          } catch (error) {
+            throw new pulumi.ResourceError((error as Error).message, this);
+          }
+        },
+      );
+
+    const oci = args.chartRepo.startsWith("oci://");
+    this.release = new k8s.helm.v3.Release(
+      `${name}-chart`,
+      {
+        name: args.releaseName,
+        chart: oci ? `${args.chartRepo.replace(/\/+$/, "")}/${CHART_NAME}` : CHART_NAME,
+        version: args.chartVersion,
+        repositoryOpts: oci ? undefined : { repo: args.chartRepo },
+        namespace: this.namespace,
+        createNamespace: false,
+        values,
+        // Ready means the init container imported the library and Plex answers /identity.
+        timeout: pulumi.output(args.archive.bytes).apply(releaseTimeoutSeconds),
+      },
+      {
+        parent: this,
+        dependsOn: withDependencies(servedFirst, [
+          configClaim,
+          archiveSecret,
+          ...(claimSecret ? [claimSecret] : []),
+        ]),
+      },
+    );
+
+    this.configClaimName = configClaim.metadata.name;
+    this.configSize = configClaim.spec.apply((spec) => spec.resources?.requests?.storage ?? "");
+    this.plexUrl = this.namespace.apply((namespace) =>
+      plexUrl(args.releaseName, namespace, args.ingress),
+    );
+
+    this.registerOutputs({
+      namespace: this.namespace,
+      configClaimName: this.configClaimName,
+      configSize: this.configSize,
+      imageTag: this.imageTag,
+      plexUrl: this.plexUrl,
+    });
+  }
+
+  /** The VM's exact Plex version, so the database is never upgraded by the move itself. */
+  private decideImageTag(args: PlexReleaseArgs): pulumi.Output<string> {
+    const vmVersion = pulumi.output(args.plexVersion).apply((version) => {
+      if (!IMAGE_TAG.test(version)) {
+        throw new pulumi.ResourceError(
+          `the VM reported Plex version "${version}", which is not a pms-docker image tag. ` +
+            `Fix: check the preflight, or set plexImageTag to the tag of that version`,
+          this,
+        );
+      }
+      return version;
+    });
+    const override = args.imageTagOverride;
+    if (!override) return vmVersion;
+    return pulumi.output(args.plexVersion).apply((version) => {
+      if (version !== override) {
+        void pulumi.log.warn(
+          `plexImageTag "${override}" differs from the Plex version on the VM ("${version}"): ` +
+            `the pod runs a different Plex than the one that wrote the database, and a newer one ` +
+            `upgrades it in place, after which the VM cannot take it back. ` +
+            `Unset plexImageTag to run "${version}".`,
+          this,
+        );
+      }
+      return override;
+    });
+  }
+
+  private validate(args: PlexReleaseArgs): void {
+    const problems: string[] = [];
+    if (!DNS_LABEL.test(args.releaseName) || args.releaseName.length > 53) {
+      problems.push(
+        `releaseName "${args.releaseName}" must be a DNS label of at most 53 characters`,
+      );
+    }
+    if (!DNS_LABEL.test(args.namespace) || args.namespace.length > 63) {
+      problems.push(`namespace "${args.namespace}" must be a DNS label`);
+    }
+    if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(args.chartVersion)) {
+      problems.push(`chartVersion "${args.chartVersion}" must be an exact version such as 1.5.0`);
+    }
+    if (!/^(https|oci):\/\/\S+$/.test(args.chartRepo)) {
+      problems.push(`chartRepo "${args.chartRepo}" must be an https:// or oci:// URL`);
+    }
+    if (args.imageTagOverride !== undefined && !IMAGE_TAG.test(args.imageTagOverride)) {
+      problems.push(`imageTagOverride "${args.imageTagOverride}" is not an image tag`);
+    }
+    try {
+      parseImageRef(args.initImage);
+    } catch (error) {
+      problems.push(`initImage: ${(error as Error).message}`);
+    }
+    if (args.configSize !== "auto") {
+      try {
+        parseQuantity(args.configSize);
+      } catch (error) {
+        problems.push(`configSize: ${(error as Error).message}, or "auto"`);
+      }
+    }
+    if (!Number.isInteger(args.configHeadroomPercent) || args.configHeadroomPercent < 0) {
+      problems.push(
+        `configHeadroomPercent ${args.configHeadroomPercent} must be a whole number >= 0`,
+      );
+    }
+    for (const [field, id] of [
+      ["uid", args.uid],
+      ["gid", args.gid],
+    ] as const) {
+      if (!Number.isInteger(id) || id < 0) problems.push(`${field} ${id} must be a numeric id`);
+    }
+    problems.push(...mediaVolumeProblems(args.mediaVolumes).map((p) => `mediaVolumes: ${p}`));
+    if (problems.length > 0) {
+      throw new pulumi.ResourceError(`PlexRelease ${problems.join("; ")}`, this);
+    }
   }
 }

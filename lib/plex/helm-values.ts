@@ -1,0 +1,206 @@
+/**
+ * Values for the plex-media-server chart (1.5.0). Every key used here exists in the chart's
+ * values.yaml (checked by test/unit/plex-chart-values.test.ts against reference/pms-chart/).
+ * No secret goes into the values: the archive URL and the claim token are Secrets the pod reads.
+ */
+import type { MediaVolume, ServiceType } from "../config";
+import { CHART_MOUNT_PATHS, PMS_PORT, chartResourceNames } from "./chart";
+import { ARCHIVE_URL_MOUNT_PATH, ARCHIVE_URL_VOLUME } from "./init-script";
+
+/** Key of the claim token in its Secret. */
+export const CLAIM_TOKEN_KEY = "token";
+
+/** The chart's image fields for one image reference. */
+export interface ChartImage {
+  registry: string;
+  repository: string;
+  tag: string;
+  sha: string;
+}
+
+/**
+ * Splits "alpine:3.22", "ghcr.io/org/img:1.0" or "img@sha256:…" into the chart's
+ * registry/repository/tag/sha fields (the chart renders `<registry>/<repository>:<tag>[@<sha>]`).
+ */
+export function parseImageRef(ref: string): ChartImage {
+  let rest = ref.trim();
+  let sha = "";
+  const at = rest.indexOf("@");
+  if (at >= 0) {
+    sha = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  }
+  let tag = "";
+  const lastSlash = rest.lastIndexOf("/");
+  const colon = rest.lastIndexOf(":");
+  if (colon > lastSlash) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  let registry = "index.docker.io";
+  const firstSlash = rest.indexOf("/");
+  if (firstSlash > 0) {
+    const first = rest.slice(0, firstSlash);
+    if (first.includes(".") || first.includes(":") || first === "localhost") {
+      registry = first;
+      rest = rest.slice(firstSlash + 1);
+    }
+  }
+  if (!rest || (sha && !/^sha256:[0-9a-f]{64}$/.test(sha))) {
+    throw new Error(`"${ref}" is not an image reference such as "alpine:3.22"`);
+  }
+  // An empty tag would make the chart pull :latest; with a digest the digest decides anyway.
+  return { registry, repository: rest, tag: tag || "latest", sha };
+}
+
+/** One media root as the pod volume the chart appends (`extraVolumes`). */
+export function mediaPodVolume(volume: MediaVolume): Record<string, unknown> {
+  switch (volume.source.kind) {
+    case "nfs":
+      return {
+        name: volume.name,
+        nfs: { server: volume.source.server, path: volume.source.path, readOnly: volume.readOnly },
+      };
+    case "hostPath":
+      return { name: volume.name, hostPath: { path: volume.source.path, type: "Directory" } };
+    case "pvc":
+      return {
+        name: volume.name,
+        persistentVolumeClaim: { claimName: volume.source.claimName, readOnly: volume.readOnly },
+      };
+  }
+}
+
+export interface PlexValuesInput {
+  releaseName: string;
+  /** pms-docker tag (the VM's Plex version unless overridden). */
+  imageTag: string;
+  /** Init container image reference, e.g. "alpine:3.22". */
+  initImage: string;
+  /** Rendered plex-init.sh. */
+  initScript: string;
+  /** Our PersistentVolumeClaim for /config. */
+  configClaimName: string;
+  /** Secret holding the archive URL under key `archive-url`. */
+  archiveSecretName: string;
+  /** Secret holding the claim token under {@link CLAIM_TOKEN_KEY}, if a token is given. */
+  claimSecretName?: string;
+  mediaVolumes: MediaVolume[];
+  uid: number;
+  gid: number;
+  serviceType: ServiceType;
+  ingress?: { host: string; className?: string; tlsSecret?: string };
+  resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
+}
+
+/** Problems with media roots that cannot be mounted in the Plex pod, one line each. */
+export function mediaVolumeProblems(volumes: MediaVolume[]): string[] {
+  const reserved = [...CHART_MOUNT_PATHS, ARCHIVE_URL_MOUNT_PATH];
+  const problems: string[] = [];
+  const names = new Set<string>();
+  for (const volume of volumes) {
+    const clash = reserved.find(
+      (p) => volume.mountPath === p || volume.mountPath.startsWith(`${p}/`),
+    );
+    if (clash) {
+      problems.push(
+        `media mount path ${volume.mountPath} is used by the Plex pod itself (${clash})`,
+      );
+    }
+    if (names.has(volume.name)) problems.push(`two media roots use the volume name ${volume.name}`);
+    names.add(volume.name);
+  }
+  return problems;
+}
+
+/** The chart values plex-migrate sets (everything else keeps the chart's default). */
+export function buildPlexValues(input: PlexValuesInput): Record<string, unknown> {
+  const problems = mediaVolumeProblems(input.mediaVolumes);
+  if (problems.length > 0) throw new Error(problems.join("; "));
+  const extraVolumes: Record<string, unknown>[] = input.mediaVolumes.map(mediaPodVolume);
+  const extraVolumeMounts: Record<string, unknown>[] = input.mediaVolumes.map((v) => ({
+    name: v.name,
+    mountPath: v.mountPath,
+    readOnly: v.readOnly,
+  }));
+  // The chart mounts extraVolumeMounts in the PMS container too: read-only, root-only (0400), and
+  // optional so the pod still starts once the Secret is removed after the move.
+  extraVolumes.push({
+    name: ARCHIVE_URL_VOLUME,
+    secret: { secretName: input.archiveSecretName, defaultMode: 0o400, optional: true },
+  });
+  extraVolumeMounts.push({
+    name: ARCHIVE_URL_VOLUME,
+    mountPath: ARCHIVE_URL_MOUNT_PATH,
+    readOnly: true,
+  });
+
+  const pms: Record<string, unknown> = {
+    configExistingClaim: input.configClaimName,
+    // Ready only once Plex answers, so the release (and stopping the archive server) waits for it.
+    readinessProbe: {
+      httpGet: { path: "/identity", port: PMS_PORT },
+      initialDelaySeconds: 10,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 6,
+    },
+  };
+  if (input.claimSecretName) {
+    pms.claimSecret = { name: input.claimSecretName, key: CLAIM_TOKEN_KEY };
+  }
+  const { cpuRequest, memoryRequest, memoryLimit } = input.resources;
+  if (cpuRequest || memoryRequest || memoryLimit) {
+    const resources: Record<string, Record<string, string>> = {};
+    if (cpuRequest || memoryRequest) {
+      resources.requests = {
+        ...(cpuRequest ? { cpu: cpuRequest } : {}),
+        ...(memoryRequest ? { memory: memoryRequest } : {}),
+      };
+    }
+    if (memoryLimit) resources.limits = { memory: memoryLimit };
+    pms.resources = resources;
+  }
+
+  const values: Record<string, unknown> = {
+    image: { tag: input.imageTag },
+    initContainer: { image: parseImageRef(input.initImage), script: input.initScript },
+    pms,
+    service: { type: input.serviceType },
+    // The image chowns to plex only when Preferences.xml is not plex's; pinning the ids makes the
+    // owner plex-init.sh sets the owner Plex runs as, whatever uid the image was built with.
+    extraEnv: { PLEX_UID: String(input.uid), PLEX_GID: String(input.gid) },
+    extraVolumes,
+    extraVolumeMounts,
+  };
+  if (input.ingress) {
+    values.ingress = {
+      enabled: true,
+      // The chart strips "https://" for the host and advertises "<url>:443" to Plex clients.
+      url: `https://${input.ingress.host}`,
+      ...(input.ingress.className ? { ingressClassName: input.ingress.className } : {}),
+      tls: input.ingress.tlsSecret
+        ? [{ hosts: [input.ingress.host], secretName: input.ingress.tlsSecret }]
+        : [],
+    };
+  }
+  return values;
+}
+
+/** Where Plex is reached: the Ingress URL, else the in-cluster Service address. */
+export function plexUrl(
+  releaseName: string,
+  namespace: string,
+  ingress?: { host: string },
+): string {
+  if (ingress) return `https://${ingress.host}`;
+  return `http://${chartResourceNames(releaseName).service}.${namespace}.svc.cluster.local:${PMS_PORT}`;
+}
+
+/**
+ * Seconds the Helm release waits for the pod to become ready: the init container downloads and
+ * extracts the whole archive first, so allow 10 minutes plus one second per 10 MiB.
+ */
+export function releaseTimeoutSeconds(archiveBytes: number): number {
+  return 600 + Math.ceil(archiveBytes / (10 * 1024 * 1024));
+}

@@ -1,0 +1,199 @@
+/**
+ * Our values and names against the real plex-media-server chart copied in reference/pms-chart/:
+ * every key we pass exists in its values.yaml, and the names we print and output are the names
+ * its templates create.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import * as YAML from "yaml";
+import { parseMediaVolume, projectConfigDeclarations, type MediaVolume } from "../../lib/config";
+import {
+  CHART_NAME,
+  CHART_REFERENCE_DIR,
+  chartFullname,
+  chartResourceNames,
+  plexMigrateObjectNames,
+} from "../../lib/plex/chart";
+import { loadChartValues, unknownValueKeys } from "../../lib/plex/chart-values";
+import { buildPlexValues } from "../../lib/plex/helm-values";
+import { ARCHIVE_URL_MOUNT_PATH, renderInitScript } from "../../lib/plex/init-script";
+
+const template = (name: string) =>
+  fs.readFileSync(path.join(CHART_REFERENCE_DIR, "templates", name), "utf8");
+
+function media(entry: string): MediaVolume {
+  const parsed = parseMediaVolume(entry);
+  if (typeof parsed === "string") throw new Error(parsed);
+  return parsed;
+}
+
+/** Values with every optional feature on, so every key we can ever pass is checked. */
+function everyFeatureValues(): Record<string, unknown> {
+  return buildPlexValues({
+    releaseName: "plex",
+    imageTag: "1.41.3.9314-a0bfb8370",
+    initImage: "alpine:3.22",
+    initScript: renderInitScript({
+      archiveSha256: "a".repeat(64),
+      archiveBytes: 1000,
+      archiveFormat: "tar.zst",
+      libraryBytes: 4000,
+      uid: 1000,
+      gid: 1000,
+    }),
+    configClaimName: "plex-plex-media-server-config",
+    archiveSecretName: "plex-plex-media-server-archive",
+    claimSecretName: "plex-plex-media-server-claim",
+    mediaVolumes: [
+      media("/mnt/nas-plex/Movies=nfs://nas/volume1/movies"),
+      media("/mnt/tv=hostpath:///srv/tv?rw"),
+      media("/mnt/music=pvc://music"),
+    ],
+    uid: 1000,
+    gid: 1000,
+    serviceType: "NodePort",
+    ingress: { host: "plex.example.com", className: "nginx", tlsSecret: "plex-tls" },
+    resources: { cpuRequest: "1", memoryRequest: "2Gi", memoryLimit: "4Gi" },
+  });
+}
+
+describe("plex-media-server chart facts (reference/pms-chart)", () => {
+  const chartValues = loadChartValues();
+
+  it("has every values key we pass, with the kind (map/list/scalar) the chart expects", () => {
+    const values = everyFeatureValues();
+    assert.deepStrictEqual(unknownValueKeys(values, chartValues), []);
+    // The keys that carry the move are really among them.
+    const pms = values.pms as Record<string, unknown>;
+    assert.strictEqual(pms.configExistingClaim, "plex-plex-media-server-config");
+    assert.ok((values.initContainer as { script: string }).script.startsWith("#!/bin/sh\n"));
+  });
+
+  it("the checker catches misspelt keys and wrong kinds (so the test above can fail)", () => {
+    assert.deepStrictEqual(
+      unknownValueKeys(
+        {
+          pms: { configExistingClam: "x", resources: { limits: { cpu: "1" } } },
+          initContainer: { image: { tag: "3.22", pullPolicy: "Always", digest: "x" } },
+          extraVolumes: { name: "not-a-list" },
+          extraEnv: ["PLEX_UID=1000"],
+          image: "plexinc/pms-docker",
+          ingres: { enabled: true },
+        },
+        chartValues,
+      ),
+      [
+        "pms.configExistingClam: not a value of the chart",
+        "initContainer.image.digest: not a value of the chart",
+        "extraVolumes: the chart expects a list",
+        "extraEnv: the chart expects a map",
+        "image: the chart expects a map",
+        "ingres: not a value of the chart",
+      ],
+    );
+  });
+
+  it("is the chart version the stack pins by default", () => {
+    const chart = YAML.parse(fs.readFileSync(path.join(CHART_REFERENCE_DIR, "Chart.yaml"), "utf8"));
+    assert.strictEqual(chart.name, CHART_NAME);
+    assert.strictEqual(chart.version, projectConfigDeclarations().plexChartVersion.default);
+  });
+
+  it("names things the way _helpers.tpl does", () => {
+    const helpers = template("_helpers.tpl");
+    // The rules mirrored by chartFullname, as written in the chart.
+    assert.ok(helpers.includes('{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}'));
+    assert.ok(helpers.includes("{{- if contains $name .Release.Name }}"));
+    assert.ok(helpers.includes('{{- .Release.Name | trunc 63 | trimSuffix "-" }}'));
+    assert.ok(
+      helpers.includes('{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}'),
+    );
+    assert.strictEqual(chartFullname("plex"), "plex-plex-media-server");
+    assert.strictEqual(chartFullname("plex-media-server"), "plex-media-server");
+    assert.strictEqual(chartFullname("home-plex-media-server-1"), "home-plex-media-server-1");
+    assert.strictEqual(chartFullname("plex", { fullnameOverride: "pms" }), "pms");
+    assert.strictEqual(chartFullname("plex", { nameOverride: "plex" }), "plex");
+    const long = "a".repeat(40) + "-b";
+    assert.strictEqual(chartFullname(long), `${long}-plex-media-server`.slice(0, 63));
+    // Truncation never leaves a trailing "-".
+    assert.strictEqual(chartFullname("a".repeat(45)), `${"a".repeat(45)}-plex-media-server`);
+    assert.strictEqual(chartFullname("a".repeat(46)), `${"a".repeat(46)}-plex-media-serve`);
+    assert.strictEqual(
+      chartFullname("a".repeat(62) + "-x", { fullnameOverride: "a".repeat(62) + "-x" }),
+      "a".repeat(62),
+    );
+  });
+
+  it("creates the StatefulSet, pod, containers, ConfigMap, Service and Ingress we name", () => {
+    const names = chartResourceNames("plex");
+    assert.deepStrictEqual(names, {
+      fullname: "plex-plex-media-server",
+      statefulSet: "plex-plex-media-server",
+      pod: "plex-plex-media-server-0",
+      pmsContainer: "plex-plex-media-server-pms",
+      initContainer: "plex-plex-media-server-pms-init",
+      initScriptConfigMap: "plex-plex-media-server-init-script",
+      service: "plex-plex-media-server",
+      ingress: "plex-plex-media-server-ingress",
+      serviceAccount: "plex-plex-media-server",
+    });
+    const statefulSet = template("statefulset.yaml");
+    assert.match(
+      statefulSet,
+      /^kind: StatefulSet\nmetadata:\n {2}name: \{\{ include "pms-chart\.fullname" \. \}\}\n/m,
+    );
+    assert.ok(!/^\s+replicas:/m.test(statefulSet), "no replicas field: one pod, <fullname>-0");
+    assert.ok(statefulSet.includes('- name: {{ include "pms-chart.fullname" . }}-pms-init\n'));
+    assert.ok(statefulSet.includes('- name: {{ include "pms-chart.fullname" . }}-pms\n'));
+    assert.ok(
+      template("configmap-init-script.yaml").includes(
+        '{{ include "pms-chart.fullname" . }}-init-script',
+      ),
+    );
+    assert.ok(template("service.yaml").includes('name: {{ include "pms-chart.fullname" . }}\n'));
+    assert.ok(
+      template("ingress.yaml").includes('name: {{ include "pms-chart.fullname" . }}-ingress\n'),
+    );
+    assert.ok(
+      template("ingress.yaml").includes('- host: {{ trimPrefix "https://" .Values.ingress.url }}'),
+    );
+    assert.deepStrictEqual(plexMigrateObjectNames("plex"), {
+      configClaim: "plex-plex-media-server-config",
+      archiveSecret: "plex-plex-media-server-archive",
+      claimSecret: "plex-plex-media-server-claim",
+    });
+  });
+
+  it("runs our script in the init container with /config and every extra mount, and no chart PVC", () => {
+    const statefulSet = template("statefulset.yaml");
+    const init = statefulSet.slice(
+      statefulSet.indexOf("-pms-init"),
+      statefulSet.indexOf(
+        "{{- if and .Values.rclone.enabled .Values.rclone.configSecret }}\n      - name:",
+      ),
+    );
+    assert.ok(init.includes('command: ["/init/init.sh"]'), "the script is executed directly");
+    assert.ok(init.includes("- name: pms-config\n          mountPath: /config"));
+    assert.ok(
+      init.includes("{{ toYaml .Values.extraVolumeMounts | indent 8}}"),
+      "extra mounts reach init",
+    );
+    assert.ok(!init.includes("env:"), "no env: settings are rendered into the script");
+    assert.ok(statefulSet.includes("claimName: {{ .Values.pms.configExistingClaim | quote }}"));
+    assert.ok(
+      statefulSet.includes(
+        "{{- if not .Values.pms.configExistingClaim }}\n  volumeClaimTemplates:",
+      ),
+    );
+    assert.ok(
+      template("configmap-init-script.yaml").includes(
+        "init.sh: |\n{{ .Values.initContainer.script | indent 4 }}",
+      ),
+    );
+    assert.ok(
+      !(["/config", "/init", "/transcode"] as string[]).includes(ARCHIVE_URL_MOUNT_PATH),
+      "the URL Secret mount does not shadow a chart mount",
+    );
+  });
+});

@@ -1,0 +1,555 @@
+/**
+ * PlexRelease under Pulumi mocks: the exact Helm values, the config claim (size, retain, protect),
+ * the Secrets (archive URL, claim token) and what waits for the archive being served.
+ */
+import * as assert from "assert";
+import { spawnSync } from "child_process";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { parseMediaVolume, type MediaVolume } from "../../lib/config";
+import { renderInitScript } from "../../lib/plex/init-script";
+import {
+  isSecretInput,
+  isSecretMarker,
+  plainStrings,
+  runWithMocks,
+  unwrap,
+  type MockRun,
+  type Registration,
+} from "../support/pulumi-mocks";
+import type { PlexReleaseArgs } from "../../components/plex-release";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const GiB = 1024 ** 3;
+const TOKEN = "3q2-7wEbSecretServingTokenZm9vYmFy";
+const ARCHIVE_URL = `http://192.168.13.21:32499/${TOKEN}/plex-library.tar.zst`;
+const CLAIM = "claim-Secretclaimtoken123";
+const SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const VM_VERSION = "1.41.3.9314-a0bfb8370";
+
+const RELEASE_TYPE = "kubernetes:helm.sh/v3:Release";
+const PVC_TYPE = "kubernetes:core/v1:PersistentVolumeClaim";
+const SECRET_TYPE = "kubernetes:core/v1:Secret";
+const NAMESPACE_TYPE = "kubernetes:core/v1:Namespace";
+const SERVED_TYPE = "plex-migrate:test:ArchiveServed";
+
+/** The value with every secret marker replaced by the value it wraps. */
+function unsecret(value: unknown): unknown {
+  if (isSecretMarker(value)) return unsecret(value.value);
+  if (Array.isArray(value)) return value.map(unsecret);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unsecret(v)]));
+  }
+  return value;
+}
+
+function media(entry: string): MediaVolume {
+  const parsed = parseMediaVolume(entry);
+  if (typeof parsed === "string") throw new Error(parsed);
+  return parsed;
+}
+
+function baseArgs(overrides: Partial<PlexReleaseArgs> = {}): PlexReleaseArgs {
+  return {
+    namespace: "plex",
+    createNamespace: true,
+    releaseName: "plex",
+    chartVersion: "1.5.0",
+    chartRepo: "https://raw.githubusercontent.com/plexinc/pms-docker/gh-pages",
+    plexVersion: VM_VERSION,
+    initImage: "alpine:3.22",
+    configSize: "auto",
+    configHeadroomPercent: 50,
+    libraryBytes: 30 * GiB,
+    mediaVolumes: [],
+    uid: 1000,
+    gid: 1000,
+    serviceType: "ClusterIP",
+    resources: {},
+    archive: {
+      url: pulumi.secret(ARCHIVE_URL),
+      sha256: SHA,
+      bytes: 12_345_678,
+      format: "tar.zst",
+    },
+    protectData: true,
+    ...overrides,
+  };
+}
+
+/** Stands for SourceVm.archiveServed (a remote command in the real program). */
+class ArchiveServed extends pulumi.CustomResource {
+  constructor(name: string) {
+    super(SERVED_TYPE, name, {});
+  }
+}
+
+interface Built {
+  run: MockRun;
+  outputs: Record<string, pulumi.Output<unknown>>;
+  component: Registration;
+  release: Registration;
+  claim: Registration;
+  archiveSecret: Registration;
+  values: Record<string, unknown>;
+}
+
+/**
+ * Builds a PlexRelease under mocks. Like index.ts, it depends on a resource standing for "the
+ * archive is being served" (`served`).
+ */
+async function build(
+  args: PlexReleaseArgs,
+  dependsOnShape: "list" | "single" | "none" = "list",
+): Promise<Built> {
+  const run = await runWithMocks(
+    () => {
+      const { PlexRelease } = require("../../components/plex-release") as {
+        PlexRelease: typeof import("../../components/plex-release").PlexRelease;
+      };
+      const served = new ArchiveServed("archive-served");
+      const dependsOn =
+        dependsOnShape === "list" ? [served] : dependsOnShape === "single" ? served : undefined;
+      const plex = new PlexRelease("plex", args, { dependsOn });
+      return {
+        namespace: plex.namespace,
+        configClaimName: plex.configClaimName,
+        configSize: plex.configSize,
+        imageTag: plex.imageTag,
+        plexUrl: plex.plexUrl,
+        releaseUrn: plex.release.urn,
+      };
+    },
+    {
+      outputs: {
+        "plex-migrate:plex:Release": () => ({}),
+        [SERVED_TYPE]: () => ({}),
+      },
+    },
+  );
+  const release = run.get(RELEASE_TYPE, "plex-chart");
+  return {
+    run,
+    outputs: run.exports as Record<string, pulumi.Output<unknown>>,
+    component: run.get("plex-migrate:plex:Release", "plex"),
+    release,
+    claim: run.get(PVC_TYPE, "plex-config"),
+    archiveSecret: run.get(SECRET_TYPE, "plex-archive-url"),
+    values: release.inputs.values as Record<string, unknown>,
+  };
+}
+
+const READINESS = {
+  httpGet: { path: "/identity", port: 32400 },
+  initialDelaySeconds: 10,
+  periodSeconds: 10,
+  timeoutSeconds: 5,
+  failureThreshold: 6,
+};
+
+describe("PlexRelease (components/plex-release.ts, mocks)", () => {
+  it("passes the chart exactly these values for a full configuration", async () => {
+    const mediaVolumes = [
+      media("/mnt/nas-plex/Movies=nfs://192.168.13.5/volume1/movies"),
+      media("/mnt/nas-plex/TV Shows=hostpath:///srv/tv?rw"),
+      media("/srv/music=pvc://music-library"),
+    ];
+    const built = await build(
+      baseArgs({
+        mediaVolumes,
+        claimToken: pulumi.secret(CLAIM),
+        serviceType: "LoadBalancer",
+        ingress: { host: "plex.example.com", className: "nginx", tlsSecret: "plex-tls" },
+        resources: { cpuRequest: "1", memoryRequest: "2Gi", memoryLimit: "4Gi" },
+      }),
+    );
+    const script = renderInitScript({
+      archiveSha256: SHA,
+      archiveBytes: 12_345_678,
+      archiveFormat: "tar.zst",
+      libraryBytes: 30 * GiB,
+      uid: 1000,
+      gid: 1000,
+    });
+    assert.deepStrictEqual(built.values, {
+      image: { tag: VM_VERSION },
+      initContainer: {
+        image: { registry: "index.docker.io", repository: "alpine", tag: "3.22", sha: "" },
+        script,
+      },
+      pms: {
+        configExistingClaim: "plex-plex-media-server-config",
+        readinessProbe: READINESS,
+        claimSecret: { name: "plex-plex-media-server-claim", key: "token" },
+        resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "4Gi" } },
+      },
+      service: { type: "LoadBalancer" },
+      extraEnv: { PLEX_UID: "1000", PLEX_GID: "1000" },
+      extraVolumes: [
+        {
+          name: "media-mnt-nas-plex-movies",
+          nfs: { server: "192.168.13.5", path: "/volume1/movies", readOnly: true },
+        },
+        { name: "media-mnt-nas-plex-tv-shows", hostPath: { path: "/srv/tv", type: "Directory" } },
+        {
+          name: "media-srv-music",
+          persistentVolumeClaim: { claimName: "music-library", readOnly: true },
+        },
+        {
+          name: "plex-migrate-archive",
+          secret: {
+            secretName: "plex-plex-media-server-archive",
+            defaultMode: 0o400,
+            optional: true,
+          },
+        },
+      ],
+      extraVolumeMounts: [
+        { name: "media-mnt-nas-plex-movies", mountPath: "/mnt/nas-plex/Movies", readOnly: true },
+        {
+          name: "media-mnt-nas-plex-tv-shows",
+          mountPath: "/mnt/nas-plex/TV Shows",
+          readOnly: false,
+        },
+        { name: "media-srv-music", mountPath: "/srv/music", readOnly: true },
+        { name: "plex-migrate-archive", mountPath: "/plex-migrate", readOnly: true },
+      ],
+      ingress: {
+        enabled: true,
+        url: "https://plex.example.com",
+        ingressClassName: "nginx",
+        tls: [{ hosts: ["plex.example.com"], secretName: "plex-tls" }],
+      },
+    });
+    assert.ok(script.startsWith("#!/bin/sh\n"), "the chart runs /init/init.sh directly");
+    assert.ok(script.includes(`PLEX_ARCHIVE_SHA256='${SHA}'`));
+  });
+
+  it("keeps the minimal values minimal (no claim, no resources, no ingress, no media)", async () => {
+    const { values } = await build(baseArgs());
+    assert.deepStrictEqual(Object.keys(values).sort(), [
+      "extraEnv",
+      "extraVolumeMounts",
+      "extraVolumes",
+      "image",
+      "initContainer",
+      "pms",
+      "service",
+    ]);
+    assert.deepStrictEqual(values.pms, {
+      configExistingClaim: "plex-plex-media-server-config",
+      readinessProbe: READINESS,
+    });
+    assert.deepStrictEqual(values.service, { type: "ClusterIP" });
+  });
+
+  it("installs the pinned chart under the fixed release name into the namespace", async () => {
+    const { release, run } = await build(baseArgs({ releaseName: "media", chartVersion: "1.4.0" }));
+    assert.strictEqual(release.inputs.name, "media");
+    assert.strictEqual(release.inputs.chart, "plex-media-server");
+    assert.strictEqual(release.inputs.version, "1.4.0");
+    assert.deepStrictEqual(release.inputs.repositoryOpts, {
+      repo: "https://raw.githubusercontent.com/plexinc/pms-docker/gh-pages",
+    });
+    assert.strictEqual(release.inputs.namespace, "plex");
+    assert.strictEqual(release.inputs.createNamespace, false);
+    assert.strictEqual(release.inputs.timeout, 600 + 2, "10 min + 1 s per 10 MiB of archive");
+    assert.strictEqual(release.inputs.atomic, undefined, "a failed start must not uninstall");
+    assert.strictEqual(run.get(PVC_TYPE, "plex-config").inputs.metadata instanceof Object, true);
+    assert.strictEqual(
+      (run.get(PVC_TYPE, "plex-config").inputs.metadata as { name: string }).name,
+      "media-plex-media-server-config",
+    );
+  });
+
+  it("takes the chart from an OCI registry when chartRepo is oci://", async () => {
+    const { release } = await build(baseArgs({ chartRepo: "oci://ghcr.io/example/charts/" }));
+    assert.strictEqual(release.inputs.chart, "oci://ghcr.io/example/charts/plex-media-server");
+    assert.strictEqual(release.inputs.repositoryOpts, undefined);
+  });
+
+  it("creates the config claim sized auto, retained always and protected with protectData", async () => {
+    const { claim } = await build(baseArgs({ storageClass: "local-zfs" }));
+    assert.deepStrictEqual(claim.inputs.metadata, {
+      name: "plex-plex-media-server-config",
+      namespace: "plex",
+      labels: {
+        "app.kubernetes.io/part-of": "plex-migrate",
+        "app.kubernetes.io/instance": "plex",
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/component": "plex-config",
+      },
+      annotations: { "pulumi.com/skipAwait": "true" },
+    });
+    assert.deepStrictEqual(claim.inputs.spec, {
+      accessModes: ["ReadWriteOnce"],
+      storageClassName: "local-zfs",
+      // 30 GiB + 50% = 45 GiB
+      resources: { requests: { storage: "45Gi" } },
+    });
+    assert.strictEqual(claim.retainOnDelete, true);
+    assert.strictEqual(claim.protect, true);
+    assert.deepStrictEqual(claim.ignoreChanges, ["spec.resources.requests.storage"]);
+
+    const unprotected = await build(baseArgs({ protectData: false }));
+    assert.strictEqual(unprotected.claim.retainOnDelete, true, "never deleted by pulumi destroy");
+    assert.strictEqual(unprotected.claim.protect, false);
+    assert.strictEqual(
+      (unprotected.claim.inputs.spec as { storageClassName?: string }).storageClassName,
+      undefined,
+      "no storage class: the cluster default",
+    );
+  });
+
+  it("sizes auto claims: rounds up to whole GiB, at least 10Gi; explicit sizes pass through", async () => {
+    const storage = (b: Built) =>
+      (b.claim.inputs.spec as { resources: { requests: { storage: string } } }).resources.requests
+        .storage;
+    const small = await build(baseArgs({ libraryBytes: 2 * GiB }));
+    assert.strictEqual(storage(small), "10Gi");
+    const justOver = await build(
+      baseArgs({ libraryBytes: 20 * GiB + 1, configHeadroomPercent: 0 }),
+    );
+    assert.strictEqual(storage(justOver), "21Gi");
+    const explicit = await build(baseArgs({ configSize: "200Gi" }));
+    assert.strictEqual(storage(explicit), "200Gi");
+    assert.deepStrictEqual(explicit.claim.ignoreChanges, [], "an explicit size is applied");
+    assert.strictEqual((await unwrap(explicit.outputs.configSize)).value, "200Gi");
+  });
+
+  it("keeps the archive URL in a Secret only, and the claim token in its own Secret", async () => {
+    const built = await build(baseArgs({ claimToken: pulumi.secret(CLAIM) }));
+    const { run, archiveSecret } = built;
+    assert.deepStrictEqual(unsecret(archiveSecret.inputs.stringData), {
+      "archive-url": ARCHIVE_URL,
+    });
+    assert.ok(isSecretInput(archiveSecret, "stringData.archive-url"), "URL marked secret");
+    assert.deepStrictEqual(archiveSecret.inputs.metadata, {
+      name: "plex-plex-media-server-archive",
+      namespace: "plex",
+      labels: {
+        "app.kubernetes.io/part-of": "plex-migrate",
+        "app.kubernetes.io/instance": "plex",
+        "app.kubernetes.io/managed-by": "pulumi",
+      },
+    });
+    assert.strictEqual(archiveSecret.deleteBeforeReplace, true, "fixed name: replace in place");
+    const claimSecret = run.get(SECRET_TYPE, "plex-claim-token");
+    assert.deepStrictEqual(unsecret(claimSecret.inputs.stringData), { token: CLAIM });
+    assert.ok(isSecretInput(claimSecret, "stringData.token"));
+
+    for (const registration of run.registrations) {
+      for (const text of plainStrings(registration.rawInputs)) {
+        assert.ok(!text.includes(TOKEN), `serving token in plain inputs of ${registration.name}`);
+        assert.ok(!text.includes(CLAIM), `claim token in plain inputs of ${registration.name}`);
+      }
+    }
+    for (const [name, output] of Object.entries(built.outputs)) {
+      const { value } = await unwrap(output);
+      const text = JSON.stringify(value) ?? "";
+      assert.ok(!text.includes(TOKEN) && !text.includes(CLAIM), `secret in output ${name}`);
+    }
+
+    const withoutClaim = await build(baseArgs());
+    assert.strictEqual(withoutClaim.run.byType(SECRET_TYPE).length, 1, "only the archive Secret");
+  });
+
+  it("waits for the archive being served: the release and the URL Secret depend on it", async () => {
+    for (const shape of ["list", "single"] as const) {
+      const { run, release, archiveSecret, claim } = await build(
+        baseArgs({ claimToken: pulumi.secret(CLAIM) }),
+        shape,
+      );
+      const served = run.get(SERVED_TYPE, "archive-served").urn;
+      const claimSecret = run.get(SECRET_TYPE, "plex-claim-token").urn;
+      for (const urn of [served, claim.urn, archiveSecret.urn, claimSecret]) {
+        assert.ok(release.dependencies.includes(urn), `${shape}: release waits for ${urn}`);
+      }
+      assert.ok(archiveSecret.dependencies.includes(served), `${shape}: Secret waits for serving`);
+    }
+    // Without a caller dependency the release still waits for its own claim and Secret.
+    const alone = await build(baseArgs(), "none");
+    assert.ok(alone.release.dependencies.includes(alone.claim.urn));
+    assert.ok(alone.release.dependencies.includes(alone.archiveSecret.urn));
+  });
+
+  it("creates a retained namespace, or uses an existing one", async () => {
+    const created = await build(baseArgs());
+    const namespace = created.run.get(NAMESPACE_TYPE, "plex-namespace");
+    assert.strictEqual((namespace.inputs.metadata as { name: string }).name, "plex");
+    assert.strictEqual(namespace.retainOnDelete, true, "deleting it would delete the claim");
+    assert.strictEqual(namespace.protect, true);
+    assert.strictEqual(namespace.parentUrn, created.component.urn);
+
+    const existing = await build(baseArgs({ createNamespace: false, namespace: "media" }));
+    assert.strictEqual(existing.run.byType(NAMESPACE_TYPE).length, 0);
+    assert.strictEqual((await unwrap(existing.outputs.namespace)).value, "media");
+    assert.strictEqual(existing.release.inputs.namespace, "media");
+  });
+
+  it("parents every child to the component with names derived from its name", async () => {
+    const { run, component } = await build(baseArgs({ claimToken: pulumi.secret(CLAIM) }));
+    const children = run.childrenOf(component).map((r) => `${r.type} ${r.name}`);
+    assert.deepStrictEqual(children.sort(), [
+      `${NAMESPACE_TYPE} plex-namespace`,
+      `${PVC_TYPE} plex-config`,
+      `${SECRET_TYPE} plex-archive-url`,
+      `${SECRET_TYPE} plex-claim-token`,
+      `${RELEASE_TYPE} plex-chart`,
+    ]);
+  });
+
+  it("outputs the namespace, claim, size, tag and URL", async () => {
+    const plain = await build(baseArgs());
+    const value = async (name: string) => (await unwrap(plain.outputs[name])).value;
+    assert.strictEqual(await value("namespace"), "plex");
+    assert.strictEqual(await value("configClaimName"), "plex-plex-media-server-config");
+    assert.strictEqual(await value("configSize"), "45Gi");
+    assert.strictEqual(await value("imageTag"), VM_VERSION);
+    assert.strictEqual(
+      await value("plexUrl"),
+      "http://plex-plex-media-server.plex.svc.cluster.local:32400",
+    );
+    const withIngress = await build(baseArgs({ ingress: { host: "plex.example.com" } }));
+    assert.strictEqual(
+      (await unwrap(withIngress.outputs.plexUrl)).value,
+      "https://plex.example.com",
+    );
+    assert.deepStrictEqual(withIngress.values.ingress, {
+      enabled: true,
+      url: "https://plex.example.com",
+      tls: [],
+    });
+  });
+
+  it("runs the VM's Plex version; an override is used but warned about", async () => {
+    const logModule = require("@pulumi/pulumi/log") as { warn: (message: string) => unknown };
+    const original = logModule.warn;
+    const warnings: string[] = [];
+    logModule.warn = (message: string) => {
+      warnings.push(message);
+      return Promise.resolve();
+    };
+    try {
+      const same = await build(baseArgs());
+      assert.deepStrictEqual(same.values.image, { tag: VM_VERSION });
+      assert.deepStrictEqual(warnings, []);
+
+      const overridden = await build(baseArgs({ imageTagOverride: "1.42.2.10156-f737b826c" }));
+      assert.deepStrictEqual(overridden.values.image, { tag: "1.42.2.10156-f737b826c" });
+      assert.strictEqual(
+        (await unwrap(overridden.outputs.imageTag)).value,
+        "1.42.2.10156-f737b826c",
+      );
+      assert.strictEqual(warnings.length, 1);
+      assert.match(warnings[0], /plexImageTag "1\.42\.2\.10156-f737b826c" differs/);
+      assert.match(warnings[0], /1\.41\.3\.9314-a0bfb8370/);
+    } finally {
+      logModule.warn = original;
+    }
+  });
+
+  it("passes a registry, digest and tag of the init image to the chart's fields", async () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const { values } = await build(
+      baseArgs({ initImage: `registry.example.com:5000/tools/plex-init:2.1@${digest}` }),
+    );
+    assert.deepStrictEqual((values.initContainer as { image: unknown }).image, {
+      registry: "registry.example.com:5000",
+      repository: "tools/plex-init",
+      tag: "2.1",
+      sha: digest,
+    });
+  });
+
+  it("rejects bad arguments at construction, naming the field", () => {
+    const { PlexRelease } =
+      require("../../components/plex-release") as typeof import("../../components/plex-release");
+    const cases: [Partial<PlexReleaseArgs>, RegExp][] = [
+      [{ releaseName: "Plex_Server" }, /releaseName "Plex_Server"/],
+      [{ namespace: "-bad" }, /namespace "-bad"/],
+      [{ chartVersion: "latest" }, /chartVersion "latest"/],
+      [{ configSize: "lots" }, /configSize: "lots" is not a Kubernetes quantity/],
+      [{ initImage: "alpine@sha256:nope" }, /initImage: "alpine@sha256:nope"/],
+      [{ uid: -1 }, /uid -1/],
+      [
+        { mediaVolumes: [{ ...media("/srv/movies=hostpath:///srv"), mountPath: "/plex-migrate" }] },
+        /mediaVolumes: media mount path \/plex-migrate is used by the Plex pod itself/,
+      ],
+    ];
+    for (const [overrides, message] of cases) {
+      assert.throws(
+        () => new PlexRelease("bad", baseArgs(overrides)),
+        (error: Error) => error instanceof pulumi.ResourceError && message.test(error.message),
+        `expected ${message}`,
+      );
+    }
+  });
+
+  // A value that is wrong only once the VM answers fails the registration that needs it. Under the
+  // engine that ends `pulumi up` with the message; it is checked in a separate Node process because
+  // the failed registration leaves the mocks' promises pending.
+  it("fails with a clear message when the VM's measures do not fit (separate process)", function () {
+    this.timeout(60_000);
+    const program = `
+      const pulumi = require("@pulumi/pulumi");
+      const messages = [];
+      process.on("unhandledRejection", (e) => messages.push(String(e && e.message)));
+      const cases = JSON.parse(process.env.PLEX_RELEASE_CASES);
+      (async () => {
+        const out = [];
+        for (const overrides of cases) {
+          messages.length = 0;
+          await pulumi.runtime.setMocks({
+            newResource: (a) => ({ id: a.custom ? a.name + "-id" : undefined, state: a.inputs }),
+            call: () => { throw new Error("unexpected call"); },
+          }, "plex-migrate", "test", false);
+          const { PlexRelease } = require("./components/plex-release");
+          const base = JSON.parse(process.env.PLEX_RELEASE_BASE);
+          base.archive.url = pulumi.secret(base.archive.url);
+          await pulumi.runtime.runInPulumiStack(async () => {
+            new PlexRelease("plex", { ...base, ...overrides, archive: { ...base.archive, ...(overrides.archive || {}) } });
+            return {};
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          out.push([...new Set(messages)]);
+        }
+        process.stdout.write(JSON.stringify(out));
+        process.exit(0);
+      })();
+    `;
+    const base = { ...baseArgs(), archive: { ...baseArgs().archive, url: ARCHIVE_URL } };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [
+        { configSize: "20Gi" },
+        /plexConfigSize 20Gi cannot hold the Plex library \(30\.00 GiB measured on the VM\)\. Fix: pulumi config set plexConfigSize 32Gi/,
+      ],
+      [{ plexVersion: "" }, /the VM reported Plex version "", which is not a pms-docker image tag/],
+      [{ archive: { sha256: "not-a-sha" } }, /archive sha256 "not-a-sha" is not 64 hex digits/],
+      [{ archive: { format: "zip" } }, /archive format "zip" is not one of tar\.zst, tar\.gz, tar/],
+    ];
+    const result = spawnSync(
+      process.execPath,
+      ["-r", "ts-node/register/transpile-only", "-e", program],
+      {
+        cwd: ROOT,
+        encoding: "utf8",
+        env: {
+          ...process.env,
+          PLEX_RELEASE_BASE: JSON.stringify(base),
+          PLEX_RELEASE_CASES: JSON.stringify(cases.map(([c]) => c)),
+        },
+      },
+    );
+    // (Its exit status is 1: Pulumi's leak detector reports the pending promises at exit.)
+    assert.ok(result.stdout.startsWith("[["), `no result from the child: ${result.stderr}`);
+    const messages = JSON.parse(result.stdout) as string[][];
+    cases.forEach(([overrides, expected], i) => {
+      assert.ok(
+        messages[i].some((m) => expected.test(m)),
+        `${JSON.stringify(overrides)}: got ${JSON.stringify(messages[i])}`,
+      );
+      for (const m of messages[i]) assert.ok(!m.includes(TOKEN), "the token never in an error");
+    });
+  });
+});
