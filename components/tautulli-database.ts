@@ -1,14 +1,24 @@
 /**
- * TautulliDatabase (STUB — engineer A replaces the internals): role, database, grants and the
- * Kubernetes Secret with Tautulli's connection string. Contract: /work/notes/contracts.md.
+ * TautulliDatabase: on the server PostgresInstance provides, Tautulli's own login role (generated
+ * password), the database it owns, nothing granted to anyone else, and a Kubernetes Secret with the
+ * connection for whatever runs Tautulli in the cluster.
+ *
+ * Least privilege: the role is not a superuser and cannot create roles or databases; it owns its
+ * database (so the migrations, as that role, create the schema), and PUBLIC's default CONNECT and
+ * TEMPORARY on the database are revoked, so other roles of a shared server cannot even connect.
+ * The database uses UTF8 with C collation: byte-order sorting and ASCII-only case mapping, as
+ * SQLite's BINARY collation and lower() behave for Tautulli today.
  */
+import * as k8s from "@pulumi/kubernetes";
+import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
-import type { PostgresConnection } from "../lib/postgres/connection";
+import * as random from "@pulumi/random";
+import { connectionUrl, PostgresConnection } from "../lib/postgres/connection";
 
 export interface TautulliDatabaseArgs {
   /** Admin connection (secret) reachable from the machine running `pulumi up`. */
   admin: pulumi.Input<PostgresConnection>;
-  /** Server host as pods see it. */
+  /** Server host as pods see it (written into the Kubernetes Secret). */
   clusterHost: pulumi.Input<string>;
   /** Server port as pods see it. */
   clusterPort: pulumi.Input<number>;
@@ -16,27 +26,160 @@ export interface TautulliDatabaseArgs {
   namespace: pulumi.Input<string>;
   /** Database name. @default tautulli */
   databaseName: string;
-  /** Login role that owns it. @default tautulli */
+  /** Login role that owns the database. @default tautulli */
   roleName: string;
-  /** Name of the Kubernetes Secret with the connection string. @default tautulli-database */
+  /** Name of the Kubernetes Secret with the connection. @default tautulli-database */
   secretName: string;
-  /** Protect the database from `pulumi destroy`. @default true */
+  /** Protect the database (and keep its role) on `pulumi destroy`. @default true */
   protectData: boolean;
 }
 
 export class TautulliDatabase extends pulumi.ComponentResource {
-  /** Secret: app-role URL reachable from the machine running `pulumi up`. */
+  /** Secret: URL as the owner role at the address `pulumi up` reaches (migrations, import). */
   readonly databaseUrl: pulumi.Output<string>;
+  /** The Kubernetes Secret holding the in-cluster connection (keys: url, host, port, ...). */
   readonly secretName: pulumi.Output<string>;
   readonly databaseName: pulumi.Output<string>;
   readonly roleName: pulumi.Output<string>;
 
   constructor(name: string, args: TautulliDatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plex-migrate:postgres:Database", name, {}, opts);
-    this.databaseUrl = pulumi.secret("");
-    this.secretName = pulumi.output(args.secretName);
-    this.databaseName = pulumi.output(args.databaseName);
-    this.roleName = pulumi.output(args.roleName);
-    this.registerOutputs({});
+    if (
+      !/^[a-z_][a-z0-9_]{0,62}$/.test(args.roleName) ||
+      !/^[a-z_][a-z0-9_]{0,62}$/.test(args.databaseName)
+    ) {
+      throw new pulumi.ResourceError(
+        `tautulliRole "${args.roleName}" and tautulliDatabase "${args.databaseName}" must be lower-case PostgreSQL identifiers (letters, digits, "_")`,
+        this,
+      );
+    }
+    const child = { parent: this };
+    const admin = pulumi.output(args.admin);
+
+    const server = new postgresql.Provider(
+      `${name}-admin`,
+      {
+        host: admin.host,
+        port: admin.port,
+        username: admin.user,
+        password: pulumi.secret(admin.password),
+        database: admin.database,
+        sslmode: admin.sslMode,
+        // Works for a superuser and for a CREATEROLE + CREATEDB admin of a managed server alike.
+        superuser: false,
+        connectTimeout: 30,
+      },
+      child,
+    );
+    const onServer = { parent: this, provider: server };
+
+    const rolePassword = new random.RandomPassword(
+      `${name}-role-password`,
+      // Letters and digits only: it travels in URLs and env vars.
+      { length: 32, special: false },
+      child,
+    );
+
+    const role = new postgresql.Role(
+      `${name}-role`,
+      {
+        name: args.roleName,
+        login: true,
+        password: rolePassword.result,
+        // Nothing else is owned by the role; the Database resource decides about the data.
+        skipReassignOwned: true,
+      },
+      // Kept with the database: a retained database still needs its owner.
+      { ...onServer, retainOnDelete: args.protectData },
+    );
+
+    const database = new postgresql.Database(
+      `${name}-database`,
+      {
+        name: args.databaseName,
+        owner: role.name,
+        encoding: "UTF8",
+        lcCollate: "C",
+        lcCtype: "C",
+        template: "template0",
+      },
+      { ...onServer, protect: args.protectData, retainOnDelete: args.protectData },
+    );
+
+    // REVOKE ALL ON DATABASE ... FROM PUBLIC: only the owner (and superusers) may connect.
+    const publicRevoked = new postgresql.Grant(
+      `${name}-revoke-public`,
+      { database: database.name, role: "public", objectType: "database", privileges: [] },
+      onServer,
+    );
+
+    const inCluster: pulumi.Output<PostgresConnection> = pulumi
+      .all([
+        args.clusterHost,
+        args.clusterPort,
+        admin.sslMode,
+        role.name,
+        rolePassword.result,
+        database.name,
+      ])
+      .apply(([host, port, sslMode, user, password, db]) => ({
+        host,
+        port,
+        user,
+        password,
+        database: db,
+        sslMode,
+      }));
+
+    const secret = new k8s.core.v1.Secret(
+      `${name}-connection`,
+      {
+        metadata: {
+          name: args.secretName,
+          namespace: args.namespace,
+          labels: {
+            "app.kubernetes.io/part-of": "plex-migrate",
+            "app.kubernetes.io/component": "tautulli-database",
+          },
+        },
+        type: "Opaque",
+        stringData: pulumi.secret(
+          inCluster.apply((c) => ({
+            url: connectionUrl(c),
+            host: c.host,
+            port: String(c.port),
+            database: c.database,
+            username: c.user,
+            password: c.password,
+            sslmode: c.sslMode,
+          })),
+        ),
+      },
+      { ...child, dependsOn: [publicRevoked] },
+    );
+
+    this.databaseUrl = pulumi.secret(
+      pulumi
+        .all([admin, role.name, rolePassword.result, database.name, publicRevoked.id])
+        .apply(([server, user, password, db]) =>
+          connectionUrl({
+            host: server.host,
+            port: server.port,
+            user,
+            password,
+            database: db,
+            sslMode: server.sslMode,
+          }),
+        ),
+    );
+    this.secretName = secret.metadata.name;
+    this.databaseName = database.name;
+    this.roleName = role.name;
+    this.registerOutputs({
+      databaseUrl: this.databaseUrl,
+      secretName: this.secretName,
+      databaseName: this.databaseName,
+      roleName: this.roleName,
+    });
   }
 }
