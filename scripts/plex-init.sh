@@ -270,7 +270,7 @@ check_free_space() {
   available_kib=$(df -Pk "$CONFIG_DIR" | awk 'NR == 2 { print $4 }')
   is_uint "$available_kib" || die "$EXIT_SPACE" "cannot read the free space of $CONFIG_DIR"
   # Block rounding of thousands of small files and tar's directories cost a few percent.
-  needed=$((library_bytes + library_bytes / 20 + 64 * 1024 * 1024))
+  needed=$((library_bytes + library_bytes / 20 + 16 * 1024 * 1024))
   available=$((available_kib * 1024))
   log "space: library needs about $((needed / 1048576)) MiB, $((available / 1048576)) MiB free on $CONFIG_DIR"
   if [ "$available" -lt "$needed" ]; then

@@ -34,10 +34,10 @@ export function parseQuantity(quantity: string): number {
 
 /**
  * Bytes the volume needs for the import itself: the library plus 5% for block rounding of many
- * small files, plus 64 MiB (the same rule plex-init.sh applies before it downloads).
+ * small files, plus 16 MiB (the same rule plex-init.sh applies before it downloads).
  */
 export function requiredConfigBytes(libraryBytes: number): number {
-  return Math.ceil(libraryBytes + libraryBytes / 20 + 64 * 1024 * 1024);
+  return Math.ceil(libraryBytes + libraryBytes / 20 + 16 * 1024 * 1024);
 }
 
 /** The "auto" size: library + headroom percent, rounded up to whole GiB, at least 10Gi. */

@@ -45,7 +45,7 @@ describe("lib/plex sizing", () => {
   });
 
   it("an explicit size must hold the library (same margin as plex-init.sh)", () => {
-    assert.strictEqual(requiredConfigBytes(0), 64 * 1024 * 1024);
+    assert.strictEqual(requiredConfigBytes(0), 16 * 1024 * 1024);
     assert.deepStrictEqual(resolveConfigSize("50Gi", 40 * GiB, 50), {
       quantity: "50Gi",
       auto: false,
