@@ -112,8 +112,8 @@ export class SourceVm extends pulumi.ComponentResource {
   private stopServing?: command.remote.Command;
 
   constructor(name: string, args: SourceVmArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("plex-migrate:source:Vm", name, {}, opts);
-    validateArgs(name, args, this);
+    // Validated before registering anything, so a bad argument leaves no half-made component.
+    super("plex-migrate:source:Vm", name, validateArgs(name, args), opts);
 
     const settings: SourceScriptSettings = {
       workDir: args.workDir,
@@ -286,7 +286,7 @@ export class SourceVm extends pulumi.ComponentResource {
 
 const ALLOWED_EXCLUDES = ["Cache", "Logs", "Crash Reports", "Updates", "Diagnostics"];
 
-function validateArgs(name: string, args: SourceVmArgs, resource: pulumi.Resource): void {
+function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   const problems: string[] = [];
   const absolute = (field: string, value: string) => {
     if (!value.startsWith("/") || /[\0\n\r]/.test(value) || value.split("/").includes("..")) {
@@ -320,7 +320,6 @@ function validateArgs(name: string, args: SourceVmArgs, resource: pulumi.Resourc
   }
   if (!args.serve.host)
     problems.push("serve.host is empty: set the host the cluster reaches the VM at");
-  if (problems.length > 0) {
-    throw new pulumi.ResourceError(`SourceVm ${name}: ${problems.join("; ")}`, resource);
-  }
+  if (problems.length > 0) throw new Error(`SourceVm ${name}: ${problems.join("; ")}`);
+  return {};
 }
