@@ -93,6 +93,9 @@ export async function startSshd(options: SshServerOptions = {}): Promise<SshServ
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-sshd-"));
   const keysDir = path.join(dir, "authorized_keys");
   fs.mkdirSync(keysDir);
+  // sshd reads authorized_keys as the logging-in user: let other users through to their file.
+  fs.chmodSync(dir, 0o711);
+  fs.chmodSync(keysDir, 0o755);
   check("ssh-keygen", [
     "-q",
     "-t",
@@ -208,7 +211,7 @@ export async function startSshd(options: SshServerOptions = {}): Promise<SshServ
       users.push(user);
       // "*" rather than useradd's "!": sshd without PAM treats "!" as a locked account.
       check("usermod", ["-p", "*", user]);
-      fs.writeFileSync(path.join(keysDir, user), clientPublic);
+      fs.writeFileSync(path.join(keysDir, user), clientPublic, { mode: 0o644 });
       if (sudo) {
         const file = `/etc/sudoers.d/${user}`;
         const securePath = [
