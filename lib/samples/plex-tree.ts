@@ -810,6 +810,10 @@ function entryLine(e: TreeEntry): string {
 /** sha256 (hex) of a file's content, streamed. */
 export async function sha256File(file: string): Promise<string> {
   const hash = crypto.createHash("sha256");
+  // Small files in one read: streams cost more than hashing for thousands of posters.
+  if ((await fs.promises.stat(file)).size <= 8 * MiB) {
+    return hash.update(await fs.promises.readFile(file)).digest("hex");
+  }
   for await (const chunk of fs.createReadStream(file, { highWaterMark: MiB }))
     hash.update(chunk as Buffer);
   return hash.digest("hex");
