@@ -83,6 +83,16 @@ export function isSecretMarker(value: unknown): value is { value: unknown } {
   );
 }
 
+/** The value with every secret marker replaced by what it wraps. */
+export function unwrapSecrets(value: unknown): unknown {
+  if (isSecretMarker(value)) return unwrapSecrets(value.value);
+  if (Array.isArray(value)) return value.map(unwrapSecrets);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+  }
+  return value;
+}
+
 /** True when the raw input at `dotted.path` (or any value above it) is marked secret. */
 export function isSecretInput(registration: Registration, dottedPath: string): boolean {
   let current: unknown = registration.rawInputs;
@@ -142,21 +152,21 @@ function patchMonitor(): void {
   if (patched) return;
   patched = true;
   const { MockMonitor } = require("@pulumi/pulumi/runtime/mocks");
-  const { deserializeProperties } = require("@pulumi/pulumi/runtime/rpc");
   const original = MockMonitor.prototype.registerResource;
   MockMonitor.prototype.registerResource = function (
     this: { newUrn(parent: string, type: string, name: string): string },
     req: RegisterResourceRequest,
     callback: unknown,
   ) {
+    const rawInputs = req.getObject()?.toJavaScript() ?? {};
     const registration: Registration = {
       type: req.getType(),
       name: req.getName(),
       urn: this.newUrn(req.getParent(), req.getType(), req.getName()),
       parentUrn: req.getParent(),
       custom: req.getCustom(),
-      inputs: deserializeProperties(req.getObject()),
-      rawInputs: req.getObject()?.toJavaScript() ?? {},
+      inputs: unwrapSecrets(rawInputs) as Record<string, unknown>,
+      rawInputs,
       dependencies: req.getDependenciesList(),
       propertyDependencies: Object.fromEntries(
         req
@@ -179,7 +189,12 @@ function patchMonitor(): void {
 function mocks(registrations: () => Registration[]): pulumi.runtime.Mocks {
   return {
     newResource(args: pulumi.runtime.MockResourceArgs) {
-      const outputsFor = extraOutputs[args.type] ?? KNOWN_TYPES[args.type];
+      // Our own components are known by their token; anything else must be listed.
+      const ownComponent = !args.custom && args.type.startsWith(`${PROJECT}:`);
+      const outputsFor =
+        extraOutputs[args.type] ??
+        KNOWN_TYPES[args.type] ??
+        (ownComponent ? () => ({}) : undefined);
       if (!outputsFor) throw new Error(`mocks: unknown resource type ${args.type} (${args.name})`);
       const registration = [...registrations()]
         .reverse()
@@ -239,14 +254,26 @@ export async function runWithMocks(
     options.preview ?? false,
   );
   let exports: Record<string, unknown> = {};
+  // A failed registration (unknown type, a component's ResourceError) surfaces as an unhandled
+  // rejection inside the runtime; turn the first one into this run's failure instead of a hang.
+  let rejectRun: (err: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (rejectRun = reject));
+  const onUnhandled = (err: unknown) => rejectRun(err);
+  process.on("unhandledRejection", onUnhandled);
   try {
-    await pulumi.runtime.runInPulumiStack(async () => {
-      exports = load();
-      return exports;
-    });
-    const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings");
-    await waitForRPCs();
+    await Promise.race([
+      (async () => {
+        await pulumi.runtime.runInPulumiStack(async () => {
+          exports = load();
+          return exports;
+        });
+        const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings");
+        await waitForRPCs();
+      })(),
+      failed,
+    ]);
   } finally {
+    process.off("unhandledRejection", onUnhandled);
     capturing = undefined;
   }
   const run: MockRun = {
@@ -278,6 +305,16 @@ export function freshRequire(file: string): Record<string, unknown> {
     }
   }
   return require(path.join(root, file));
+}
+
+/**
+ * Runs `file` (relative to the project root) again: only that module is dropped from the require
+ * cache, so the components and libraries it imports stay loaded (much faster than freshRequire).
+ */
+export function rerunProgram(file: string): Record<string, unknown> {
+  const full = require.resolve(path.resolve(__dirname, "..", "..", file));
+  delete require.cache[full];
+  return require(full);
 }
 
 /** Resolves an Output to its value and whether it is secret (tests only). */

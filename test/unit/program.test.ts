@@ -1,0 +1,449 @@
+/**
+ * The whole program (index.ts) under Pulumi mocks, with the example stack files: the resource
+ * graph a real `pulumi up` would get. Parents, ordering edges, secrets, stack differences and
+ * the effect of every config key.
+ */
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import * as YAML from "yaml";
+import { projectConfigDeclarations } from "../../lib/config";
+import {
+  MockRun,
+  plainStrings,
+  Registration,
+  rerunProgram,
+  runWithMocks,
+  unwrap,
+} from "../support/pulumi-mocks";
+import { sourceVmCommandOutputs } from "../support/fake-vm/mock-outputs";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const SSH_KEY =
+  "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY-MATERIAL\n-----END OPENSSH PRIVATE KEY-----";
+const PG_ADMIN_PASSWORD = "TEST-PG-ADMIN-PASSWORD";
+const CLAIM_TOKEN = "claim-TEST-CLAIM-TOKEN";
+const SECRET_KEYS = ["sshPrivateKey", "postgresAdminPassword", "plexClaimToken"];
+
+const CMD = "command:remote:Command";
+const RELEASE = "kubernetes:helm.sh/v3:Release";
+const SCHEMA = "pulumi-nodejs:dynamic/plex-migrate:SchemaMigrations";
+const IMPORT = "pulumi-nodejs:dynamic/plex-migrate:SqliteImport";
+
+/** Values of Pulumi.<stack>.yaml without the project prefix. */
+function stackFile(stack: string): Record<string, unknown> {
+  const file = YAML.parse(fs.readFileSync(path.join(ROOT, `Pulumi.${stack}.yaml`), "utf8"));
+  return Object.fromEntries(
+    Object.entries(file.config as Record<string, unknown>).map(([k, v]) => [
+      k.replace(/^plex-migrate:/, ""),
+      v,
+    ]),
+  );
+}
+
+const dynamicOutputs = {
+  [SCHEMA]: () => ({
+    applied: ["20261201000000-create-tautulli-tables"],
+    schemaVersion: "20261201000000-create-tautulli-tables",
+  }),
+  [IMPORT]: () => ({ summary: "Imported 12 rows", sourceFingerprint: "f".repeat(64), report: {} }),
+};
+
+async function runStack(stack: string, overrides: Record<string, unknown> = {}): Promise<MockRun> {
+  return runWithMocks(() => rerunProgram("index.ts"), {
+    stack,
+    config: {
+      ...stackFile(stack),
+      sshPrivateKey: SSH_KEY,
+      postgresAdminPassword: PG_ADMIN_PASSWORD,
+      plexClaimToken: CLAIM_TOKEN,
+      ...overrides,
+    },
+    secretKeys: SECRET_KEYS,
+    outputs: { [CMD]: sourceVmCommandOutputs(), ...dynamicOutputs },
+  });
+}
+
+/** URNs reachable from `from` through dependencies (explicit and per-property) and parents' deps. */
+function dependsTransitively(run: MockRun, from: Registration, to: Registration): boolean {
+  const byUrn = new Map(run.registrations.map((r) => [r.urn, r]));
+  const seen = new Set<string>();
+  const stack = [from.urn];
+  while (stack.length > 0) {
+    const urn = stack.pop()!;
+    if (urn === to.urn) return true;
+    if (seen.has(urn)) continue;
+    seen.add(urn);
+    const r = byUrn.get(urn);
+    if (!r) continue;
+    stack.push(...r.dependencies, ...Object.values(r.propertyDependencies).flat());
+  }
+  return false;
+}
+
+function command(run: MockRun, step: string): Registration {
+  const found = run.byType(CMD).filter((r) => r.name === `source-vm-${step}`);
+  assert.strictEqual(found.length, 1, `one ${step} command`);
+  return found[0];
+}
+
+describe("the program (index.ts) under Pulumi mocks", function () {
+  this.timeout(120_000);
+  let dev: MockRun;
+  let prod: MockRun;
+
+  before(async () => {
+    dev = await runStack("dev");
+    prod = await runStack("prod");
+  });
+
+  it("creates the six components, each under the stack, and every resource under a parent", () => {
+    const stackUrn = dev.get("pulumi:pulumi:Stack", "plex-migrate-dev").urn;
+    const components = dev.registrations.filter((r) => r.type.startsWith("plex-migrate:"));
+    assert.deepStrictEqual(components.map((r) => r.type).sort(), [
+      "plex-migrate:plex:Release",
+      "plex-migrate:postgres:Database",
+      "plex-migrate:postgres:Instance",
+      "plex-migrate:source:Vm",
+    ]);
+    for (const c of components)
+      assert.strictEqual(c.parentUrn, stackUrn, `${c.type} under the stack`);
+    for (const type of [SCHEMA, IMPORT, "pulumi:providers:kubernetes"]) {
+      assert.strictEqual(dev.byType(type)[0].parentUrn, stackUrn, type);
+    }
+    // Everything else belongs to one of the components.
+    const componentUrns = new Set(components.map((c) => c.urn));
+    const topLevel = new Set([stackUrn, ...componentUrns]);
+    for (const r of dev.registrations) {
+      if (r.type === "pulumi:pulumi:Stack" || r.parentUrn === stackUrn) continue;
+      let parent = dev.registrations.find((p) => p.urn === r.parentUrn);
+      while (parent && !componentUrns.has(parent.urn)) {
+        parent = dev.registrations.find((p) => p.urn === parent!.parentUrn);
+      }
+      assert.ok(parent && topLevel.has(parent.urn), `${r.type} ${r.name} belongs to a component`);
+    }
+  });
+
+  it("deploys every Kubernetes resource through the stack's own provider (its kubeContext)", () => {
+    const provider = dev.get("pulumi:providers:kubernetes", "cluster");
+    assert.strictEqual(provider.inputs.context, "homelab");
+    for (const r of dev.registrations.filter((x) => x.type.startsWith("kubernetes:"))) {
+      assert.ok(
+        r.provider.startsWith(`${provider.urn}::`),
+        `${r.type} ${r.name} uses the cluster provider`,
+      );
+    }
+  });
+
+  it("orders the work by data flow", () => {
+    const release = dev.byType(RELEASE)[0];
+    const schema = dev.byType(SCHEMA)[0];
+    const tautulliImport = dev.byType(IMPORT)[0];
+    assert.ok(
+      dependsTransitively(dev, release, command(dev, "serve")),
+      "release after the archive is served",
+    );
+    assert.ok(
+      dependsTransitively(dev, command(dev, "serve"), command(dev, "archive")),
+      "serve after archive",
+    );
+    assert.ok(
+      dependsTransitively(dev, command(dev, "archive"), command(dev, "stop")),
+      "archive after stop",
+    );
+    assert.ok(
+      dependsTransitively(dev, command(dev, "stop"), command(dev, "preflight")),
+      "stop after preflight",
+    );
+    assert.ok(dependsTransitively(dev, tautulliImport, schema), "import after the migrations");
+    assert.ok(
+      dependsTransitively(dev, tautulliImport, command(dev, "stop")),
+      "import after Tautulli stopped",
+    );
+    const database = dev.byType("postgresql:index/database:Database")[0];
+    assert.ok(dependsTransitively(dev, schema, database), "migrations after the database exists");
+    const stopServing = command(dev, "stop-serving");
+    assert.ok(
+      dependsTransitively(dev, stopServing, release),
+      "stop serving after the Plex release",
+    );
+    assert.ok(
+      dependsTransitively(dev, stopServing, tautulliImport),
+      "stop serving after the import",
+    );
+    // And never the other way round (no cycles through the VM steps).
+    assert.ok(!dependsTransitively(dev, command(dev, "serve"), release));
+  });
+
+  it("keeps every secret out of plain inputs and plain stack outputs", async () => {
+    const generated = dev
+      .byType("random:index/randomPassword:RandomPassword")
+      .map((r) => `mock-password-${r.name}-0123456789`);
+    assert.ok(generated.length >= 2, "generated passwords (serve token, app role, admin) exist");
+    for (const run of [dev, prod]) {
+      const secrets = [
+        SSH_KEY,
+        "TEST-SSH-KEY-MATERIAL",
+        PG_ADMIN_PASSWORD,
+        CLAIM_TOKEN,
+        ...generated,
+      ];
+      for (const r of run.registrations) {
+        for (const text of plainStrings(r.rawInputs)) {
+          for (const secret of secrets) {
+            assert.ok(!text.includes(secret), `${r.type} ${r.name} has a secret in a plain input`);
+          }
+        }
+      }
+      for (const [name, value] of Object.entries(run.exports)) {
+        const { value: resolved, secret } = await unwrap(value as never);
+        if (secret) continue;
+        const text = JSON.stringify(resolved) ?? "";
+        for (const s of secrets)
+          assert.ok(!text.includes(s), `stack output ${name} leaks a secret`);
+        assert.ok(
+          !/\/[A-Za-z0-9]{43}\//.test(text),
+          `stack output ${name} leaks the serving token`,
+        );
+      }
+    }
+  });
+
+  it("exports what the issue asks for", async () => {
+    for (const name of [
+      "plexUrl",
+      "plexConfigClaim",
+      "archiveSha256",
+      "plexVersion",
+      "postgresService",
+      "tautulliConnectionSecret",
+      "importSummary",
+    ]) {
+      assert.ok(name in dev.exports, name);
+    }
+    assert.strictEqual(
+      (await unwrap(dev.exports.plexVersion as never)).value,
+      "1.41.3.9314-a0bfb8370",
+    );
+    assert.strictEqual(
+      (await unwrap(dev.exports.tautulliConnectionSecret as never)).value,
+      "plex/tautulli-database",
+    );
+    assert.strictEqual(
+      (await unwrap(dev.exports.importSummary as never)).value,
+      "Imported 12 rows",
+    );
+  });
+
+  it("protects the data-holding resources unless protectData is false", async () => {
+    const dataHolding = (run: MockRun) =>
+      run.registrations.filter(
+        (r) =>
+          r.type === "kubernetes:core/v1:PersistentVolumeClaim" ||
+          r.type === "postgresql:index/database:Database" ||
+          (r.type === "kubernetes:apps/v1:StatefulSet" &&
+            JSON.stringify(r.inputs).includes("volumeClaimTemplates")),
+      );
+    assert.ok(dataHolding(dev).length >= 3, "config PVC, Postgres volume, database");
+    for (const r of dataHolding(dev)) {
+      assert.ok(r.protect, `${r.type} ${r.name} is protected`);
+      assert.ok(r.retainOnDelete, `${r.type} ${r.name} is retained on delete`);
+    }
+    const unprotected = await runStack("dev", { protectData: false });
+    for (const r of dataHolding(unprotected))
+      assert.ok(!r.protect, `${r.type} ${r.name} not protected`);
+  });
+
+  it("turns the dev and prod stack files into the differences their values say", () => {
+    // dev creates its namespace and runs Postgres in the cluster; prod uses existing ones.
+    assert.strictEqual(dev.byType("kubernetes:core/v1:Namespace").length, 1);
+    assert.strictEqual(prod.byType("kubernetes:core/v1:Namespace").length, 0);
+    assert.strictEqual(dev.byType("kubernetes:apps/v1:StatefulSet").length, 1);
+    assert.strictEqual(prod.byType("kubernetes:apps/v1:StatefulSet").length, 0);
+    assert.strictEqual(prod.get("pulumi:providers:kubernetes", "cluster").inputs.context, "prod");
+
+    interface ReleaseValues {
+      service: { type: string };
+      ingress?: { enabled: boolean };
+      extraVolumes: unknown[];
+      extraVolumeMounts: { mountPath: string }[];
+    }
+    const devRelease = dev.byType(RELEASE)[0].inputs as {
+      name: string;
+      namespace: string;
+      values: ReleaseValues;
+    };
+    const prodRelease = prod.byType(RELEASE)[0].inputs as typeof devRelease;
+    assert.strictEqual(devRelease.name, "plex");
+    assert.strictEqual(prodRelease.name, "plex-media-server");
+    assert.strictEqual(devRelease.namespace, "plex");
+    assert.strictEqual(prodRelease.namespace, "media");
+    assert.strictEqual(devRelease.values.service.type, "LoadBalancer");
+    assert.strictEqual(prodRelease.values.service.type, "ClusterIP");
+    assert.ok(!devRelease.values.ingress?.enabled);
+    assert.strictEqual(prodRelease.values.ingress?.enabled, true);
+    assert.match(JSON.stringify(prodRelease.values.ingress), /plex\.example\.com/);
+    assert.match(JSON.stringify(prodRelease.values.ingress), /plex-example-com-tls/);
+
+    const devVolumes = JSON.stringify(devRelease.values.extraVolumes);
+    const prodVolumes = JSON.stringify(prodRelease.values.extraVolumes);
+    assert.match(devVolumes, /"nfs":\{[^}]*"server":"192\.168\.13\.5"/);
+    assert.match(prodVolumes, /"hostPath":\{[^}]*"path":"\/data\/media\/movies"/);
+    assert.match(prodVolumes, /"claimName":"media-tv"/);
+    const mounts = (values: ReleaseValues) => values.extraVolumeMounts.map((m) => m.mountPath);
+    assert.ok(mounts(devRelease.values).includes("/mnt/nas-plex"));
+    assert.ok(mounts(prodRelease.values).includes("/srv/media/tv"));
+
+    const pvc = (run: MockRun) => {
+      const plex = run.get("plex-migrate:plex:Release", "plex");
+      const claims = run
+        .childrenOf(plex)
+        .filter((r) => r.type === "kubernetes:core/v1:PersistentVolumeClaim");
+      assert.strictEqual(claims.length, 1, "one config claim");
+      return claims[0].inputs as {
+        spec: { storageClassName: string; resources: { requests: { storage: string } } };
+      };
+    };
+    assert.strictEqual(pvc(dev).spec.storageClassName, "proxmox-zpool");
+    assert.strictEqual(pvc(prod).spec.storageClassName, "ceph-block");
+    assert.strictEqual(pvc(prod).spec.resources.requests.storage, "200Gi");
+    assert.strictEqual(
+      pvc(dev).spec.resources.requests.storage,
+      "18Gi",
+      "auto: 12 GiB library + 50%",
+    );
+
+    const connection = (run: MockRun) =>
+      command(run, "preflight").inputs.connection as Record<string, unknown>;
+    assert.strictEqual(connection(dev).user, "alex");
+    assert.strictEqual(connection(prod).user, "root");
+    assert.strictEqual(connection(dev).hostKey, undefined);
+    assert.match(String(connection(prod).hostKey), /^ssh-ed25519 /);
+
+    const pgProvider = (run: MockRun) =>
+      run.byType("pulumi:providers:postgresql")[0].inputs as Record<string, unknown>;
+    assert.strictEqual(pgProvider(prod).host, "pg.prod.internal");
+    assert.strictEqual(pgProvider(prod).sslmode, "verify-full");
+    assert.strictEqual(pgProvider(dev).host, "192.168.13.30");
+    assert.strictEqual(String(pgProvider(dev).port), "30432", "provider inputs travel as strings");
+    const role = (run: MockRun) =>
+      run.byType("postgresql:index/role:Role")[0].inputs as { name: string };
+    assert.strictEqual(role(dev).name, "tautulli");
+    assert.strictEqual(role(prod).name, "tautulli_app");
+  });
+
+  describe("every config key changes what gets deployed", () => {
+    // A valid alternative for every key, against the dev stack.
+    const alternatives: Record<string, unknown> = {
+      vmHost: "192.168.13.99",
+      vmPort: 2222,
+      vmUser: "root",
+      vmSudo: false,
+      vmHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhVWJ2m6JqfJvVtN6pKQ0fO9g5Y2oYdJ3sLw1bq3mXn",
+      sshPrivateKey:
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nOTHER\n-----END OPENSSH PRIVATE KEY-----",
+      vmWorkDir: "/srv/plex-migrate",
+      plexDataDir: "/srv/plex/Library/Application Support/Plex Media Server",
+      plexService: "plex",
+      tautulliService: "tautulli-docker",
+      tautulliDbPath: "/config/tautulli.db",
+      archiveExcludes: ["Cache"],
+      archiveCompression: "gzip",
+      serveAddress: "192.168.13.21",
+      serveHost: "plex-vm.lan",
+      servePort: 40000,
+      serveLifetimeMinutes: 60,
+      serveAllowedCidrs: ["10.0.0.0/8"],
+      keepArchive: true,
+      rollbackOnDestroy: true,
+      kubeContext: "other",
+      namespace: "media",
+      createNamespace: false,
+      plexReleaseName: "pms",
+      plexChartVersion: "1.4.0",
+      plexChartRepo: "https://charts.example.com/plex",
+      plexImageTag: "1.41.4.9463-630c9f557",
+      plexInitImage: "alpine:3.21",
+      plexConfigStorageClass: "local-path",
+      plexConfigSize: "300Gi",
+      plexConfigHeadroomPercent: 100,
+      plexMediaVolumes: ["/mnt/media=pvc://media"],
+      plexUid: 1001,
+      plexGid: 1001,
+      plexClaimToken: "claim-OTHER",
+      plexServiceType: "NodePort",
+      plexIngressHost: "plex.home.arpa",
+      plexIngressClass: "traefik",
+      plexIngressTlsSecret: "plex-tls",
+      plexCpuRequest: "500m",
+      plexMemoryRequest: "1Gi",
+      plexMemoryLimit: "6Gi",
+      postgresMode: "external",
+      postgresVersion: "16",
+      postgresStorageSize: "20Gi",
+      postgresStorageClass: "local-path",
+      postgresServiceType: "LoadBalancer",
+      postgresEndpoint: "192.168.13.31:31432",
+      postgresHost: "db.lan",
+      postgresPort: 5433,
+      postgresAdminUser: "pgadmin",
+      postgresAdminPassword: "OTHER-PASSWORD",
+      postgresSslMode: "verify-full",
+      tautulliDatabase: "tautulli_history",
+      tautulliRole: "tautulli_rw",
+      tautulliSecretName: "tautulli-pg",
+      importOverwrite: true,
+      importIntegrityCheck: "quick",
+      protectData: false,
+    };
+    // Keys that only mean something next to another value: [baseline, changed] overrides, so
+    // that only the key itself differs between the two runs.
+    const external = { postgresMode: "external", postgresHost: "db.lan" };
+    const ingress = { plexIngressHost: "plex.home.arpa" };
+    const pairs: Record<string, [Record<string, unknown>, Record<string, unknown>]> = {
+      postgresMode: [{}, external],
+      postgresHost: [external, { ...external, postgresHost: "db2.lan" }],
+      postgresPort: [external, { ...external, postgresPort: 5433 }],
+      postgresSslMode: [external, { ...external, postgresSslMode: "verify-full" }],
+      plexIngressClass: [ingress, { ...ingress, plexIngressClass: "traefik" }],
+      plexIngressTlsSecret: [ingress, { ...ingress, plexIngressTlsSecret: "plex-tls" }],
+    };
+
+    /** The deployment as data: every registration's type, name, inputs and options. */
+    function deployment(run: MockRun): Map<string, string> {
+      return new Map(
+        run.registrations.map((r) => [
+          `${r.type}::${r.name}`,
+          JSON.stringify([r.rawInputs, r.protect, r.retainOnDelete, r.dependencies.length]),
+        ]),
+      );
+    }
+
+    let devDeployment: Map<string, string>;
+    before(async () => {
+      devDeployment = deployment(dev);
+    });
+
+    it("has an alternative for every declared key", () => {
+      assert.deepStrictEqual(
+        Object.keys(projectConfigDeclarations()).filter((k) => !(k in alternatives)),
+        [],
+      );
+    });
+
+    for (const [key, value] of Object.entries(alternatives)) {
+      it(`${key}`, async () => {
+        const [before, after] = pairs[key] ?? [{}, { [key]: value }];
+        const baseline =
+          Object.keys(before).length > 0
+            ? deployment(await runStack("dev", before))
+            : devDeployment;
+        const run = await runStack("dev", after);
+        const changed = deployment(run);
+        const differs =
+          changed.size !== baseline.size || [...changed].some(([k, v]) => baseline.get(k) !== v);
+        assert.ok(differs, `setting ${key} to ${JSON.stringify(value)} changed nothing`);
+      });
+    }
+  });
+});
