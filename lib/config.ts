@@ -546,6 +546,13 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       "pulumi config set postgresHost <host>",
     );
   }
+  if (mode === "in-cluster" && (sslModeSetting === "require" || sslModeSetting === "verify-full")) {
+    problem(
+      "postgresSslMode",
+      `"${sslModeSetting}" needs a server with TLS; the in-cluster server (official postgres image) serves none`,
+      "set postgresSslMode auto (or disable), or use postgresMode external with a TLS server",
+    );
+  }
   if (mode === "in-cluster" && postgresHost) {
     problem(
       "postgresHost",

@@ -342,6 +342,11 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ],
     [
       "postgresSslMode",
+      { postgresSslMode: "require" },
+      /postgresSslMode: "require" needs a server with TLS; the in-cluster server .* serves none/,
+    ],
+    [
+      "postgresSslMode",
       { postgresSslMode: "verify-ca" },
       /postgresSslMode: expected one of "auto", "disable", "require", "verify-full"/,
     ],
