@@ -480,11 +480,16 @@ export async function migrateUp(
         );
       }
       if (state.applied.length === 0 && stamped.length === 0) log("initialising an empty database");
-      let executed: string[];
+      let executed: string[] = [];
+      // `to` already applied (the database is ahead of the target): nothing to do, never a downgrade.
+      const reached =
+        options.to !== undefined && [...state.applied, ...stamped].includes(options.to);
       try {
-        executed = (await session.umzug.up(options.to ? { to: options.to } : {})).map(
-          (m) => m.name,
-        );
+        if (!reached) {
+          executed = (await session.umzug.up(options.to ? { to: options.to } : {})).map(
+            (m) => m.name,
+          );
+        }
       } catch (err) {
         await session.rollbackOpen();
         throw explain(err, databaseUrl);

@@ -267,6 +267,10 @@ describe("migrations (real PostgreSQL)", function () {
     const second = await migrateUp(url);
     assert.deepEqual(second.executed, ALL.slice(BASELINE.length));
     assert.deepEqual(second.applied, ALL);
+    // A target the database is already past changes nothing (up never reverts).
+    const behind = await migrateUp(url, { to: ALL[0] });
+    assert.deepEqual(behind.executed, []);
+    assert.deepEqual(behind.applied, ALL);
   });
 
   it("refuses a database that is newer than this program, changing nothing", async () => {
