@@ -392,14 +392,16 @@ async function openUmzug(
   };
 }
 
-/** The underlying cause of an Umzug MigrationError, with the failing migration named. */
+/** A refusal as it is; anything else with the failing migration named, secrets removed. */
 function explain(err: unknown, databaseUrl: string): Error {
   if (err instanceof MigrationRefusedError) return err;
   const cause = (err as { cause?: unknown }).cause;
   if (cause instanceof MigrationRefusedError) return cause;
+  // Umzug's MigrationError message already names the migration and quotes the original error.
   const message = redactSecrets(String((err as Error)?.message ?? err), databaseUrl);
-  const detail = cause instanceof Error ? `: ${redactSecrets(cause.message, databaseUrl)}` : "";
-  return new Error(`${message}${detail}. The failed migration was rolled back.`);
+  return new Error(
+    `${message}. The failed migration was rolled back; the ones before it stay applied.`,
+  );
 }
 
 function checkTarget(to: string | undefined, known: string[]): void {
