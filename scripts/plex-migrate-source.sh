@@ -262,9 +262,14 @@ unit_enabled_state() { systemctl is-enabled -- "$1" 2>/dev/null || true; }
 check_unit_data_dir() {
   local env dir
   env=$(systemctl show -p Environment --value -- "$PLEX_SERVICE" 2>/dev/null || true)
-  [[ $env =~ PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=(\"([^\"]*)\"|([^ ]*)) ]] || return 0
-  dir=${BASH_REMATCH[2]:-${BASH_REMATCH[3]}}
-  dir=${dir//\\x20/ }
+  # systemctl shows assignments with spaces quoted whole ("VAR=a b"), or with \x20 escapes.
+  if [[ $env =~ \"PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=([^\"]*)\" ]]; then
+    dir=${BASH_REMATCH[1]}
+  elif [[ $env =~ (^|[[:space:]])PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=([^[:space:]]*) ]]; then
+    dir=${BASH_REMATCH[2]//\\x20/ }
+  else
+    return 0
+  fi
   dir="$dir/Plex Media Server"
   if [ -f "$dir/Preferences.xml" ] && [ "$(realpath -- "$dir")" != "$(realpath -- "$DATA_DIR")" ]; then
     refuse "$PLEX_SERVICE keeps its data in $dir (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR in its unit), not $DATA_DIR; set plexDataDir to $dir"

@@ -547,6 +547,69 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       }
     });
 
+    it("preflight refuses when the Plex unit keeps its data elsewhere (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR)", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      const elsewhere = path.join(vm.root, "data/Application Support");
+      fs.mkdirSync(path.join(elsewhere, "Plex Media Server"), { recursive: true });
+      fs.writeFileSync(
+        path.join(elsewhere, "Plex Media Server", "Preferences.xml"),
+        "<Preferences/>\n",
+      );
+      // systemctl show prints an assignment with spaces quoted whole, or with \x20 escapes.
+      for (const assignment of [
+        `"PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=${elsewhere}"`,
+        `PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=${elsewhere.replace(/ /g, "\\x20")}`,
+      ]) {
+        fs.writeFileSync(
+          path.join(vm.stateDir, "systemd/plexmediaserver/env"),
+          `PLEX_MEDIA_SERVER_HOME=/usr/lib/plexmediaserver ${assignment} PLEX_MEDIA_SERVER_MAX_PLUGIN_PROCS=6\n`,
+        );
+        const run = await vm.run("preflight");
+        assert.equal(run.code, 3, assignment);
+        assert.ok(
+          run.stderr.includes(
+            `keeps its data in ${elsewhere}/Plex Media Server (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR in its unit)`,
+          ),
+          run.stderr,
+        );
+        assert.ok(run.stderr.includes(`set plexDataDir to ${elsewhere}/Plex Media Server`));
+      }
+    });
+
+    it("a live tautulli.db (Tautulli without a unit, e.g. Docker) is snapshotted read-only, WAL rows included", async () => {
+      const vm = await fresh({ servicesRunning: false, tautulliService: false });
+      const tautulli = new Database(vm.tautulliDb);
+      try {
+        tautulli.pragma("journal_mode = WAL");
+        tautulli
+          .prepare(
+            "INSERT INTO session_history (started, user, title) VALUES (1, 'live', 'Committed while running')",
+          )
+          .run();
+        const preflight = await vm.run("preflight");
+        assert.equal(preflight.code, 0, preflight.stderr);
+        assert.match(
+          parseStepOutput("preflight", preflight.stdout).notes.join(),
+          /systemd unit tautulli not found: Tautulli is not stopped/,
+        );
+        const run = await vm.run("archive");
+        assert.equal(run.code, 0, run.stderr);
+        const snapshot = new Database(path.join(vm.workDir, "archive", "tautulli.db"), {
+          readonly: true,
+        });
+        try {
+          const rows = snapshot.prepare("SELECT count(*) AS n FROM session_history").get() as {
+            n: number;
+          };
+          assert.equal(rows.n, vm.tautulliRows + 1);
+        } finally {
+          snapshot.close();
+        }
+      } finally {
+        tautulli.close();
+      }
+    });
+
     it("without Plex SQLite the databases are checked with sqlite3, and the JSON says so", async () => {
       const vm = await fresh({ servicesRunning: false });
       const run = await vm.run("preflight", { PATH: vm.path.replace(`${vm.plexBinDir}:`, "") });
