@@ -20,6 +20,7 @@ declare -A packages=(
   [python3]=python3
   [tar]=tar
   [sha256sum]=coreutils
+  [sudo]=sudo
 )
 
 missing=()
