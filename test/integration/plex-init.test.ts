@@ -95,6 +95,7 @@ describe("plex-init.sh (sh, curl, tar against a test HTTP server)", function () 
   this.timeout(120_000);
   let root: string;
   let sourceDir: string;
+  let scratch: string;
   let archive: Buffer;
   let sha256: string;
   let server: TestServer;
@@ -103,6 +104,8 @@ describe("plex-init.sh (sh, curl, tar against a test HTTP server)", function () 
   before(async () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), "plex-init-"));
     sourceDir = path.join(root, "source");
+    scratch = path.join(root, "tmp");
+    fs.mkdirSync(scratch);
     const data = path.join(sourceDir, DATA_ROOT);
     fs.mkdirSync(path.join(data, "Metadata", "Movies", "ä b"), { recursive: true });
     fs.mkdirSync(path.join(data, "Cache", "empty"), { recursive: true });
@@ -153,6 +156,8 @@ describe("plex-init.sh (sh, curl, tar against a test HTTP server)", function () 
       PLEX_GID: "1000",
       PLEX_INIT_RETRY_DELAY: "1",
       PLEX_INIT_INSTALL_TOOLS: "never",
+      // Its FIFOs go here, so a run killed with SIGKILL leaves nothing outside this test's dir.
+      PLEX_INIT_TMPDIR: scratch,
       ...extra,
     };
   }

@@ -110,6 +110,7 @@ describe("Plex transfer end to end (VM script archive+serve -> plex-init.sh)", f
       PLEX_GID: String(PLEX_GID),
       PLEX_INIT_INSTALL_TOOLS: "never",
       PLEX_INIT_RETRY_DELAY: "1",
+      PLEX_INIT_TMPDIR: caseDir,
     };
     return { vm, archive, config, env };
   }
