@@ -455,26 +455,25 @@ const booleanNormalizer: Normalizer = (value, ctx) => {
   throw new UnconvertibleValue("a BLOB in a boolean column");
 };
 
+/** An INTEGER as a double, only if the double holds it exactly (all within ±2^53 do). */
+function exactDouble(value: bigint): number {
+  const x = Number(value);
+  if (BigInt(x) !== value) {
+    throw new UnconvertibleValue(
+      "an INTEGER that double precision cannot hold exactly (beyond ±2^53)",
+    );
+  }
+  return x;
+}
+
 const doubleNormalizer: Normalizer = (value, ctx) => {
   if (typeof value === "number") {
     if (!maybeInexact(value)) return value;
     const exact = ctx.exactValue();
-    if (typeof exact === "bigint") {
-      throw new UnconvertibleValue(
-        "an INTEGER beyond ±2^53 would lose precision in double precision",
-      );
-    }
-    return exact as number;
+    return typeof exact === "bigint" ? exactDouble(exact) : (exact as number);
   }
   if (value === null) return null;
-  if (typeof value === "bigint") {
-    if (!Number.isSafeInteger(Number(value)) || BigInt(Number(value)) !== value) {
-      throw new UnconvertibleValue(
-        "an INTEGER beyond ±2^53 would lose precision in double precision",
-      );
-    }
-    return Number(value);
-  }
+  if (typeof value === "bigint") return exactDouble(value);
   if (typeof value === "string") {
     if (isBlank(value)) {
       ctx.note(R.doubleBlank, value);

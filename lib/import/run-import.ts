@@ -450,7 +450,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
 
     step = "checking that the target is empty";
     const previousRows = await rowCountsOf(client, target.schema, allTables);
-    const nonEmpty = Object.keys(previousRows);
+    const nonEmpty = Object.keys(previousRows).sort();
     if (nonEmpty.length > 0 && !options.overwrite) {
       const total = Object.values(previousRows).reduce((a, b) => a + b, 0);
       throw new ImportError(
@@ -554,7 +554,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
           match: true,
           notChecksummed: tablePlan.notChecksummed,
         },
-        sequence,
+        ...(sequence ? { sequence } : {}),
       });
       log(
         `${tablePlan.name}: ${result.rows} rows in ${result.seconds.toFixed(2)} s, indexes ${(t1 - t0).toFixed(2)} s, checksum ${(elapsed() - t1).toFixed(2)} s`,
