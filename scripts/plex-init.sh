@@ -290,6 +290,8 @@ fetch_archive() {
   attempt=0
   (umask 077 && printf 'url = "%s"\n' "$archive_url" >"$work_dir/curl.conf")
   while :; do
+    # Set when the volume filled up or the script was interrupted: no further attempt.
+    [ -e "$work_dir/abort" ] && return 1
     attempt=$((attempt + 1))
     if [ "$offset" -gt 0 ]; then
       log "download: resuming at byte $offset of $archive_bytes (attempt $attempt)"
@@ -305,6 +307,7 @@ fetch_archive() {
     echo "$!" >"$work_dir/curl.pid"
     rc=0
     wait "$!" || rc=$?
+    rm -f "$work_dir/curl.pid"
     got=$(awk '$1 == "plex-init-transfer" { n = $2 } END { print n + 0 }' "$work_dir/curl.err")
     http_code=$(awk '$1 == "plex-init-transfer" { c = $3 } END { print c + 0 }' "$work_dir/curl.err")
     offset=$((offset + got))

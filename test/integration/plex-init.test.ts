@@ -365,6 +365,23 @@ describe("plex-init.sh (sh, curl, tar against a test HTTP server)", function () 
     assertNothingImported(config, result, INIT_EXIT_CODES.interrupted);
   });
 
+  it("on SIGTERM while waiting to retry makes no further attempt", async () => {
+    const config = freshConfig();
+    server.behaviour = { kind: "status", status: 503 };
+    const waiting = startPlexInit(envFor(config, { PLEX_INIT_RETRY_DELAY: "3" }));
+    const deadline = Date.now() + 10_000;
+    while (server.requests.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const signalled = Date.now();
+    waiting.child.kill("SIGTERM");
+    const result = await waiting.done;
+    assertNothingImported(config, result, INIT_EXIT_CODES.interrupted);
+    assert.ok(Date.now() - signalled < 6000, "stopped within the retry delay");
+    assert.strictEqual(server.requests.length, 1, "no attempt after the signal");
+  });
+
   it("refuses an archive not rooted at Library/Application Support/Plex Media Server", async () => {
     const config = freshConfig();
     const wrongRoot = path.join(root, "wrong-root");
