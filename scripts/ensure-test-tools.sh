@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the system tools the test suite runs for real are present: sshd (the SSH tests),
-# the linter shellcheck, sqlite3, zstd, pigz, curl and python3 (the VM and init-container scripts).
+# the linter shellcheck, sqlite3, zstd, pigz, curl, python3, sudo and busybox (the VM and
+# init-container scripts, run for real).
 # On Debian/Ubuntu it installs what is missing when it can (root or passwordless sudo); otherwise
 # it names the packages and stops, so a missing tool is never mistaken for a passing test.
 set -euo pipefail
@@ -21,6 +22,7 @@ declare -A packages=(
   [tar]=tar
   [sha256sum]=coreutils
   [sudo]=sudo
+  [busybox]=busybox
 )
 
 missing=()
