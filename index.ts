@@ -68,6 +68,7 @@ const plex = new PlexRelease(
     configHeadroomPercent: config.plex.configHeadroomPercent,
     libraryBytes: sourceVm.libraryBytes,
     mediaVolumes: config.plex.mediaVolumes,
+    vmMediaRoots: sourceVm.mediaRoots,
     uid: config.plex.uid,
     gid: config.plex.gid,
     claimToken: config.plex.claimToken,

@@ -60,6 +60,12 @@ export interface PlexReleaseArgs {
   libraryBytes: pulumi.Input<number>;
   /** Media roots, mounted in the pod at the paths the VM used. @default [] */
   mediaVolumes: MediaVolume[];
+  /**
+   * Media paths Plex's library refers to on the VM (the preflight's mediaRoots); each one not
+   * under a mediaVolumes mount is warned about, since Plex would show its items as unavailable.
+   * @default not checked
+   */
+  vmMediaRoots?: pulumi.Input<string[]>;
   /** uid of the plex user the imported files belong to. @default 1000 */
   uid: number;
   /** gid of the plex user. @default 1000 */
@@ -191,6 +197,7 @@ export class PlexRelease extends pulumi.ComponentResource {
           );
 
     this.imageTag = this.decideImageTag(args);
+    if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
 
     const values = pulumi
       .all([
@@ -311,6 +318,22 @@ export class PlexRelease extends pulumi.ComponentResource {
     });
   }
 
+  /** Library folders the pod would not see: the plan's manual path remap, caught at preview. */
+  private warnAboutUnmountedMedia(roots: pulumi.Input<string[]>, volumes: MediaVolume[]): void {
+    pulumi.output(roots).apply((vmRoots) => {
+      const unmounted = unmountedMediaRoots(vmRoots, volumes);
+      if (unmounted.length > 0) {
+        void pulumi.log.warn(
+          `Plex's library uses ${unmounted.map((r) => `"${r}"`).join(", ")} on the VM, which no ` +
+            `plexMediaVolumes entry mounts: Plex will show those items as unavailable. Add e.g. ` +
+            `pulumi config set --path 'plexMediaVolumes[${volumes.length}]' '${unmounted[0]}=nfs://<server>/<export>'.`,
+          this,
+        );
+      }
+      return unmounted;
+    });
+  }
+
   private validate(args: PlexReleaseArgs): void {
     const problems: string[] = [];
     if (!DNS_LABEL.test(args.releaseName) || args.releaseName.length > 53) {
@@ -358,4 +381,11 @@ export class PlexRelease extends pulumi.ComponentResource {
       throw new pulumi.ResourceError(`PlexRelease ${problems.join("; ")}`, this);
     }
   }
+}
+
+/** The VM media roots that no media volume's mount path covers. */
+export function unmountedMediaRoots(vmRoots: string[], volumes: MediaVolume[]): string[] {
+  const covered = (root: string) =>
+    volumes.some((v) => root === v.mountPath || root.startsWith(`${v.mountPath}/`));
+  return [...new Set(vmRoots)].filter((root) => !covered(root)).sort();
 }

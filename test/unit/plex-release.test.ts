@@ -449,6 +449,45 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     }
   });
 
+  it("warns about library folders on the VM that no media volume mounts", async () => {
+    const logModule = require("@pulumi/pulumi/log") as { warn: (message: string) => unknown };
+    const original = logModule.warn;
+    const warnings: string[] = [];
+    logModule.warn = (message: string) => {
+      warnings.push(message);
+      return Promise.resolve();
+    };
+    const nas: MediaVolume = {
+      name: "media-mnt-nas-plex",
+      mountPath: "/mnt/nas-plex",
+      source: { kind: "nfs", server: "nas", path: "/export/plex" },
+      readOnly: true,
+    };
+    try {
+      await build(
+        baseArgs({
+          mediaVolumes: [nas],
+          vmMediaRoots: ["/mnt/nas-plex/Movies", "/mnt/nas-plex/TV Shows"],
+        }),
+      );
+      assert.deepStrictEqual(warnings, [], "both roots are under /mnt/nas-plex");
+      await build(
+        baseArgs({
+          mediaVolumes: [nas],
+          vmMediaRoots: ["/mnt/nas-plex/Movies", "/srv/music", "/mnt/nas-plexx"],
+        }),
+      );
+      assert.strictEqual(warnings.length, 1);
+      assert.match(
+        warnings[0],
+        /uses "\/mnt\/nas-plexx", "\/srv\/music" on the VM, which no plexMediaVolumes entry mounts/,
+      );
+      assert.match(warnings[0], /plexMediaVolumes\[1\]' '\/mnt\/nas-plexx=nfs:/);
+    } finally {
+      logModule.warn = original;
+    }
+  });
+
   it("passes a registry, digest and tag of the init image to the chart's fields", async () => {
     const digest = `sha256:${"ab".repeat(32)}`;
     const { values } = await build(
