@@ -1,39 +1,101 @@
 /**
- * SqliteImport (STUB — engineer B replaces the internals): a dynamic resource that imports
- * tautulli.db into the migrated schema. Contract: /work/notes/contracts.md.
+ * SqliteImport: a dynamic resource that imports Tautulli's SQLite history into the migrated
+ * PostgreSQL database during `pulumi up` (lib/import, rules in docs/import.md): one transaction,
+ * verified before it commits. The source fingerprint drives it: the same file is no change, a
+ * changed file is re-imported under the overwrite rule, and `pulumi destroy` never drops anything.
+ *
+ * The provider object is serialized by the engine and run in another process, so its methods
+ * only load lib/import/provider.ts (tested on its own) and delegate.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type * as ProviderModule from "../lib/import/provider";
+import type { ImportReport } from "../lib/import/report";
+import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
 
 export interface SqliteImportArgs {
-  /** App-role database URL (secret). */
+  /** App-role URL of the Tautulli database, reachable from `pulumi up` (secret). */
   databaseUrl: pulumi.Input<string>;
-  /** A local file, or the VM's snapshot URL (secret) with its sha256. */
+  /**
+   * Where tautulli.db comes from: a local file (`path`, absolute; a `-wal` beside it is read too),
+   * or the source VM's snapshot URL (secret, it holds an access token) with its sha256; the
+   * download is streamed and verified before anything is imported.
+   */
   source: { path: string } | { url: pulumi.Input<string>; sha256: pulumi.Input<string> };
-  /** Confirmed overwrite of a non-empty target. @default false */
+  /**
+   * Confirms that a non-empty Tautulli database may be replaced by the SQLite data.
+   * @default false
+   */
   overwrite: boolean;
-  /** Schema version the import targets (from SchemaMigrations). */
+  /** The migration the target must be at: SchemaMigrations' `schemaVersion` (also orders the import after it). */
   schemaVersion: pulumi.Input<string>;
-  /** full (integrity_check) or quick (quick_check). @default full */
+  /**
+   * SQLite's check of the file before the import commits: full (`PRAGMA integrity_check`) or
+   * quick (`quick_check`, for very large files).
+   * @default "full"
+   */
   integrityCheck: "full" | "quick";
 }
 
-const provider: pulumi.dynamic.ResourceProvider = {
-  async create() {
-    return { id: "import", outs: { report: {}, sourceFingerprint: "", summary: "" } };
+/** Loads the implementation inside the engine's provider process. */
+function implementation(): typeof ProviderModule {
+  return loadProjectModule<typeof ProviderModule>(PROJECT_ROOT, "lib/import/provider");
+}
+
+export const sqliteImportProvider: pulumi.dynamic.ResourceProvider = {
+  async check(_olds, news) {
+    return { inputs: news, failures: implementation().checkInputs(news) };
+  },
+  async create(inputs) {
+    return implementation().createImport(inputs);
+  },
+  async diff(_id, olds, news) {
+    return implementation().diffImport(olds, news);
+  },
+  async update(_id, olds, news) {
+    return implementation().updateImport(olds, news);
+  },
+  async read(id, props) {
+    return { id, props };
+  },
+  async delete() {
+    // Never drops: the imported history stays in PostgreSQL.
   },
 };
 
 export class SqliteImport extends pulumi.dynamic.Resource {
-  declare readonly report: pulumi.Output<Record<string, unknown>>;
+  /** The import report (docs/import.md); holds no secret. */
+  declare readonly report: pulumi.Output<ImportReport>;
+  /** `sha256:<hex>` of the imported file (and its -wal). */
   declare readonly sourceFingerprint: pulumi.Output<string>;
+  /** The human summary of the report. */
   declare readonly summary: pulumi.Output<string>;
 
   constructor(name: string, args: SqliteImportArgs, opts?: pulumi.CustomResourceOptions) {
+    const source =
+      "url" in args.source
+        ? { url: pulumi.secret(args.source.url), sha256: args.source.sha256 }
+        : { path: args.source.path };
     super(
-      provider,
+      sqliteImportProvider,
       name,
-      { ...args, report: undefined, sourceFingerprint: undefined, summary: undefined },
-      opts,
+      {
+        databaseUrl: pulumi.secret(args.databaseUrl),
+        source,
+        overwrite: args.overwrite ?? false,
+        schemaVersion: args.schemaVersion,
+        integrityCheck: args.integrityCheck ?? "full",
+        report: undefined,
+        sourceFingerprint: undefined,
+        summary: undefined,
+      },
+      {
+        ...opts,
+        additionalSecretOutputs: [
+          ...(opts?.additionalSecretOutputs ?? []),
+          "databaseUrl",
+          ...("url" in args.source ? ["source"] : []),
+        ],
+      },
       "plex-migrate",
       "SqliteImport",
     );

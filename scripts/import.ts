@@ -147,11 +147,20 @@ export async function main(
 
     if (!databaseUrl) {
       const parentDir = values["data-dir"] ? path.resolve(values["data-dir"]) : undefined;
-      if (parentDir) fs.mkdirSync(parentDir, { recursive: true });
+      if (parentDir) fs.mkdirSync(parentDir, { recursive: true, mode: 0o755 });
       io.stderr(
         "No --database-url: starting an embedded PostgreSQL (its data directory is kept)...\n",
       );
-      embedded = await startEmbeddedPostgres({ keep: true, parentDir });
+      try {
+        embedded = await startEmbeddedPostgres({ keep: true, parentDir });
+      } catch (error) {
+        const message = (error as Error).message;
+        throw new Error(
+          /Permission denied/.test(message)
+            ? `${message}. PostgreSQL does not run as root: as root it runs as the postgres user, which must be able to reach --data-dir (choose a directory outside private ones, e.g. /var/tmp).`
+            : message,
+        );
+      }
       databaseUrl = await embedded.createDatabase("tautulli");
       const migrated = await migrateUp(databaseUrl, { log });
       io.stderr(`Migrations applied: ${migrated.schemaVersion}\n`);

@@ -32,6 +32,8 @@ function hostileDoubles(count: number): number[] {
   const values = [
     0,
     -0,
+    Infinity,
+    -Infinity,
     1e15,
     1e14,
     123456789012345.6,

@@ -1,0 +1,254 @@
+/**
+ * What the SqliteImport dynamic provider (components/sqlite-import.ts) does, as plain functions
+ * tested on their own; the provider object only loads this module and delegates.
+ *
+ * * create: fetch the source (a local path, or the VM's snapshot URL: streamed, sha256-verified),
+ *   then runImport under the overwrite rule, checking the target is at `schemaVersion`.
+ * * diff: the source fingerprint decides. The same fingerprint is no change (whatever URL serves
+ *   it); a changed source is an update (re-imported under the same overwrite rule); another
+ *   target database (host, port or name) is a replacement, i.e. an import into the new one.
+ * * delete: nothing, ever. The imported history stays in PostgreSQL.
+ *
+ * The outputs echo the inputs (the engine keeps the database URL and snapshot URL secret: the
+ * component marks them); the report and summary never hold a secret.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import type * as pulumi from "@pulumi/pulumi";
+import { downloadVerified } from "./download";
+import { isImportError } from "./errors";
+import { databaseUrlSecrets, redactText } from "./redact";
+import { formatSummary, ImportReport } from "./report";
+import { runImport } from "./run-import";
+import { sourceFingerprint } from "./sqlite-source";
+
+/** The value the engine passes for an input that is not known yet (preview). */
+export const UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+export type ImportSource = { path: string } | { url: string; sha256: string };
+
+export interface SqliteImportInputs {
+  /** App-role URL of the Tautulli database (secret). */
+  databaseUrl: string;
+  /** A local tautulli.db, or the source VM's snapshot URL (secret) and its sha256. */
+  source: ImportSource;
+  /** Confirms that a non-empty target may be replaced. */
+  overwrite: boolean;
+  /** The migration the target must be at (SchemaMigrations' schemaVersion). */
+  schemaVersion: string;
+  integrityCheck: "full" | "quick";
+}
+
+export interface SqliteImportOutputs extends SqliteImportInputs {
+  report: ImportReport;
+  sourceFingerprint: string;
+  summary: string;
+}
+
+const isUnknown = (value: unknown): boolean => value === UNKNOWN_VALUE;
+
+function secretsOf(inputs: Partial<SqliteImportInputs>): string[] {
+  const secrets =
+    typeof inputs.databaseUrl === "string" ? databaseUrlSecrets(inputs.databaseUrl) : [];
+  const source = inputs.source as { url?: string } | undefined;
+  if (typeof source?.url === "string") {
+    secrets.push(source.url);
+    try {
+      secrets.push(new URL(source.url).pathname);
+    } catch {
+      // not a URL: check() reports it
+    }
+  }
+  return secrets.filter((s) => s.length > 1);
+}
+
+/** Problems with the inputs, as the engine's check failures (empty when fine). */
+export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic.CheckFailure[] {
+  const failures: pulumi.dynamic.CheckFailure[] = [];
+  if (
+    !isUnknown(inputs.databaseUrl) &&
+    (typeof inputs.databaseUrl !== "string" || !/^postgres(ql)?:\/\//.test(inputs.databaseUrl))
+  ) {
+    failures.push({
+      property: "databaseUrl",
+      reason: "must be a postgres:// URL of the Tautulli database",
+    });
+  }
+  const source = inputs.source as
+    Partial<{ path: unknown; url: unknown; sha256: unknown }> | undefined;
+  if (!source || typeof source !== "object") {
+    failures.push({
+      property: "source",
+      reason:
+        "is required: { path } of a local tautulli.db, or { url, sha256 } of the VM's snapshot",
+    });
+  } else if ("path" in source) {
+    if (typeof source.path !== "string" || !path.isAbsolute(source.path)) {
+      failures.push({
+        property: "source",
+        reason: "source.path must be an absolute path of a tautulli.db on this machine",
+      });
+    }
+  } else {
+    if (
+      !isUnknown(source.url) &&
+      (typeof source.url !== "string" || !/^https?:\/\//.test(source.url))
+    ) {
+      failures.push({
+        property: "source",
+        reason: "source.url must be the http(s) URL the source VM serves the snapshot at",
+      });
+    }
+    if (
+      !isUnknown(source.sha256) &&
+      (typeof source.sha256 !== "string" || !/^[0-9a-fA-F]{64}$/.test(source.sha256))
+    ) {
+      failures.push({
+        property: "source",
+        reason: "source.sha256 must be the 64 hex digits the source VM published",
+      });
+    }
+  }
+  if (inputs.integrityCheck !== "full" && inputs.integrityCheck !== "quick") {
+    failures.push({ property: "integrityCheck", reason: 'must be "full" or "quick"' });
+  }
+  if (typeof inputs.overwrite !== "boolean")
+    failures.push({ property: "overwrite", reason: "must be true or false" });
+  return failures;
+}
+
+/** host:port/database of a URL: which database the import writes (credentials aside). */
+function targetIdentity(databaseUrl: string): string | undefined {
+  if (isUnknown(databaseUrl)) return undefined;
+  try {
+    const url = new URL(databaseUrl);
+    return `${url.hostname}:${url.port || "5432"}/${decodeURIComponent(url.pathname.slice(1))}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fingerprint the source has now, or undefined when it cannot be known (yet). */
+async function currentFingerprint(source: ImportSource): Promise<string | undefined> {
+  if ("path" in source) {
+    return fs.existsSync(source.path) ? sourceFingerprint(source.path) : undefined;
+  }
+  return isUnknown(source.sha256) ? undefined : `sha256:${source.sha256.toLowerCase()}`;
+}
+
+async function importFrom(
+  inputs: SqliteImportInputs,
+  log: (line: string) => void,
+): Promise<ImportReport> {
+  const common = {
+    databaseUrl: inputs.databaseUrl,
+    overwrite: inputs.overwrite,
+    integrityCheck: inputs.integrityCheck,
+    expectedSchemaVersion: inputs.schemaVersion || undefined,
+    log,
+  };
+  if ("path" in inputs.source) return runImport({ ...common, sqlitePath: inputs.source.path });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-snapshot-"));
+  try {
+    const file = path.join(dir, "tautulli.db");
+    const { sha256 } = await downloadVerified(inputs.source.url, inputs.source.sha256, file, {
+      log,
+    });
+    // The download's verified digest is the file's fingerprint (it has no -wal).
+    return await runImport({ ...common, sqlitePath: file, sourceFingerprint: `sha256:${sha256}` });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `work`, rethrowing failures with every secret of `inputs` scrubbed from the message. */
+async function scrubbed<T>(
+  inputs: Partial<SqliteImportInputs>,
+  work: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const message = redactText((error as Error).message ?? String(error), secretsOf(inputs));
+    const clean = new Error(message);
+    if (isImportError(error)) Object.assign(clean, { code: error.code });
+    throw clean;
+  }
+}
+
+function outputs(inputs: SqliteImportInputs, report: ImportReport): SqliteImportOutputs {
+  return {
+    ...inputs,
+    report,
+    sourceFingerprint: report.source.fingerprint,
+    summary: formatSummary(report),
+  };
+}
+
+const noLog = () => undefined;
+
+export async function createImport(
+  inputs: SqliteImportInputs,
+  log: (line: string) => void = noLog,
+): Promise<{ id: string; outs: SqliteImportOutputs }> {
+  return scrubbed(inputs, async () => ({
+    id: `tautulli-import:${targetIdentity(inputs.databaseUrl) ?? "unknown"}`,
+    outs: outputs(inputs, await importFrom(inputs, log)),
+  }));
+}
+
+export interface ImportDiff {
+  changes: boolean;
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+}
+
+export async function diffImport(
+  olds: SqliteImportOutputs,
+  news: SqliteImportInputs,
+): Promise<ImportDiff> {
+  return scrubbed(news, async () => {
+    const replaces: string[] = [];
+    const oldTarget = targetIdentity(olds.databaseUrl);
+    const newTarget = targetIdentity(news.databaseUrl);
+    if (oldTarget && newTarget && oldTarget !== newTarget) replaces.push("databaseUrl");
+    // Only what was imported matters: a new snapshot URL for the same bytes, a rotated password
+    // or a newer schema version is no reason to touch the data.
+    const fingerprint = await currentFingerprint(news.source);
+    const changes =
+      replaces.length > 0 ||
+      newTarget === undefined ||
+      fingerprint === undefined ||
+      fingerprint !== olds.sourceFingerprint;
+    // A replacement imports into the new database first; the old one keeps its data.
+    return { changes, replaces, deleteBeforeReplace: false };
+  });
+}
+
+/**
+ * A changed source is imported again (under the overwrite rule). Other input changes (a new
+ * snapshot URL for the same bytes, a rotated password, overwrite or the schema version moving on)
+ * are recorded without touching the data.
+ */
+export async function updateImport(
+  olds: SqliteImportOutputs,
+  news: SqliteImportInputs,
+  log: (line: string) => void = noLog,
+): Promise<{ outs: SqliteImportOutputs }> {
+  return scrubbed(news, async () => {
+    const fingerprint = await currentFingerprint(news.source);
+    if (fingerprint !== undefined && fingerprint === olds.sourceFingerprint) {
+      log("the source fingerprint is unchanged: nothing to import");
+      return {
+        outs: {
+          ...news,
+          report: olds.report,
+          sourceFingerprint: olds.sourceFingerprint,
+          summary: olds.summary,
+        },
+      };
+    }
+    return { outs: outputs(news, await importFrom(news, log)) };
+  });
+}
