@@ -95,7 +95,8 @@ function insertNullRow(db: Database.Database, table: string, id: number): Hostil
   ).run(id);
   return columns.map((c) => ({
     // Before v2.7 section_id lived in _metadata; the import moves it to session_history.
-    table: table === "session_history_metadata" && c.name === "section_id" ? "session_history" : table,
+    table:
+      table === "session_history_metadata" && c.name === "section_id" ? "session_history" : table,
     id,
     column: c.name.toLowerCase(),
     stored: "NULL",
