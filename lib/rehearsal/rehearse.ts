@@ -10,14 +10,13 @@
  * database are only read; checksums taken before and after prove it.
  */
 import { spawn } from "child_process";
-import { Readable } from "stream";
-import { pipeline } from "stream/promises";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { autoConfigSize } from "../plex/sizing";
 import { freePort, startEmbeddedPostgres } from "../postgres/embedded";
 import { listMigrationNames, migrateUp } from "../postgres/migrator";
+import { downloadVerified } from "../import/download";
 import type { ImportReport } from "../import/report";
 import { runImport } from "../import/run-import";
 import { REQUIRED_TAUTULLI_TABLES } from "../import/plan";
@@ -459,15 +458,12 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
 
     // --- Tautulli: embedded PostgreSQL, migrations, import of the served snapshot. ---
     t = now();
-    log("Downloading the Tautulli snapshot from the archive server and checking its sha256...");
+    log(
+      "Downloading the Tautulli snapshot as SqliteImport does (streamed, resumable, sha256-checked)...",
+    );
+    if (!archive.tautulli) throw new Error("The VM's archive step made no Tautulli snapshot.");
     const snapshotFile = path.join(dirs.download, "tautulli.db");
-    await download(snapshotUrl, snapshotFile);
-    const snapshotSha = await sha256File(snapshotFile);
-    if (!archive.tautulli || snapshotSha !== archive.tautulli.sha256) {
-      throw new Error(
-        "The Tautulli snapshot downloaded does not match the sha256 the VM computed.",
-      );
-    }
+    await downloadVerified(snapshotUrl, archive.tautulli.sha256, snapshotFile, { log });
     timings.push({
       step: "tautulli snapshot download",
       seconds: now() - t,
@@ -662,16 +658,6 @@ function postgresParentDir(preferred: string): string {
     if ((fs.statSync(dir).mode & 0o001) === 0) return os.tmpdir();
     if (dir === path.dirname(dir)) return preferred;
   }
-}
-
-async function download(url: string, file: string): Promise<void> {
-  const response = await fetch(url);
-  if (!response.ok || !response.body)
-    throw new Error(`download of the Tautulli snapshot failed: HTTP ${response.status}`);
-  await pipeline(
-    Readable.fromWeb(response.body as import("stream/web").ReadableStream),
-    fs.createWriteStream(file),
-  );
 }
 
 export function mib(bytes: number): string {
