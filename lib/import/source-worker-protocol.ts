@@ -2,10 +2,16 @@
 import type { ImportErrorCode } from "./errors";
 import type { TablePlan } from "./plan";
 import type { SourceIndex, SourceTable } from "./sqlite-source";
+import type { Partition } from "./table-encoder";
 
-/** Chunks (256 KiB of COPY text each) encoded but not yet handed to the PostgreSQL socket. */
-export const MAX_CHUNKS_IN_FLIGHT = 8;
-/** Indexes into the shared Int32Array used for flow control. */
+/**
+ * Each worker encodes COPY text into its own ring of shared-memory slots, which the import writes
+ * to the PostgreSQL socket straight from shared memory and frees once the bytes have left the
+ * process. Memory is fixed: RING_SLOTS * SLOT_BYTES per worker, no garbage buffers.
+ */
+export const RING_SLOTS = 16;
+export const SLOT_BYTES = 256 * 1024;
+/** Indexes into the shared Int32Array used for flow control: slots in use, abort flag. */
 export const FLOW_IN_FLIGHT = 0;
 export const FLOW_ABORT = 1;
 
@@ -13,7 +19,8 @@ export type WorkerRequest =
   | { id: number; op: "open"; path: string; cleanup: boolean }
   | { id: number; op: "integrity"; mode: string }
   | { id: number; op: "countNonNull"; columns: { table: string; column: string }[] }
-  | { id: number; op: "encode"; plan: TablePlan }
+  | { id: number; op: "encode"; plan: TablePlan; partition?: Partition }
+  | { id: number; op: "rowidRanges"; tables: string[] }
   | { id: number; op: "close" };
 
 export interface SerializedError {
@@ -30,7 +37,7 @@ export interface SerializedError {
 export type WorkerReply =
   | { id: number; result: unknown }
   | { id: number; error: SerializedError }
-  | { id: number; chunk: ArrayBuffer; rows: number };
+  | { id: number; slot: number; length: number; rows: number; block: number; blockDone: boolean };
 
 export interface OpenResult {
   tables: SourceTable[];

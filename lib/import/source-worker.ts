@@ -8,11 +8,13 @@ import * as fs from "fs";
 import * as path from "path";
 import { Worker } from "worker_threads";
 import { ImportError } from "./errors";
-import type { EncodedTable } from "./table-encoder";
+import type { EncodedTable, Partition } from "./table-encoder";
 import type { TablePlan } from "./plan";
 import {
   FLOW_ABORT,
   FLOW_IN_FLIGHT,
+  RING_SLOTS,
+  SLOT_BYTES,
   OpenResult,
   SerializedError,
   WorkerReply,
@@ -22,7 +24,7 @@ import {
 type Pending = {
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
-  onChunk?: (chunk: Buffer, rows: number) => void;
+  onChunk?: (chunk: Buffer | null, rows: number, block: number, blockDone: boolean) => void;
 };
 
 type RequestBody = WorkerRequest extends infer R
@@ -67,9 +69,13 @@ function workerSources(entry: string): Record<string, string> {
         module: ts.ModuleKind.CommonJS,
         target: ts.ScriptTarget.ES2022,
         esModuleInterop: true,
+        isolatedModules: true,
+        noLib: true,
+        noResolve: true,
       },
     }).outputText;
-    for (const match of text.matchAll(/from "(\.{1,2}\/[^"]+)"/g)) {
+    // Type-only imports vanish from the JavaScript: only real ones are needed in the worker.
+    for (const match of text.matchAll(/^import (?!type )[^;]*? from "(\.{1,2}\/[^"]+)";/gms)) {
       queue.push(path.resolve(path.dirname(file), `${match[1]}.ts`));
     }
   }
@@ -96,6 +102,8 @@ function bootstrap(): { code: string; sources?: Record<string, string> } {
 export class SourceWorker {
   private readonly worker: Worker;
   private readonly flow = new Int32Array(new SharedArrayBuffer(8));
+  /** The worker's ring of encoded COPY text (source-worker-protocol.ts). */
+  private readonly ring = new SharedArrayBuffer(RING_SLOTS * SLOT_BYTES);
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private exited: Error | undefined;
@@ -104,9 +112,13 @@ export class SourceWorker {
     const { code, sources } = bootstrap();
     this.worker = new Worker(code, {
       eval: true,
-      workerData: { flow: this.flow.buffer, sources },
+      workerData: { flow: this.flow.buffer, ring: this.ring, sources },
       stdout: false,
       stderr: false,
+      // Not the parent's flags: a `-r ts-node/register` there would load the compiler in here.
+      execArgv: [],
+      // The encoder's garbage is short-lived: a small young generation keeps the heap compact.
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     this.worker.on("message", (reply: WorkerReply) => this.receive(reply));
     this.worker.on("error", (error) => this.fail(error));
@@ -124,8 +136,10 @@ export class SourceWorker {
   private receive(reply: WorkerReply): void {
     const waiter = this.pending.get(reply.id);
     if (!waiter) return;
-    if ("chunk" in reply) {
-      waiter.onChunk?.(Buffer.from(reply.chunk), reply.rows);
+    if ("slot" in reply) {
+      const chunk =
+        reply.slot < 0 ? null : Buffer.from(this.ring, reply.slot * SLOT_BYTES, reply.length);
+      waiter.onChunk?.(chunk, reply.rows, reply.block, reply.blockDone);
       return;
     }
     this.pending.delete(reply.id);
@@ -155,20 +169,38 @@ export class SourceWorker {
   }
 
   /**
-   * Encodes `plan`'s table. `onChunk` receives each chunk and must call `done` once the chunk
-   * has been handed on (that frees its place in the flow-control window).
+   * Encodes `plan`'s table, or this worker's blocks of it. `onChunk` receives each chunk (a view
+   * into the worker's ring; null when a block ends without more text) and must call `done` once
+   * the chunk's bytes have left this process: that frees its ring slot for the worker.
    */
   encode(
     plan: TablePlan,
-    onChunk: (chunk: Buffer, rows: number, done: () => void) => void,
+    partition: Partition | undefined,
+    onChunk: (
+      chunk: Buffer | null,
+      rows: number,
+      block: number,
+      blockDone: boolean,
+      done: () => void,
+    ) => void,
   ): Promise<EncodedTable> {
-    Atomics.store(this.flow, FLOW_IN_FLIGHT, 0);
     Atomics.store(this.flow, FLOW_ABORT, 0);
     const done = () => {
       Atomics.sub(this.flow, FLOW_IN_FLIGHT, 1);
       Atomics.notify(this.flow, FLOW_IN_FLIGHT);
     };
-    return this.request({ op: "encode", plan }, (chunk, rows) => onChunk(chunk, rows, done));
+    return this.request({ op: "encode", plan, partition }, (chunk, rows, block, blockDone) =>
+      onChunk(chunk, rows, block, blockDone, chunk ? done : () => undefined),
+    );
+  }
+
+  /** Ring slots not yet freed (0 once every chunk of an encode has been written and flushed). */
+  slotsInUse(): number {
+    return Atomics.load(this.flow, FLOW_IN_FLIGHT);
+  }
+
+  rowidRanges(tables: string[]): Promise<([number, number] | null)[]> {
+    return this.request({ op: "rowidRanges", tables });
   }
 
   /** Makes a running encode stop at its next chunk (it then rejects with WorkerAborted). */

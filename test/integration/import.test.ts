@@ -302,9 +302,18 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
     assert.ok(hostile.walBytes > 0, "the sample must have uncheckpointed rows in its -wal");
     const before = directoryState(hostileDir);
     const url = await migratedDatabase("import_hostile");
-    const report = await runImport({ sqlitePath: hostile.path, databaseUrl: url });
+    // Three readers and tiny blocks: every big table is read in interleaved parallel blocks
+    // that the writer must put back in order (the WAL rows and hostile rows among them).
+    const report = await runImport({
+      sqlitePath: hostile.path,
+      databaseUrl: url,
+      readers: 3,
+      parallelReads: { blockRowids: 16, minRows: 50 },
+    });
 
     assert.equal(report.status, "imported");
+    assert.equal(tableReport(report, "session_history").readers, 3);
+    assert.equal(tableReport(report, "version_info").readers, 1, "small tables: one reader");
     assert.equal(report.source.tautulliVersion, "v2.17.2");
     assert.equal(report.source.walBytes, hostile.walBytes);
     assert.equal(report.source.integrityResult, "ok");
@@ -616,7 +625,13 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
       }
     })();
     const error = await importRejects(
-      { sqlitePath: sample.path, databaseUrl: url, overwrite: true },
+      {
+        sqlitePath: sample.path,
+        databaseUrl: url,
+        overwrite: true,
+        readers: 2,
+        parallelReads: { blockRowids: 256, minRows: 1000 },
+      },
       "CONNECTION_LOST",
       /connection to PostgreSQL was lost while copying table session_history/,
     );
@@ -720,7 +735,13 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
       db.exec("UPDATE session_history SET started = 'yesterday' WHERE id = 42");
       db.close();
       const error = await importRejects(
-        { sqlitePath: sample.path, databaseUrl: url, overwrite: true },
+        {
+          sqlitePath: sample.path,
+          databaseUrl: url,
+          overwrite: true,
+          readers: 2,
+          parallelReads: { blockRowids: 8, minRows: 10 },
+        },
         "UNCONVERTIBLE_VALUE",
         /table session_history, rowid 42, column started: value "yesterday" is text that is not a number, in a bigint column/,
       );
