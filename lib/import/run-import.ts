@@ -21,7 +21,12 @@ import { quoteIdent } from "./pg-text";
 import { databaseUrlSecrets, redactDatabaseUrl, redactText } from "./redact";
 import type { ImportReport, ImportWarning, TableReport } from "./report";
 import { SourceWorker } from "./source-worker";
-import { inspectSourceFile, IntegrityMode, sourceFingerprint } from "./sqlite-source";
+import {
+  inspectSourceFile,
+  IntegrityMode,
+  SourceFileFacts,
+  sourceFingerprint,
+} from "./sqlite-source";
 import { appliedSchemaVersion, latestStamp, writeStamp } from "./stamp";
 import {
   deferrableIndexes,
@@ -626,6 +631,16 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       rowsPerSecond: 0,
     });
     const integrityResult = await integrity;
+    // The readers each had their own snapshot: they agree only if nothing wrote the file meanwhile.
+    step = "checking that tautulli.db did not change";
+    const changed = sourceChanged(facts);
+    if (changed) {
+      throw new ImportError(
+        "VERIFICATION_FAILED",
+        `${facts.path} changed during the import (${changed}): something (Tautulli?) is writing to it. Rolled back.`,
+        'Stop Tautulli (or import a copy taken with `sqlite3 tautulli.db ".backup copy.db"`), then run the import again.',
+      );
+    }
 
     const seconds = elapsed();
     const totalConversions: Record<string, number> = {};
@@ -716,6 +731,16 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     await source?.close();
     await client.end().catch(() => undefined);
   }
+}
+
+/** What changed in the file or its -wal since `facts` were taken, or undefined. */
+function sourceChanged(facts: SourceFileFacts): string | undefined {
+  const now = inspectSourceFile(facts.path);
+  if (now.bytes !== facts.bytes || now.mtimeMs !== facts.mtimeMs)
+    return "the database file was modified";
+  if (now.wal.bytes !== facts.wal.bytes)
+    return `its -wal grew from ${facts.wal.bytes} to ${now.wal.bytes} bytes`;
+  return undefined;
 }
 
 function round(seconds: number): number {

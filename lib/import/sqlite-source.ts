@@ -8,8 +8,8 @@
  *   `-wal` are never modified (a read-only connection neither checkpoints nor truncates). SQLite
  *   needs a `-shm` index (and for a WAL database an empty `-wal`) to read; companions it had to
  *   create are removed again on close, so the directory is left as it was.
- * * Every read happens inside one read transaction, so counts, rows and checksums all come from
- *   the same snapshot.
+ * * Each connection reads inside one read transaction (a snapshot). The import's reader threads
+ *   each have one; the import checks before COMMIT that nothing wrote the file meanwhile.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -23,6 +23,8 @@ const SQLITE_FIX =
 export interface SourceFileFacts {
   path: string;
   bytes: number;
+  /** Modification time of the main file (ms), to notice a writer during the import. */
+  mtimeMs: number;
   pageSize: number;
   /** Pages the header says the main file holds (0 when the header field is not valid). */
   headerPages: number;
@@ -97,6 +99,7 @@ export function inspectSourceFile(filePath: string): SourceFileFacts {
   return {
     path: filePath,
     bytes: stat.size,
+    mtimeMs: stat.mtimeMs,
     pageSize,
     headerPages,
     journalMode: header[18] === 2 && header[19] === 2 ? "wal" : "rollback",

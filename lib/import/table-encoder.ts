@@ -144,8 +144,11 @@ const RANGES = {
   bigint: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 } as const;
 
+// Finding NUL characters is the point of these two (text.nul-removed).
 /** Anything that may need more than the plainest handling in a text value. */
+// eslint-disable-next-line no-control-regex
 const TEXT_NOT_PLAIN = /[\u0000\uFFFD\\\t\n\r",() \v\f]/;
+// eslint-disable-next-line no-control-regex
 const TEXT_NEEDS_RULE = /[\u0000\uFFFD]/;
 
 /**
@@ -266,34 +269,47 @@ export function encodeTable(
   const fields = plan.columns.map((c) => fieldEncoderFor(c.kind, c.maxLength, c.checksummed));
   const inRecord = plan.columns.map((c) => c.checksummed);
   const out: FieldText = { copy: "", record: "" };
-  let chunk = "";
 
-  const encodeRows = (rows: IterableIterator<SqliteValue[]>, block: number) => {
+  // Rows are assembled with join() from reused arrays: flat strings in one allocation each,
+  // instead of chains of concatenations the GC, the hash and the UTF-8 encoder would each walk.
+  const recordCount = inRecord.filter(Boolean).length;
+  const copyParts = new Array<string>(columnCount);
+  const recordParts = new Array<string>(recordCount);
+  const lines: string[] = [];
+  let chunkChars = 0;
+  const flush = (block: number, blockDone: boolean) => {
+    lines.push(""); // the final newline
+    emit(lines.length > 1 ? lines.join("\n") : null, checksum.rows, block, blockDone);
+    lines.length = 0;
+    chunkChars = 0;
+  };
+
+  const encodeRows = (rows: Iterable<SqliteValue[]>, block: number) => {
     try {
       for (const row of rows) {
         context.rowid = row[0] as number;
-        let line = "";
-        let record = "(";
-        let recordFields = 0;
-        for (let i = 0; i < columnCount; i++) {
+        for (let i = 0, r = 0; i < columnCount; i++) {
           context.column = i;
           fields[i](row[i + 1], context, out);
-          line = i === 0 ? out.copy : `${line}\t${out.copy}`;
-          if (inRecord[i])
-            record = recordFields++ === 0 ? record + out.record : `${record},${out.record}`;
+          copyParts[i] = out.copy;
+          if (inRecord[i]) recordParts[r++] = out.record;
         }
-        chunk += `${line}\n`;
-        checksum.add(`${record})`);
-        if (chunk.length >= CHUNK_CHARS) {
-          emit(chunk, checksum.rows, block, false);
-          chunk = "";
+        const line = copyParts.join("\t");
+        lines.push(line);
+        chunkChars += line.length + 1;
+        if (recordCount > 0) {
+          recordParts[0] = `(${recordParts[0]}`;
+          recordParts[recordCount - 1] += ")";
+          checksum.add(recordParts.join(","));
+        } else {
+          checksum.add("()");
         }
+        if (chunkChars >= CHUNK_CHARS) flush(block, false);
       }
     } finally {
-      rows.return?.();
+      (rows as IterableIterator<SqliteValue[]>).return?.();
     }
-    emit(chunk.length > 0 ? chunk : null, checksum.rows, block, true);
-    chunk = "";
+    flush(block, true);
   };
 
   // Plain numbers, not BigInt: much cheaper; normalisers ask for the exact value when it matters.

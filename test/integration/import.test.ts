@@ -718,6 +718,33 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
       );
     });
 
+    it("a file written to during the import (Tautulli still running)", async () => {
+      const dir = fs.mkdtempSync(path.join(workDir, "live-"));
+      const sample = generateTautulliDb(path.join(dir, "tautulli.db"), { plays: 300, seed: 14 });
+      let writer: Database.Database | undefined;
+      try {
+        await importRejects(
+          {
+            sqlitePath: sample.path,
+            databaseUrl: url,
+            overwrite: true,
+            onProgress: (event) => {
+              if (event.phase !== "copy" || writer) return;
+              // Tautulli logs a play while the import reads (WAL mode: readers do not block it).
+              writer = new Database(sample.path);
+              writer
+                .prepare("INSERT INTO session_history (started, user) VALUES (?, ?)")
+                .run(1800000000, "live");
+            },
+          },
+          "VERIFICATION_FAILED",
+          /changed during the import \(its -wal grew from 0 to \d+ bytes\)/,
+        );
+      } finally {
+        writer?.close();
+      }
+    });
+
     it("a foreign SQLite file (Plex's own database)", async () => {
       writeForeignSqliteDb(tempPath("plex.db"));
       const error = await importRejects(
