@@ -53,7 +53,20 @@ interface Run {
   seconds: number;
   rows: number;
   peakRssMb?: number;
+  /** Mean 1-minute load average while it ran: other work on the machine skews the timing. */
+  load?: number;
   note: string;
+}
+
+/** Samples the 1-minute load average until stopped; returns the mean. */
+function loadSampler(): () => number {
+  const samples: number[] = [os.loadavg()[0]];
+  const timer = setInterval(() => samples.push(os.loadavg()[0]), 5000);
+  return () => {
+    clearInterval(timer);
+    samples.push(os.loadavg()[0]);
+    return samples.reduce((a, b) => a + b, 0) / samples.length;
+  };
 }
 
 /** Runs a command; resolves with stdout, stderr and the wall time. */
@@ -189,6 +202,7 @@ async function main(): Promise<void> {
     if (contenders.includes("ours")) {
       log("ours: npm run import (verification on)...");
       const url = await freshTarget("bench_ours");
+      const stopLoad = loadSampler();
       const result = await run(
         "/usr/bin/time",
         [
@@ -208,6 +222,7 @@ async function main(): Promise<void> {
           env: { ...process.env, PLEX_MIGRATE_DATABASE_URL: url },
         },
       );
+      const load = stopLoad();
       if (result.code !== 0) throw new Error(`our import failed:\n${result.stderr}`);
       const report = JSON.parse(result.stdout) as ImportReport;
       await checkLoaded("ours", url);
@@ -216,6 +231,7 @@ async function main(): Promise<void> {
         seconds: result.seconds,
         rows: report.totals.rows,
         peakRssMb: peakRss(result.stderr),
+        load,
         note: `one transaction; ${values["integrity-check"]} integrity check, counts, checksums, schema objects, sequences verified`,
       });
     }
@@ -237,6 +253,7 @@ async function main(): Promise<void> {
 ;
 `,
       );
+      const stopLoad = loadSampler();
       const result = await run("/usr/bin/time", [
         "-f",
         "%M",
@@ -245,6 +262,7 @@ async function main(): Promise<void> {
         lisp,
         load,
       ]);
+      const loadAverage = stopLoad();
       fs.rmSync(load, { force: true }); // it holds the database password
       if (result.code !== 0 || / ERROR /.test(result.stdout + result.stderr)) {
         throw new Error(
@@ -261,6 +279,7 @@ async function main(): Promise<void> {
         seconds: result.seconds,
         rows: totalRows,
         peakRssMb: peakRss(result.stderr),
+        load: loadAverage,
         note: "data only, drop/rebuild indexes, per-table transactions, no verification",
       });
     }
@@ -272,6 +291,7 @@ async function main(): Promise<void> {
         url,
         "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
       );
+      const stopLoad = loadSampler();
       const started = process.hrtime.bigint();
       for (const table of Object.keys(source)) {
         const targetColumns = columns.filter((c) => c.table_name === table);
@@ -299,11 +319,13 @@ async function main(): Promise<void> {
         if (copy.code !== 0) throw new Error(`floor: ${table}: ${copy.stderr}`);
       }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const load = stopLoad();
       await checkLoaded("floor", url);
       runs.push({
         name: "floor: sqlite3 -csv | psql \\copy",
         seconds,
         rows: totalRows,
+        load,
         note: "no checks, no transaction, indexes updated row by row",
       });
     }
@@ -320,11 +342,11 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(" ")}`,
     "",
-    "| contender | seconds | rows/s | ours is faster by | peak RSS |",
-    "|---|---:|---:|---:|---:|",
+    "| contender | seconds | rows/s | ours is faster by | peak RSS | load avg while running |",
+    "|---|---:|---:|---:|---:|---:|",
     ...runs.map(
       (r) =>
-        `| ${r.name} | ${r.seconds.toFixed(1)} | ${number.format(Math.round(r.rows / r.seconds))} | ${ours ? `${(r.seconds / ours.seconds).toFixed(2)}x` : "-"} | ${r.peakRssMb ? `${r.peakRssMb.toFixed(0)} MB` : "-"} |`,
+        `| ${r.name} | ${r.seconds.toFixed(1)} | ${number.format(Math.round(r.rows / r.seconds))} | ${ours ? `${(r.seconds / ours.seconds).toFixed(2)}x` : "-"} | ${r.peakRssMb ? `${r.peakRssMb.toFixed(0)} MB` : "-"} | ${r.load?.toFixed(1) ?? "-"} |`,
     ),
     "",
     ...runs.map((r) => `* ${r.name}: ${r.note}`),
