@@ -156,7 +156,8 @@ async function main(): Promise<void> {
     log(`generated in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
   const source: Record<string, number> = {};
-  const sqlite = new Database(dbPath, { readonly: true });
+  // Read-write (it writes nothing): closing it then removes the -wal/-shm it needed.
+  const sqlite = new Database(dbPath);
   for (const { name } of sqlite
     .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
     .all() as { name: string }[]) {
@@ -239,6 +240,9 @@ async function main(): Promise<void> {
     if (contenders.includes("pgloader")) {
       log("pgloader...");
       const url = await freshTarget("bench_pgloader");
+      // pgloader keeps its logs and reject files here (its default is /tmp/pgloader).
+      const pgloaderDir = path.join(BENCH_DIR, "pgloader");
+      fs.rmSync(pgloaderDir, { recursive: true, force: true });
       const lisp = path.join(BENCH_DIR, "pgloader-tautulli.lisp");
       const load = path.join(BENCH_DIR, "pgloader-tautulli.load");
       fs.writeFileSync(lisp, PGLOADER_LISP);
@@ -258,6 +262,8 @@ async function main(): Promise<void> {
         "-f",
         "%M",
         "pgloader",
+        "--root-dir",
+        pgloaderDir,
         "--load-lisp-file",
         lisp,
         load,
