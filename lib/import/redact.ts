@@ -40,17 +40,6 @@ export function describeValue(value: unknown, secret: boolean): string {
   return JSON.stringify(shown);
 }
 
-/** postgres://user:***@host:port/db (the password never shown). */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "<database URL>";
-  }
-}
-
 /** http://host:port/<redacted> (the path of a served snapshot holds its access token). */
 export function redactHttpUrl(url: string): string {
   try {

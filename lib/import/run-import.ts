@@ -11,14 +11,14 @@
  */
 import * as os from "os";
 import { Client, ClientConfig } from "pg";
-import { pgClientConfig } from "../postgres/client-config";
+import { pgClientConfig, redactUrl } from "../postgres/client-config";
 import { copyTable, CopyProgress, ParallelReads } from "./copy-table";
 import type { EncodedTable } from "./table-encoder";
 import { ImportError, isImportError } from "./errors";
 import { isLossyRule } from "./normalize";
 import { buildPlan, ImportPlan, TablePlan } from "./plan";
 import { quoteIdent } from "./pg-text";
-import { databaseUrlSecrets, redactDatabaseUrl, redactText } from "./redact";
+import { databaseUrlSecrets, redactText } from "./redact";
 import type { ImportReport, ImportWarning, TableReport } from "./report";
 import { SourceWorker } from "./source-worker";
 import {
@@ -181,7 +181,7 @@ async function connect(
     await client.end().catch(() => undefined);
     throw new ImportError(
       "TARGET_UNREACHABLE",
-      `Cannot connect to PostgreSQL at ${redactDatabaseUrl(databaseUrl)}: ${redactText((error as Error).message, secrets)}.`,
+      `Cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactText((error as Error).message, secrets)}.`,
       "Check host, port, database name, user and password of the target (and sslmode), and that the database exists.",
     );
   }
@@ -344,7 +344,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     if (!target.tables.has("session_history")) {
       throw new ImportError(
         "TARGET_NOT_MIGRATED",
-        `The target database ${redactDatabaseUrl(options.databaseUrl)} has no Tautulli tables (schema ${target.schema}).`,
+        `The target database ${redactUrl(options.databaseUrl)} has no Tautulli tables (schema ${target.schema}).`,
         "Apply the migrations first (`npm run migrate`, or let the SchemaMigrations resource run), then import.",
       );
     }

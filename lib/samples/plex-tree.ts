@@ -17,6 +17,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
+import { SampleRandom } from "./random";
 
 export interface PlexTreeOptions {
   /** Everything random is derived from it. @default 1 */
@@ -81,34 +82,6 @@ const MiB = 1024 * 1024;
 /** 2024-01-01T00:00:00Z: generated mtimes are whole seconds after it (tar keeps whole seconds). */
 const EPOCH_BASE = 1_704_067_200;
 
-/** Deterministic pseudo-random numbers (mulberry32) for choices and sizes. */
-class Rng {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0 || 0x9e3779b9;
-  }
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.next() * items.length)];
-  }
-  hex(length: number): string {
-    let out = "";
-    while (out.length < length)
-      out += Math.floor(this.next() * 0x100000000)
-        .toString(16)
-        .padStart(8, "0");
-    return out.slice(0, length);
-  }
-}
-
 /** Incompressible bytes for `label`, fast (AES-CTR keystream) and reproducible from the seed. */
 function noise(seed: number, label: string, length: number): Buffer {
   const key = crypto.createHash("sha256").update(`${seed}:${label}`).digest();
@@ -145,7 +118,7 @@ const WORDS = [
 ];
 
 /** Compressible, log-like text of about `length` bytes. */
-function textBytes(rng: Rng, length: number): Buffer {
+function textBytes(rng: SampleRandom, length: number): Buffer {
   const lines: string[] = [];
   let size = 0;
   while (size < length) {
@@ -156,7 +129,7 @@ function textBytes(rng: Rng, length: number): Buffer {
   return Buffer.from(lines.join("")).subarray(0, length);
 }
 
-function uuidFrom(rng: Rng): string {
+function uuidFrom(rng: SampleRandom): string {
   const h = rng.hex(32);
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
@@ -197,7 +170,7 @@ export async function generatePlexTree(
     throw new Error(`generatePlexTree: ${dir} exists and is not empty; give a new directory`);
   }
 
-  const rng = new Rng(seed);
+  const rng = new SampleRandom(seed);
   const stats = { files: 0, directories: 0, symlinks: 0, bytes: 0 };
   const mtimes = new Map<string, number>();
   const nextMtime = () => EPOCH_BASE + rng.int(0, 60 * 86400);
@@ -463,7 +436,7 @@ export async function generatePlexTree(
 
 interface DatabaseBuild {
   seed: number;
-  rng: Rng;
+  rng: SampleRandom;
   libraryDb: string;
   blobsDb: string;
   mediaRoots: string[];
@@ -517,7 +490,7 @@ function buildDatabases(build: DatabaseBuild): void {
  * SQLite picks random WAL salts; replace them with seeded ones and recompute the cumulative
  * checksums (https://sqlite.org/fileformat2.html#walformat) so the tree is reproducible byte for byte.
  */
-function resaltWal(file: string, rng: Rng): void {
+function resaltWal(file: string, rng: SampleRandom): void {
   const wal = fs.readFileSync(file);
   const magic = wal.readUInt32BE(0);
   if (magic !== 0x377f0682 && magic !== 0x377f0683) throw new Error(`${file}: not a WAL file`);

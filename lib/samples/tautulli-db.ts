@@ -14,7 +14,7 @@ import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
 import { REFERENCE_FILES } from "../postgres/tautulli-reference";
-import { SampleRandom } from "./tautulli-random";
+import { SampleRandom } from "./random";
 import { addHostileRows, HostileCell } from "./tautulli-hostile";
 
 export type TautulliSchemaName = "current" | "v2.1";

@@ -13,7 +13,7 @@ import { Client } from "pg";
 import { runImport } from "../../lib/import/run-import";
 import { migrateUp } from "../../lib/postgres/migrator";
 import { generateTautulliDb } from "../../lib/samples/tautulli-db";
-import { SampleRandom } from "../../lib/samples/tautulli-random";
+import { SampleRandom } from "../../lib/samples/random";
 import { freshDatabase } from "../support/postgres";
 
 async function query<T extends Record<string, unknown>>(url: string, sql: string): Promise<T[]> {

@@ -1,6 +1,7 @@
 /**
- * A small seeded pseudo-random source for the sample generators: the same seed gives the same
- * database, so a failing test or a benchmark run can be reproduced exactly.
+ * A small seeded pseudo-random source for the sample generators (Plex trees, tautulli.db files):
+ * the same seed gives the same sample, so a failing test or a benchmark run can be reproduced
+ * exactly.
  */
 
 export class SampleRandom {
