@@ -9,6 +9,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { projectConfigDeclarations } from "../../lib/config";
 import {
+  isSecretInput,
   MockRun,
   plainStrings,
   Registration,
@@ -173,6 +174,26 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     );
     // And never the other way round (no cycles through the VM steps).
     assert.ok(!dependsTransitively(dev, command(dev, "serve"), release));
+  });
+
+  it("gives the Tautulli import its exact inputs, the URLs and the database secret", () => {
+    const tautulliImport = dev.byType(IMPORT)[0];
+    const { __provider, ...inputs } = tautulliImport.inputs;
+    assert.match(String(__provider), /exports\.handler/, "the serialized provider travels with it");
+    assert.deepStrictEqual(inputs, {
+      databaseUrl:
+        "postgres://tautulli:mock-password-tautulli-db-role-password-0123456789@192.168.13.30:30432/tautulli",
+      source: {
+        url: `http://192.168.13.21:32499/${"mock-password-source-vm-serve-token-0123456789"}/tautulli.db`,
+        sha256: "b".repeat(64),
+      },
+      overwrite: false,
+      schemaVersion: "20261201000000-create-tautulli-tables",
+      integrityCheck: "full",
+    });
+    assert.ok(isSecretInput(tautulliImport, "databaseUrl"), "database URL is secret");
+    assert.ok(isSecretInput(tautulliImport, "source.url"), "snapshot URL (token) is secret");
+    assert.ok(tautulliImport.additionalSecretOutputs.includes("databaseUrl"));
   });
 
   it("keeps every secret out of plain inputs and plain stack outputs", async () => {
