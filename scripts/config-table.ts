@@ -5,7 +5,10 @@
 import { projectConfigDeclarations } from "../lib/config";
 
 const SECTIONS: Array<[string, RegExp]> = [
-  ["Source VM", /^(vm|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|archive|serve|keepArchive|rollbackOnDestroy)/],
+  [
+    "Source VM",
+    /^(vm|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|archive|serve|keepArchive|rollbackOnDestroy)/,
+  ],
   ["Kubernetes", /^(kubeContext|namespace|createNamespace)$/],
   ["Plex", /^plex/],
   ["PostgreSQL", /^postgres/],
@@ -32,12 +35,15 @@ export function configTable(): string {
       const decl = declarations[key];
       const type = decl.type === "array" ? "list" : decl.type;
       const meaning = (decl.description ?? "").replace(/\s+/g, " ").replace(/\|/g, "\\|").trim();
-      lines.push(`| \`${key}\` | ${type} | ${formatDefault(decl.default, decl.secret)} | ${meaning} |`);
+      lines.push(
+        `| \`${key}\` | ${type} | ${formatDefault(decl.default, decl.secret)} | ${meaning} |`,
+      );
     }
     lines.push("");
   }
   const unplaced = Object.keys(declarations).filter((k) => !placed.has(k));
-  if (unplaced.length > 0) throw new Error(`config keys without a README section: ${unplaced.join(", ")}`);
+  if (unplaced.length > 0)
+    throw new Error(`config keys without a README section: ${unplaced.join(", ")}`);
   return lines.join("\n").trimEnd();
 }
 

@@ -16,7 +16,10 @@ process.on("message", async ({ id, method, args }) => {
     const result = await provider[method](...args);
     process.send({ id, result: result === undefined ? null : JSON.parse(JSON.stringify(result)) });
   } catch (err) {
-    process.send({ id, error: { message: String((err && err.message) || err), name: err && err.name } });
+    process.send({
+      id,
+      error: { message: String((err && err.message) || err), name: err && err.name },
+    });
   }
 });
 process.send({ ready: true });

@@ -13,7 +13,9 @@ import * as pulumi from "@pulumi/pulumi";
 const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
 
 /** The provider's serialized text, as stored in the `__provider` input. */
-export async function serializeProvider(provider: pulumi.dynamic.ResourceProvider): Promise<string> {
+export async function serializeProvider(
+  provider: pulumi.dynamic.ResourceProvider,
+): Promise<string> {
   const { serializeFunction } = require("@pulumi/pulumi/runtime/closure/serializeClosure");
   const serialized = await serializeFunction(() => provider, { allowSecrets: true });
   return serialized.text as string;
@@ -31,13 +33,16 @@ export class LoadedProvider {
     /** The serialized text, passed as `__provider` in every call's properties. */
     readonly text: string,
   ) {
-    child.on("message", (message: { id: number; result?: unknown; error?: { message: string } }) => {
-      const waiter = this.pending.get(message.id);
-      if (!waiter) return;
-      this.pending.delete(message.id);
-      if (message.error) waiter.reject(new Error(message.error.message));
-      else waiter.resolve(message.result);
-    });
+    child.on(
+      "message",
+      (message: { id: number; result?: unknown; error?: { message: string } }) => {
+        const waiter = this.pending.get(message.id);
+        if (!waiter) return;
+        this.pending.delete(message.id);
+        if (message.error) waiter.reject(new Error(message.error.message));
+        else waiter.resolve(message.result);
+      },
+    );
     child.on("exit", (code) => {
       for (const waiter of this.pending.values()) {
         waiter.reject(new Error(`provider process exited with code ${code}`));
@@ -52,7 +57,10 @@ export class LoadedProvider {
     cwd = PROJECT_ROOT,
   ): Promise<LoadedProvider> {
     const text = await serializeProvider(provider);
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-provider-")), "provider.js");
+    const file = path.join(
+      fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-provider-")),
+      "provider.js",
+    );
     fs.writeFileSync(file, text);
     const child = fork(path.join(__dirname, "dynamic-provider-child.js"), [file], {
       cwd,
@@ -63,7 +71,9 @@ export class LoadedProvider {
     });
     await new Promise<void>((resolve, reject) => {
       child.once("message", () => resolve());
-      child.once("exit", (code) => reject(new Error(`provider process failed to load (exit ${code})`)));
+      child.once("exit", (code) =>
+        reject(new Error(`provider process failed to load (exit ${code})`)),
+      );
     });
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
     return new LoadedProvider(child, text);

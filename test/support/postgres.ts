@@ -28,9 +28,10 @@ export async function testServerAdminUrl(): Promise<string> {
 /** Creates a fresh, empty database named after `label` and returns its URL. */
 export async function freshDatabase(label = "test"): Promise<string> {
   const admin = await adminUrl();
-  const name = `pm_${label.toLowerCase().replace(/[^a-z0-9]+/g, "_").slice(0, 40)}_${crypto
-    .randomBytes(4)
-    .toString("hex")}`;
+  const name = `pm_${label
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "_")
+    .slice(0, 40)}_${crypto.randomBytes(4).toString("hex")}`;
   const client = new Client({ connectionString: admin });
   await client.connect();
   try {
