@@ -21,8 +21,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parseArgs } from "util";
-import { Client } from "pg";
 import type { ImportReport } from "../lib/import/report";
+import { queryRows as query } from "../lib/postgres/client-config";
 import { startEmbeddedPostgres } from "../lib/postgres/embedded";
 import { migrateUp } from "../lib/postgres/migrator";
 import Database from "better-sqlite3";
@@ -106,16 +106,6 @@ function run(
 function peakRss(stderr: string): number {
   const lines = stderr.trim().split("\n");
   return Number(lines[lines.length - 1]) / 1024;
-}
-
-async function query<T extends Record<string, unknown>>(url: string, sql: string): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
 }
 
 async function importedRows(url: string, tables: string[]): Promise<Record<string, number>> {

@@ -3,7 +3,7 @@
  * (node-postgres alone treats `require` as `verify-full`), and the helpers that keep the password
  * out of logs and error messages.
  */
-import type { ClientConfig } from "pg";
+import { Client, type ClientConfig, type QueryResultRow } from "pg";
 import { parse } from "pg-connection-string";
 
 /** `pg` client settings for `databaseUrl`; sslmode disable/require/verify-ca/verify-full as libpq. */
@@ -73,4 +73,26 @@ export function redactSecrets(text: string, databaseUrl: string): string {
     }
   }
   return result;
+}
+
+/** Runs `work` with a connected client for `databaseUrl`, and always closes it. */
+export async function withClient<T>(
+  databaseUrl: string,
+  work: (client: Client) => Promise<T>,
+): Promise<T> {
+  const client = new Client(pgClientConfig(databaseUrl));
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The rows of one query on its own connection (tests, benchmarks, small one-off reads). */
+export async function queryRows<T extends QueryResultRow>(
+  databaseUrl: string,
+  sql: string,
+): Promise<T[]> {
+  return withClient(databaseUrl, async (client) => (await client.query<T>(sql)).rows);
 }

@@ -9,22 +9,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
-import { Client } from "pg";
 import { runImport } from "../../lib/import/run-import";
 import { migrateUp } from "../../lib/postgres/migrator";
 import { generateTautulliDb } from "../../lib/samples/tautulli-db";
 import { SampleRandom } from "../../lib/samples/random";
+import { queryRows as query } from "../../lib/postgres/client-config";
 import { freshDatabase } from "../support/postgres";
-
-async function query<T extends Record<string, unknown>>(url: string, sql: string): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 /** Doubles of every shape: shortest-digit ties, huge, tiny, subnormal, negative zero, integers past 2^53. */
 function hostileDoubles(count: number): number[] {

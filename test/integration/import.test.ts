@@ -25,6 +25,7 @@ import {
   writeTruncatedCopy,
 } from "../../lib/samples/tautulli-hostile";
 import { snapshotDatabase } from "../../lib/samples/tautulli-pg-snapshot";
+import { withClient } from "../../lib/postgres/client-config";
 import { freshDatabase, testServerAdminUrl } from "../support/postgres";
 
 const SECRET_COLUMNS: Record<string, string[]> = {
@@ -45,16 +46,6 @@ async function migratedDatabase(label: string): Promise<string> {
   const url = await freshDatabase(label);
   await migrateUp(url);
   return url;
-}
-
-async function withClient<T>(url: string, work: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 function sha256(file: string): string {

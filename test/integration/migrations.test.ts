@@ -21,17 +21,8 @@ import {
 } from "../../lib/postgres/schema-contract";
 import { compareSchemas, introspectPostgresSchema } from "../../lib/postgres/schema-introspection";
 import { loadTautulliReference } from "../../lib/postgres/tautulli-reference";
+import { withClient } from "../../lib/postgres/client-config";
 import { freshDatabase } from "../support/postgres";
-
-async function withClient<T>(url: string, work: (client: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 const schemaDifferences = (url: string) =>
   withClient(url, async (client) =>

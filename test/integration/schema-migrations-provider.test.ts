@@ -4,7 +4,6 @@
  * host.ts), then check/create/diff/update/read/delete against a real PostgreSQL.
  */
 import * as assert from "assert/strict";
-import { Client } from "pg";
 import { schemaMigrationsProvider } from "../../components/schema-migrations";
 import {
   BASELINE_MIGRATION,
@@ -13,20 +12,11 @@ import {
 } from "../../lib/postgres/migrator";
 import { UNKNOWN_VALUE } from "../../lib/postgres/schema-migrations-provider";
 import { LoadedProvider } from "../support/dynamic-provider-host";
+import { queryRows as query } from "../../lib/postgres/client-config";
 import { freshDatabase } from "../support/postgres";
 
 const ALL = listMigrationNames();
 const BASELINE = ALL.slice(0, ALL.indexOf(BASELINE_MIGRATION) + 1);
-
-async function query<T>(url: string, sql: string): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query(sql)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
 
 describe("SchemaMigrations provider (serialized, real PostgreSQL)", function () {
   this.timeout(120_000);
