@@ -13,21 +13,11 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import type { SourceVm, SourceVmArgs } from "../../components/source-vm";
-import { isSecretMarker, Registration, runWithMocks, unwrap } from "../support/pulumi-mocks";
+import { Registration, runWithMocks, unwrap, unwrapSecrets } from "../support/pulumi-mocks";
 import { createFakeVm, FakeVm, processesHolding } from "../support/fake-vm";
 import { SshServer, startSshd } from "../support/sshd";
 
 const CMD = "command:remote:Command";
-
-/** Deep copy of an input with every secret marker replaced by its value. */
-function plain(value: unknown): unknown {
-  if (isSecretMarker(value)) return plain(value.value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
 
 interface Deployment {
   vm: SourceVm;
@@ -92,7 +82,7 @@ describe("SourceVm over a real sshd (OpenSSH on 127.0.0.2, fake VM behind it)", 
       {
         outputs: {
           [CMD]: (registration) => {
-            const inputs = plain(registration.inputs) as {
+            const inputs = unwrapSecrets(registration.inputs) as {
               create?: string;
               stdin?: string;
               connection: {
@@ -140,7 +130,7 @@ describe("SourceVm over a real sshd (OpenSSH on 127.0.0.2, fake VM behind it)", 
   const command = (deployment: Deployment, name: string) => {
     const found = deployment.registrations.find((r) => r.type === CMD && r.name === name);
     assert.ok(found, name);
-    return plain(found.inputs) as { create?: string; delete?: string; stdin?: string };
+    return unwrapSecrets(found.inputs) as { create?: string; delete?: string; stdin?: string };
   };
 
   async function download(url: string): Promise<string> {

@@ -10,12 +10,12 @@ import { parseMediaVolume, type MediaVolume } from "../../lib/config";
 import { renderInitScript } from "../../lib/plex/init-script";
 import {
   isSecretInput,
-  isSecretMarker,
   plainStrings,
   runWithMocks,
-  unwrap,
   type MockRun,
   type Registration,
+  unwrap,
+  unwrapSecrets,
 } from "../support/pulumi-mocks";
 import type { PlexReleaseArgs } from "../../components/plex-release";
 
@@ -32,16 +32,6 @@ const PVC_TYPE = "kubernetes:core/v1:PersistentVolumeClaim";
 const SECRET_TYPE = "kubernetes:core/v1:Secret";
 const NAMESPACE_TYPE = "kubernetes:core/v1:Namespace";
 const SERVED_TYPE = "plex-migrate:test:ArchiveServed";
-
-/** The value with every secret marker replaced by the value it wraps. */
-function unsecret(value: unknown): unknown {
-  if (isSecretMarker(value)) return unsecret(value.value);
-  if (Array.isArray(value)) return value.map(unsecret);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unsecret(v)]));
-  }
-  return value;
-}
 
 function media(entry: string): MediaVolume {
   const parsed = parseMediaVolume(entry);
@@ -320,7 +310,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
   it("keeps the archive URL in a Secret only, and the claim token in its own Secret", async () => {
     const built = await build(baseArgs({ claimToken: pulumi.secret(CLAIM) }));
     const { run, archiveSecret } = built;
-    assert.deepStrictEqual(unsecret(archiveSecret.inputs.stringData), {
+    assert.deepStrictEqual(unwrapSecrets(archiveSecret.inputs.stringData), {
       "archive-url": ARCHIVE_URL,
     });
     assert.ok(isSecretInput(archiveSecret, "stringData.archive-url"), "URL marked secret");
@@ -335,7 +325,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     });
     assert.strictEqual(archiveSecret.deleteBeforeReplace, true, "fixed name: replace in place");
     const claimSecret = run.get(SECRET_TYPE, "plex-claim-token");
-    assert.deepStrictEqual(unsecret(claimSecret.inputs.stringData), { token: CLAIM });
+    assert.deepStrictEqual(unwrapSecrets(claimSecret.inputs.stringData), { token: CLAIM });
     assert.ok(isSecretInput(claimSecret, "stringData.token"));
 
     for (const registration of run.registrations) {

@@ -14,12 +14,12 @@ import { TautulliDatabase } from "../../components/tautulli-database";
 import { listMigrationNames } from "../../lib/postgres/migrator";
 import {
   isSecretInput,
-  isSecretMarker,
   MockRun,
   plainStrings,
   Registration,
   runWithMocks,
   unwrap,
+  unwrapSecrets,
 } from "../support/pulumi-mocks";
 
 const GENERATED = "mock-password-postgres-admin-password-0123456789";
@@ -86,22 +86,12 @@ async function build(
   return { run, ...built! };
 }
 
-/** `value` with secret markers replaced by what they hold (secrecy is asserted separately). */
-function plain(value: unknown): unknown {
-  if (isSecretMarker(value)) return plain(value.value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
-
 /** Loosely typed inputs: the assertions below compare them with exact literals. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Inputs = Record<string, any>;
 
 /** A registration's inputs, markers removed. */
-const inputs = (registration: Registration): Inputs => plain(registration.inputs) as Inputs;
+const inputs = (registration: Registration): Inputs => unwrapSecrets(registration.inputs) as Inputs;
 
 /** The inputs of the one registration of `type` named `name`, markers removed. */
 const inputsOf = (run: MockRun, type: string, name: string) => inputs(run.get(type, name));
@@ -409,7 +399,7 @@ describe("TautulliDatabase and SchemaMigrations (mocks)", () => {
 
     const grants = run.byType("postgresql:index/grant:Grant");
     assert.deepEqual(
-      grants.map((g) => plain(g.inputs)),
+      grants.map((g) => unwrapSecrets(g.inputs)),
       [{ database: "tautulli", role: "public", objectType: "database", privileges: [] }],
     );
 
