@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
+import { freePort } from "../net";
 import * as path from "path";
 import { SCRIPT_PATH as SOURCE_SCRIPT, servedUrl } from "../source-vm/commands";
 import { parseStepOutput, type ArchiveResult, type ServeResult } from "../source-vm/outputs";
@@ -30,6 +30,8 @@ export interface StartOptions {
   /** Own process group, so the whole tree can be signalled with {@link killGroup}. */
   detached?: boolean;
   onStderrLine?: (line: string) => void;
+  /** Written to the process's stdin, which is then closed. @default stdin is /dev/null */
+  input?: string;
 }
 
 /** Starts a process, collecting its output; `done` resolves when it exits (never rejects). */
@@ -42,8 +44,13 @@ export function startProcess(
     env: options.env ?? process.env,
     cwd: options.cwd,
     detached: options.detached ?? false,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   });
+  if (options.input !== undefined) {
+    // A child that exits before reading all of stdin must not crash us with EPIPE.
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(options.input);
+  }
   let stdout = "";
   let stderr = "";
   let partial = "";
@@ -76,17 +83,7 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL
   }
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Settings of plex-init.sh (its environment variables), see the script's header. */
 export interface PlexInitEnv {

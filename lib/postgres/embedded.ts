@@ -4,7 +4,7 @@
  * a new directory under the OS temp dir on a free loopback port; `stop()` removes it unless kept.
  */
 import * as fs from "fs";
-import * as net from "net";
+import { freePort } from "../net";
 import * as os from "os";
 import * as path from "path";
 
@@ -32,17 +32,7 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address() as net.AddressInfo;
-      server.close(() => resolve(address.port));
-    });
-  });
-}
+export { freePort };
 
 /** URL for `database` on the same server as `url`. */
 export function withDatabase(url: string, database: string): string {

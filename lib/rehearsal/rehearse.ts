@@ -9,12 +9,13 @@
  * and verified like the SqliteImport provider does). The given Plex directory and Tautulli
  * database are only read; checksums taken before and after prove it.
  */
-import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { startPlexInit, startProcess } from "../plex/local-run";
 import { autoConfigSize } from "../plex/sizing";
-import { freePort, startEmbeddedPostgres } from "../postgres/embedded";
+import { freePort } from "../net";
+import { startEmbeddedPostgres } from "../postgres/embedded";
 import { listMigrationNames, migrateUp } from "../postgres/migrator";
 import { downloadVerified } from "../import/download";
 import type { ImportReport } from "../import/report";
@@ -33,7 +34,6 @@ import { parseStepOutput, StepResults } from "../source-vm/outputs";
 import { compareTrees, digestTree, generatePlexTree, sha256File } from "../samples/plex-tree";
 import { generateTautulliDb } from "../samples/tautulli-db";
 
-export const PLEX_INIT_SCRIPT = path.resolve(__dirname, "..", "..", "scripts", "plex-init.sh");
 const ARCHIVE_ROOT = path.join("Library", "Application Support", "Plex Media Server");
 
 /** A problem with what the user gave us: exit code 2, nothing was changed. */
@@ -162,37 +162,6 @@ async function treeFingerprint(dir: string): Promise<string> {
   return JSON.stringify(digest.entries);
 }
 
-interface ProcessResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  command: string,
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string; onStderrLine?: (line: string) => void },
-): Promise<ProcessResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let pending = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => {
-      const text = chunk.toString();
-      stderr += text;
-      pending += text;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) if (line.trim()) options.onStderrLine?.(line);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? "");
-  });
-}
-
 /** Checks the inputs and explains what is wrong with them before anything runs. */
 export function checkPlexDir(plexDir: string): void {
   const fix =
@@ -280,11 +249,11 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
   ): Promise<StepResults[S]> => {
     const env = stepEnvironment(name, settings!);
     const bundle = scriptBundle(name, env, sources, serveToken ? { serveToken } : {});
-    const result = await run("bash", ["-s", "--", name], {
+    const result = await startProcess("bash", ["-s", "--", name], {
       input: bundle,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: "C.UTF-8" },
-      onStderrLine: (line) => log(`  vm ${name}: ${line}`),
-    });
+      onStderrLine: (line) => line.trim() && log(`  vm ${name}: ${line}`),
+    }).done;
     if (result.code !== 0) {
       const summary = result.stdout.trim().split("\n").pop() ?? "";
       let problems = "";
@@ -416,9 +385,8 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
     );
     const uid = typeof process.getuid === "function" ? process.getuid() : 1000;
     const gid = typeof process.getgid === "function" ? process.getgid() : 1000;
-    const init = await run("sh", [PLEX_INIT_SCRIPT], {
-      env: {
-        PATH: process.env.PATH,
+    const init = await startPlexInit(
+      {
         PLEX_CONFIG_DIR: dirs.volume,
         PLEX_ARCHIVE_URL: archiveUrl,
         PLEX_ARCHIVE_SHA256: archive.archive.sha256,
@@ -429,8 +397,8 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         PLEX_GID: String(gid),
         PLEX_INIT_INSTALL_TOOLS: "never",
       },
-      onStderrLine: (line) => log(`  init: ${line}`),
-    });
+      { onStderrLine: (line) => line.trim() && log(`  init: ${line}`) },
+    ).done;
     if (init.code !== 0) {
       throw new Error(
         `plex-init.sh failed (exit ${init.code}):\n${init.stderr.trim().split("\n").slice(-5).join("\n")}`,

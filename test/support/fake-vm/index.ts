@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
+import { freePort } from "../../../lib/net";
 import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
@@ -77,16 +77,7 @@ export interface FakeVm {
   cleanup(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Spawns a process and collects its output (never throws on a non-zero exit). */
 export function runProcess(
