@@ -136,6 +136,16 @@ export class SourceVm extends pulumi.ComponentResource {
       privateKey: pulumi.secret(args.connection.privateKey),
       ...(args.connection.hostKey ? { hostKey: args.connection.hostKey } : {}),
     };
+    if (!args.connection.hostKey) {
+      // Without a pinned key any host answering at that address gets the SSH session, and with it
+      // the Plex library and its token.
+      void pulumi.log.warn(
+        `the VM's SSH host key is not pinned, so any machine answering at ${args.connection.host} ` +
+          `would be trusted. Pin it: pulumi config set vmHostKey "$(ssh-keyscan -t ed25519 ` +
+          `${args.connection.host} 2>/dev/null | cut -d' ' -f2-)"`,
+        this,
+      );
+    }
     const who = { user: args.connection.user, sudo: args.sudo };
     const bundle = (step: SourceStep) =>
       scriptBundle(step, stepEnvironment(step, settings), sources);
