@@ -198,13 +198,8 @@ function newerDatabaseError(unknown: string[], known: string[]): MigrationRefuse
   );
 }
 
-/** Connects, takes the advisory lock (waiting up to timeoutMs), runs `work`, always unlocks. */
-async function withLock<T>(
-  databaseUrl: string,
-  timeoutMs: number,
-  log: (line: string) => void,
-  work: (client: Client) => Promise<T>,
-): Promise<T> {
+/** A connected client, or an error that names the server without its password. */
+async function connect(databaseUrl: string): Promise<Client> {
   const client = new Client(pgClientConfig(databaseUrl));
   try {
     await client.connect();
@@ -213,6 +208,17 @@ async function withLock<T>(
       `cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactSecrets((err as Error).message, databaseUrl)}`,
     );
   }
+  return client;
+}
+
+/** Connects, takes the advisory lock (waiting up to timeoutMs), runs `work`, always unlocks. */
+async function withLock<T>(
+  databaseUrl: string,
+  timeoutMs: number,
+  log: (line: string) => void,
+  work: (client: Client) => Promise<T>,
+): Promise<T> {
+  const client = await connect(databaseUrl);
   // An error on an idle client (server restart) must not crash the process; the next query fails.
   client.on("error", () => undefined);
   try {
@@ -510,14 +516,7 @@ export async function migrateUp(
 /** Reads the migration state without changing anything (no lock, no meta table created). */
 export async function migrationStatus(databaseUrl: string): Promise<MigrationStatus> {
   const known = listMigrationNames();
-  const client = new Client(pgClientConfig(databaseUrl));
-  try {
-    await client.connect();
-  } catch (err) {
-    throw new Error(
-      `cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactSecrets((err as Error).message, databaseUrl)}`,
-    );
-  }
+  const client = await connect(databaseUrl);
   try {
     const state = await readState(client);
     return {
