@@ -322,3 +322,20 @@ export async function unwrap<T>(output: pulumi.Output<T>): Promise<{ value: T; s
   const internal = output as unknown as { promise(): Promise<T>; isSecret: Promise<boolean> };
   return { value: await internal.promise(), secret: await internal.isSecret };
 }
+
+/** Runs `work` with `pulumi.log.warn` recorded instead of printed; returns the messages. */
+export async function captureWarnings(work: () => Promise<unknown>): Promise<string[]> {
+  const logModule = require("@pulumi/pulumi/log") as { warn: (message: string) => unknown };
+  const original = logModule.warn;
+  const warnings: string[] = [];
+  logModule.warn = (message: string) => {
+    warnings.push(message);
+    return Promise.resolve();
+  };
+  try {
+    await work();
+  } finally {
+    logModule.warn = original;
+  }
+  return warnings;
+}

@@ -9,6 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parseMediaVolume, type MediaVolume } from "../../lib/config";
 import { renderInitScript } from "../../lib/plex/init-script";
 import {
+  captureWarnings,
   isSecretInput,
   plainStrings,
   runWithMocks,
@@ -413,69 +414,55 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
   });
 
   it("runs the VM's Plex version; an override is used but warned about", async () => {
-    const logModule = require("@pulumi/pulumi/log") as { warn: (message: string) => unknown };
-    const original = logModule.warn;
-    const warnings: string[] = [];
-    logModule.warn = (message: string) => {
-      warnings.push(message);
-      return Promise.resolve();
-    };
-    try {
+    const unchanged = await captureWarnings(async () => {
       const same = await build(baseArgs());
       assert.deepStrictEqual(same.values.image, { tag: VM_VERSION });
-      assert.deepStrictEqual(warnings, []);
+    });
+    assert.deepStrictEqual(unchanged, []);
 
+    const warnings = await captureWarnings(async () => {
       const overridden = await build(baseArgs({ imageTagOverride: "1.42.2.10156-f737b826c" }));
       assert.deepStrictEqual(overridden.values.image, { tag: "1.42.2.10156-f737b826c" });
       assert.strictEqual(
         (await unwrap(overridden.outputs.imageTag)).value,
         "1.42.2.10156-f737b826c",
       );
-      assert.strictEqual(warnings.length, 1);
-      assert.match(warnings[0], /plexImageTag "1\.42\.2\.10156-f737b826c" differs/);
-      assert.match(warnings[0], /1\.41\.3\.9314-a0bfb8370/);
-    } finally {
-      logModule.warn = original;
-    }
+    });
+    assert.strictEqual(warnings.length, 1);
+    assert.match(warnings[0], /plexImageTag "1\.42\.2\.10156-f737b826c" differs/);
+    assert.match(warnings[0], /1\.41\.3\.9314-a0bfb8370/);
   });
 
   it("warns about library folders on the VM that no media volume mounts", async () => {
-    const logModule = require("@pulumi/pulumi/log") as { warn: (message: string) => unknown };
-    const original = logModule.warn;
-    const warnings: string[] = [];
-    logModule.warn = (message: string) => {
-      warnings.push(message);
-      return Promise.resolve();
-    };
     const nas: MediaVolume = {
       name: "media-mnt-nas-plex",
       mountPath: "/mnt/nas-plex",
       source: { kind: "nfs", server: "nas", path: "/export/plex" },
       readOnly: true,
     };
-    try {
-      await build(
+    const covered = await captureWarnings(() =>
+      build(
         baseArgs({
           mediaVolumes: [nas],
           vmMediaRoots: ["/mnt/nas-plex/Movies", "/mnt/nas-plex/TV Shows"],
         }),
-      );
-      assert.deepStrictEqual(warnings, [], "both roots are under /mnt/nas-plex");
-      await build(
+      ),
+    );
+    assert.deepStrictEqual(covered, [], "both roots are under /mnt/nas-plex");
+    const warnings = await captureWarnings(() =>
+      build(
         baseArgs({
           mediaVolumes: [nas],
           vmMediaRoots: ["/mnt/nas-plex/Movies", "/srv/music", "/mnt/nas-plexx"],
         }),
-      );
-      assert.strictEqual(warnings.length, 1);
-      assert.match(
-        warnings[0],
-        /uses "\/mnt\/nas-plexx", "\/srv\/music" on the VM, which no plexMediaVolumes entry mounts/,
-      );
-      assert.match(warnings[0], /plexMediaVolumes\[1\]' '\/mnt\/nas-plexx=nfs:/);
-    } finally {
-      logModule.warn = original;
-    }
+      ),
+    );
+    assert.strictEqual(warnings.length, 1);
+    assert.match(
+      warnings[0],
+      /uses "\/mnt\/nas-plexx", "\/srv\/music" on the VM, which no plexMediaVolumes entry mounts/,
+    );
+    assert.match(warnings[0], /plexMediaVolumes\[1\]' '\/mnt\/nas-plexx=nfs:/);
   });
 
   it("passes a registry, digest and tag of the init image to the chart's fields", async () => {

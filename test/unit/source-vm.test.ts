@@ -15,6 +15,7 @@ import {
 } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
 import {
+  captureWarnings,
   isSecretInput,
   isSecretMarker,
   plainStrings,
@@ -292,6 +293,19 @@ describe("SourceVm (Pulumi mocks)", () => {
     });
   });
 
+  it("warns when the VM's host key is not pinned, and only then", async () => {
+    assert.deepStrictEqual(await captureWarnings(() => run(args())), []);
+    const warnings = await captureWarnings(() =>
+      run(args({ connection: { ...args().connection, hostKey: undefined } })),
+    );
+    assert.strictEqual(warnings.length, 1);
+    assert.match(warnings[0], /host key is not pinned.*192\.168\.13\.21/);
+    assert.match(
+      warnings[0],
+      /pulumi config set vmHostKey "\$\(ssh-keyscan -t ed25519 192\.168\.13\.21/,
+    );
+  });
+
   it("rejects bad arguments naming the field and the fix", async () => {
     await assert.rejects(
       run(
@@ -309,29 +323,6 @@ describe("SourceVm (Pulumi mocks)", () => {
 });
 
 describe("lib/source-vm/commands", () => {
-  it("warns when the VM's host key is not pinned, and only then", async () => {
-    const logModule = require("@pulumi/pulumi/log") as { warn: (message: string) => unknown };
-    const original = logModule.warn;
-    const warnings: string[] = [];
-    logModule.warn = (message: string) => {
-      warnings.push(message);
-      return Promise.resolve();
-    };
-    try {
-      await run(args());
-      assert.deepStrictEqual(warnings, []);
-      await run(args({ connection: { ...args().connection, hostKey: undefined } }));
-      assert.strictEqual(warnings.length, 1);
-      assert.match(warnings[0], /host key is not pinned.*192\.168\.13\.21/);
-      assert.match(
-        warnings[0],
-        /pulumi config set vmHostKey "\$\(ssh-keyscan -t ed25519 192\.168\.13\.21/,
-      );
-    } finally {
-      logModule.warn = original;
-    }
-  });
-
   it("quotes any value for POSIX shells", () => {
     for (const value of [
       "plain",
