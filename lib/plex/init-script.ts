@@ -1,28 +1,52 @@
 /**
- * Renders scripts/plex-init.sh for the chart's `initContainer.script`. The chart passes no
- * environment to the init container, so the non-secret settings are written into the script's
- * settings block; the archive URL (it holds the serving token) is not: the script reads it from
- * the Secret mounted at {@link ARCHIVE_URL_MOUNT_PATH}.
+ * The container that runs scripts/plex-init.sh: the same script, image and settings for the
+ * warm-copy Job (phase "warm", while Plex still runs on the VM) and for the Plex pod's init
+ * container (phase "final", after the stop). The script reaches the pod through a ConfigMap, the
+ * migration key and the pinned host key through a Secret mounted only in this container; every
+ * other setting is an environment variable (none of them secret).
  */
+import type * as k8s from "@pulumi/kubernetes";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
 export const INIT_SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-init.sh");
 
-/** Where the Secret with the archive URL is mounted (read-only) in the pod. */
-export const ARCHIVE_URL_MOUNT_PATH = "/plex-migrate";
-/** Key of the archive URL in that Secret (becomes the file name). */
-export const ARCHIVE_URL_KEY = "archive-url";
-/** Pod volume name of that Secret. */
-export const ARCHIVE_URL_VOLUME = "plex-migrate-archive";
+export type SyncPhase = "warm" | "final";
+
+/**
+ * Default image: rsync + OpenSSH client + busybox sh on Alpine, nothing installed at start.
+ * instrumentisto/rsync-ssh builds `alpine<X.Y>-r<N>` tags from its Dockerfile
+ * (github.com/instrumentisto/rsync-ssh-docker-image, `ARG alpine_ver=3.23`, `build_rev=3`);
+ * the tag is pinned, no digest (none can be checked from here).
+ */
+export const DEFAULT_SYNC_IMAGE = "instrumentisto/rsync-ssh:alpine3.23-r3";
+
+/** The host name plex-init.sh gives ssh (`HostKeyAlias`): the known_hosts lines use it. */
+export const SYNC_HOST_ALIAS = "plex-migrate-vm";
+
+/** Where the sync Secret (private key, known_hosts) is mounted, read-only, root-only. */
+export const SYNC_SECRET_MOUNT_PATH = "/plex-migrate-sync";
+export const SYNC_PRIVATE_KEY_KEY = "id_ed25519";
+export const SYNC_KNOWN_HOSTS_KEY = "known_hosts";
+/** Where the ConfigMap holding plex-init.sh is mounted. */
+export const SYNC_SCRIPT_MOUNT_PATH = "/plex-migrate-script";
+export const SYNC_SCRIPT_KEY = "plex-init.sh";
+/** Pod volume names (the config volume's is the chart's own, `pms-config`). */
+export const SYNC_VOLUMES = {
+  config: "pms-config",
+  secret: "plex-migrate-sync",
+  script: "plex-migrate-script",
+} as const;
+/** Mount paths the sync container uses; media volumes must stay clear of them. */
+export const SYNC_MOUNT_PATHS = [SYNC_SECRET_MOUNT_PATH, SYNC_SCRIPT_MOUNT_PATH] as const;
 
 /** Files plex-init.sh keeps on the config volume (relative to /config). */
 export const INIT_STATE_DIR = ".plex-migrate";
 export const INIT_MARKER = `${INIT_STATE_DIR}/import-complete`;
-export const INIT_LOG = `${INIT_STATE_DIR}/import.log`;
-
-export const ARCHIVE_FORMATS = ["tar.zst", "tar.gz", "tar"] as const;
-export type ArchiveFormat = (typeof ARCHIVE_FORMATS)[number];
+export const INIT_LOG = `${INIT_STATE_DIR}/sync.log`;
+export const INIT_STAGING = `${INIT_STATE_DIR}/staging`;
+export const INIT_WARM_DONE = `${INIT_STATE_DIR}/warm-complete`;
 
 /** plex-init.sh exit codes (see the script's header). */
 export const INIT_EXIT_CODES = {
@@ -30,81 +54,208 @@ export const INIT_EXIT_CODES = {
   settings: 2,
   tools: 3,
   space: 4,
-  download: 5,
-  checksum: 6,
-  extract: 7,
+  transfer: 5,
+  verify: 6,
+  hostKey: 7,
   foreignLibrary: 8,
   layout: 9,
   interrupted: 10,
+  access: 11,
 } as const;
 
-export interface InitScriptSettings {
-  /** sha256 (hex) of the archive bytes served. */
-  archiveSha256: string;
-  /** Length of the archive in bytes. */
-  archiveBytes: number;
-  archiveFormat: string;
-  /** Bytes the extracted library needs (the preflight's measure), for the free-space check. */
-  libraryBytes: number;
-  /** Owner of the imported files (the image's plex user). */
-  uid: number;
-  gid: number;
+export function loadInitScript(): string {
+  return fs.readFileSync(INIT_SCRIPT_PATH, "utf8");
 }
 
-const BEGIN = "# @plex-init-settings-begin";
-const END = "# @plex-init-settings-end";
-
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
+/** sha256 of the script text, put on pod templates so a changed script is a visible change. */
+export function scriptDigest(script: string): string {
+  return crypto.createHash("sha256").update(script).digest("hex");
 }
 
-function checkSettings(s: InitScriptSettings): void {
-  const problems: string[] = [];
-  if (!/^[0-9a-fA-F]{64}$/.test(s.archiveSha256)) {
-    problems.push(`archive sha256 "${s.archiveSha256}" is not 64 hex digits`);
-  }
-  if (!Number.isSafeInteger(s.archiveBytes) || s.archiveBytes <= 0) {
-    problems.push(`archive length ${String(s.archiveBytes)} is not a positive byte count`);
-  }
-  if (!(ARCHIVE_FORMATS as readonly string[]).includes(s.archiveFormat)) {
-    problems.push(
-      `archive format "${s.archiveFormat}" is not one of ${ARCHIVE_FORMATS.join(", ")}`,
+/** One database as the VM's stop step measured it. */
+export interface DatabaseChecksum {
+  /** Relative to the Plex data directory. */
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** PLEX_SYNC_DATABASES: "<sha256> <bytes> <path>" per line (throws on a value it cannot carry). */
+export function databaseLines(databases: DatabaseChecksum[]): string {
+  return databases
+    .map((db) => {
+      if (!/^[0-9a-f]{64}$/.test(db.sha256)) {
+        throw new Error(
+          `database ${db.path}: sha256 "${db.sha256}" is not 64 lowercase hex digits`,
+        );
+      }
+      if (!Number.isSafeInteger(db.bytes) || db.bytes < 0) {
+        throw new Error(`database ${db.path}: ${String(db.bytes)} is not a byte count`);
+      }
+      if (
+        !db.path ||
+        /[\n\r\0]/.test(db.path) ||
+        db.path.startsWith("/") ||
+        db.path.split("/").includes("..")
+      ) {
+        throw new Error(
+          `database path "${db.path}" must be relative to the data directory, on one line`,
+        );
+      }
+      return `${db.sha256} ${db.bytes} ${db.path}`;
+    })
+    .join("\n");
+}
+
+/** The known_hosts file content for the pinned VM host key(s) (one "<type> <base64>" per line). */
+export function knownHostsFor(hostKeys: string): string {
+  const lines = hostKeys
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (lines.length === 0) {
+    throw new Error(
+      "no VM host key is pinned, so the sync could not tell the VM from an impostor. Fix: pulumi config set vmHostKey \"$(ssh-keyscan -t ed25519 <vmHost> | cut -d' ' -f2-)\"",
     );
   }
-  if (!Number.isSafeInteger(s.libraryBytes) || s.libraryBytes < 0) {
-    problems.push(`library size ${String(s.libraryBytes)} is not a byte count`);
-  }
-  for (const [key, id] of [
-    ["uid", s.uid],
-    ["gid", s.gid],
-  ] as const) {
-    if (!Number.isSafeInteger(id) || id < 0) problems.push(`${key} ${String(id)} is not a number`);
-  }
-  if (problems.length > 0) {
-    throw new Error(`cannot render plex-init.sh: ${problems.join("; ")}`);
-  }
+  return lines
+    .map((line) => {
+      const match =
+        /^(?:\S+\s+)?((?:ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa)\s+[A-Za-z0-9+/]+=*)(?:\s.*)?$/.exec(
+          line,
+        );
+      if (!match)
+        throw new Error(`"${line}" is not an SSH host key line such as "ssh-ed25519 AAAA..."`);
+      return `${SYNC_HOST_ALIAS} ${match[1].replace(/\s+/, " ")}\n`;
+    })
+    .join("");
 }
 
-/** The script text with its settings block filled in (throws on a malformed setting). */
-export function renderInitScript(
-  settings: InitScriptSettings,
-  template: string = fs.readFileSync(INIT_SCRIPT_PATH, "utf8"),
-): string {
-  checkSettings(settings);
-  const begin = template.indexOf(BEGIN);
-  const end = template.indexOf(END);
-  if (begin < 0 || end < begin) {
-    throw new Error(`${INIT_SCRIPT_PATH} has no settings block (${BEGIN} ... ${END})`);
+export interface SyncConnection {
+  /** Address of the VM as the cluster reaches it. */
+  host: string;
+  port: number;
+  /** VM account the migration key is authorized for. */
+  user: string;
+}
+
+interface SyncContainerCommon {
+  /** Container name. */
+  name: string;
+  image: string;
+  connection: SyncConnection;
+  /** Owner of the copied files (the Plex container's PLEX_UID/PLEX_GID). */
+  uid: number;
+  gid: number;
+  /** Top-level folders of the data directory not copied. */
+  excludes: string[];
+}
+
+/** The warm phase also checks the free space; the final phase proves the copy. */
+export type SyncContainerInput =
+  | (SyncContainerCommon & { phase: "warm"; libraryBytes: number })
+  | (SyncContainerCommon & { phase: "final"; databases: DatabaseChecksum[] });
+
+const HOST = /^[A-Za-z0-9]([A-Za-z0-9.:_%-]*[A-Za-z0-9])?$/;
+const USER = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+const EXCLUDE = /^[^/\n\0]+$/;
+
+/** Problems with a sync connection, one line each (empty: fine). */
+export function syncConnectionProblems(connection: SyncConnection): string[] {
+  const problems: string[] = [];
+  if (!HOST.test(connection.host))
+    problems.push(`"${connection.host}" is not a host name or IP address`);
+  if (!Number.isInteger(connection.port) || connection.port < 1 || connection.port > 65535) {
+    problems.push(`${connection.port} is not a TCP port`);
   }
-  const lines = [
-    `${BEGIN} (rendered by plex-migrate)`,
-    `PLEX_ARCHIVE_URL_FILE=${shellQuote(`${ARCHIVE_URL_MOUNT_PATH}/${ARCHIVE_URL_KEY}`)}`,
-    `PLEX_ARCHIVE_SHA256=${shellQuote(settings.archiveSha256.toLowerCase())}`,
-    `PLEX_ARCHIVE_BYTES=${shellQuote(String(settings.archiveBytes))}`,
-    `PLEX_ARCHIVE_FORMAT=${shellQuote(settings.archiveFormat)}`,
-    `PLEX_LIBRARY_BYTES=${shellQuote(String(settings.libraryBytes))}`,
-    `PLEX_UID=${shellQuote(String(settings.uid))}`,
-    `PLEX_GID=${shellQuote(String(settings.gid))}`,
+  if (!USER.test(connection.user)) problems.push(`"${connection.user}" is not a user name`);
+  return problems;
+}
+
+/** The container spec (Kubernetes core/v1 Container) for one phase. */
+export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v1.Container {
+  const problems = syncConnectionProblems(input.connection);
+  for (const name of input.excludes) {
+    if (!EXCLUDE.test(name) || name === "." || name === "..") {
+      problems.push(`exclude "${name}" must be a top-level folder name`);
+    }
+  }
+  if (problems.length > 0) throw new Error(`sync container: ${problems.join("; ")}`);
+  const env: Record<string, string> = {
+    PLEX_SYNC_PHASE: input.phase,
+    PLEX_CONFIG_DIR: "/config",
+    PLEX_SYNC_HOST: input.connection.host,
+    PLEX_SYNC_PORT: String(input.connection.port),
+    PLEX_SYNC_USER: input.connection.user,
+    PLEX_SYNC_KEY_FILE: `${SYNC_SECRET_MOUNT_PATH}/${SYNC_PRIVATE_KEY_KEY}`,
+    PLEX_SYNC_KNOWN_HOSTS: `${SYNC_SECRET_MOUNT_PATH}/${SYNC_KNOWN_HOSTS_KEY}`,
+    PLEX_UID: String(input.uid),
+    PLEX_GID: String(input.gid),
+  };
+  if (input.excludes.length > 0) env.PLEX_SYNC_EXCLUDES = input.excludes.join("\n");
+  if (input.phase === "warm") env.PLEX_LIBRARY_BYTES = String(input.libraryBytes);
+  else env.PLEX_SYNC_DATABASES = databaseLines(input.databases);
+  return {
+    name: input.name,
+    image: input.image,
+    imagePullPolicy: "IfNotPresent",
+    command: ["sh", `${SYNC_SCRIPT_MOUNT_PATH}/${SYNC_SCRIPT_KEY}`],
+    env: Object.entries(env).map(([name, value]) => ({ name, value })),
+    // Root: rsync sets the Plex owner (--chown) and reads nothing but its own mounts.
+    securityContext: { runAsUser: 0, runAsGroup: 0, allowPrivilegeEscalation: false },
+    volumeMounts: [
+      { name: SYNC_VOLUMES.config, mountPath: "/config" },
+      { name: SYNC_VOLUMES.secret, mountPath: SYNC_SECRET_MOUNT_PATH, readOnly: true },
+      { name: SYNC_VOLUMES.script, mountPath: SYNC_SCRIPT_MOUNT_PATH, readOnly: true },
+    ],
+  };
+}
+
+/** The pod volumes of the sync Secret and the script ConfigMap (the config claim is the caller's). */
+export function syncPodVolumes(names: {
+  secretName: string;
+  scriptConfigMapName: string;
+}): k8s.types.input.core.v1.Volume[] {
+  return [
+    { name: SYNC_VOLUMES.secret, secret: { secretName: names.secretName, defaultMode: 0o400 } },
+    {
+      name: SYNC_VOLUMES.script,
+      configMap: { name: names.scriptConfigMapName, defaultMode: 0o555 },
+    },
   ];
-  return template.slice(0, begin) + lines.join("\n") + "\n" + template.slice(end);
+}
+
+/**
+ * What the Plex chart's values need for the final phase: our init container (the chart's
+ * `extraInitContainers`, so its environment and mounts are ours and the key is mounted in no
+ * other container) and the two pod volumes (`extraVolumes`).
+ */
+export function plexSyncValues(input: {
+  containerName: string;
+  image: string;
+  connection: SyncConnection;
+  uid: number;
+  gid: number;
+  excludes: string[];
+  databases: DatabaseChecksum[];
+  secretName: string;
+  scriptConfigMapName: string;
+}): { extraInitContainers: Record<string, unknown>[]; extraVolumes: Record<string, unknown>[] } {
+  // Chart values are plain data: the typed specs go in as records.
+  const asValues = <T>(items: T[]) => items as unknown as Record<string, unknown>[];
+  return {
+    extraInitContainers: asValues([
+      syncContainer({
+        phase: "final",
+        name: input.containerName,
+        image: input.image,
+        connection: input.connection,
+        uid: input.uid,
+        gid: input.gid,
+        excludes: input.excludes,
+        databases: input.databases,
+      }),
+    ]),
+    extraVolumes: asValues(syncPodVolumes(input)),
+  };
 }

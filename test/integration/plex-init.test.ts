@@ -1,454 +1,428 @@
 /**
- * scripts/plex-init.sh on its own, for real (sh, curl, GNU tar, gzip), against an HTTP server in
- * this process that misbehaves on purpose: dropped connections, no Range support, 404, nothing
- * listening. Also: bad settings, a Library it did not create, runs interrupted at every point,
- * missing tools installed through apk, and an archive with the wrong layout.
+ * scripts/plex-init.sh for real: busybox sh (the init image's shell and tools), real rsync and
+ * ssh, a real sshd on loopback with the migration key behind the VM script's forced read-only
+ * rrsync. A data directory with Plex's shapes (WAL databases, hard links, symlinks in and out of
+ * the tree, odd names, sparse files, 0600 files), changes between the warm and the final phase,
+ * and every fault: a cut connection, a killed pod, a VM reboot, a changed host key, a full
+ * volume, a revoked key, a source that still changes. Faults happen at known points (a wrapper
+ * ssh that cuts or holds the stream after a fixed number of bytes), never by timing.
  */
 import * as assert from "assert";
 import { spawnSync } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
-import * as http from "http";
-import * as os from "os";
 import * as path from "path";
-import { compareTrees, digestTree } from "../../lib/samples/plex-tree";
-import { INIT_EXIT_CODES, INIT_LOG, INIT_MARKER } from "../../lib/plex/init-script";
+import Database from "better-sqlite3";
 import {
-  freePort,
-  killGroup,
-  startPlexInit,
-  type PlexInitEnv,
-  type ProcessResult,
-} from "../../lib/plex/local-run";
+  databaseLines,
+  INIT_EXIT_CODES,
+  INIT_LOG,
+  INIT_MARKER,
+  INIT_STAGING,
+  INIT_WARM_DONE,
+} from "../../lib/plex/init-script";
+import { imageLikePath, killGroup, measureDatabases } from "../../lib/plex/local-run";
+import { compareTrees, digestTree, LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
+import { createSyncFixture, transferredBytes, type SyncFixture } from "../support/sync-fixture";
 
-const DATA_ROOT = "Library/Application Support/Plex Media Server";
-const TOKEN = "Zx9-kQ_tokenThatMustNeverBeLogged42";
+const OWNER = { uid: 4321, gid: 4322 };
+const asOwner = { PLEX_UID: String(OWNER.uid), PLEX_GID: String(OWNER.gid) };
 
-type Behaviour =
-  | { kind: "ok" }
-  | { kind: "drop"; afterBytes: number[] } // the n-th request ends after afterBytes[n] bytes
-  | { kind: "ignore-range"; afterBytes: number }
-  | { kind: "status"; status: number };
-
-/** A Range-capable file server whose behaviour the test sets per case. */
-class TestServer {
-  behaviour: Behaviour = { kind: "ok" };
-  requests: { range?: string }[] = [];
-  private server?: http.Server;
-  port = 0;
-
-  constructor(private readonly file: () => Buffer) {}
-
-  async start(): Promise<void> {
-    this.port = await freePort();
-    this.server = http.createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(this.port, "127.0.0.1", resolve));
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) =>
-      this.server ? this.server.close(() => resolve()) : resolve(),
-    );
-  }
-
-  url(name = "plex-library.tar.gz"): string {
-    return `http://127.0.0.1:${this.port}/${TOKEN}/${name}`;
-  }
-
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const index = this.requests.length;
-    this.requests.push({ range: req.headers.range });
-    const behaviour = this.behaviour;
-    if (behaviour.kind === "status" || !req.url?.startsWith(`/${TOKEN}/`)) {
-      res.writeHead(behaviour.kind === "status" ? behaviour.status : 404).end();
-      return;
-    }
-    const body = this.file();
-    const match = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
-    const start = match && behaviour.kind !== "ignore-range" ? Number(match[1]) : 0;
-    const headers = { "Content-Length": String(body.length - start) };
-    if (start > 0) {
-      res.writeHead(206, {
-        ...headers,
-        "Content-Range": `bytes ${start}-${body.length - 1}/${body.length}`,
-      });
-    } else {
-      res.writeHead(200, headers);
-    }
-    let limit = body.length - start;
-    if (behaviour.kind === "drop" && index < behaviour.afterBytes.length)
-      limit = behaviour.afterBytes[index];
-    if (behaviour.kind === "ignore-range" && index === 0) limit = behaviour.afterBytes;
-    if (limit >= body.length - start) {
-      res.end(body.subarray(start));
-      return;
-    }
-    // Send part of the body, then cut the connection (a dropped link or a killed server).
-    res.write(body.subarray(start, start + limit), () =>
-      setTimeout(() => res.socket?.destroy(), 50),
-    );
-  }
+function assertOk(result: { code: number | null; stderr: string }, what: string): void {
+  assert.strictEqual(result.code, 0, `${what} failed:\n${result.stderr}`);
 }
 
-describe("plex-init.sh (sh, curl, tar against a test HTTP server)", function () {
-  this.timeout(120_000);
-  let root: string;
-  let sourceDir: string;
-  let scratch: string;
-  let archive: Buffer;
-  let sha256: string;
-  let server: TestServer;
-  let caseNumber = 0;
+function assertExit(
+  result: { code: number | null; stderr: string },
+  code: number,
+  message: RegExp,
+): void {
+  assert.strictEqual(result.code, code, `expected exit ${code}:\n${result.stderr}`);
+  assert.match(result.stderr, message);
+}
 
-  before(async () => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), "plex-init-"));
-    sourceDir = path.join(root, "source");
-    scratch = path.join(root, "tmp");
-    fs.mkdirSync(scratch);
-    const data = path.join(sourceDir, DATA_ROOT);
-    fs.mkdirSync(path.join(data, "Metadata", "Movies", "ä b"), { recursive: true });
-    fs.mkdirSync(path.join(data, "Cache", "empty"), { recursive: true });
-    fs.writeFileSync(path.join(data, "Preferences.xml"), '<Preferences MachineIdentifier="x"/>\n');
-    fs.writeFileSync(
-      path.join(data, "Metadata", "Movies", "ä b", "poster.jpg"),
-      crypto.randomBytes(3 * 1024 * 1024),
+/** Plex never starts on a partial library: neither the library nor the marker exists. */
+function assertNoLibrary(fixture: SyncFixture): void {
+  assert.ok(
+    !fs.existsSync(path.join(fixture.target.configDir, "Library")),
+    "Library must not exist",
+  );
+  assert.ok(!fs.existsSync(path.join(fixture.target.configDir, INIT_MARKER)), "no marker");
+}
+
+async function assertCopyEqualsSource(fixture: SyncFixture): Promise<void> {
+  const differences = compareTrees(
+    await digestTree(fixture.dataDir),
+    await digestTree(fixture.libraryDataDir),
+    { nanoseconds: true, sparse: true, owner: OWNER },
+  );
+  assert.deepStrictEqual(differences, []);
+}
+
+/** What a running Plex does between the two phases: adds, modifies, deletes, rewrites the DB. */
+function changeSource(dataDir: string): void {
+  fs.writeFileSync(
+    path.join(dataDir, "Metadata/Movies/added-after-warm.jpg"),
+    Buffer.alloc(5000, 7),
+  );
+  const logFile = path.join(dataDir, "Logs/Plex Media Server.log");
+  const log = fs.readFileSync(logFile);
+  log[200] ^= 0xff; // same size, new content
+  fs.writeFileSync(logFile, log);
+  fs.rmSync(path.join(dataDir, "Logs/Plex Media Server.3.log"));
+  fs.rmSync(path.join(dataDir, "Codecs/EasyAudioEncoder-1785-linux-x86_64"), { recursive: true });
+  fs.chmodSync(path.join(dataDir, "Setup Plex.html"), 0o600);
+  fs.rmSync(path.join(dataDir, "Logs/latest.log"));
+  fs.symlinkSync("Plex Media Server.1.log", path.join(dataDir, "Logs/latest.log"));
+  const db = new Database(path.join(dataDir, LIBRARY_DB_RELATIVE));
+  db.exec("CREATE TABLE IF NOT EXISTS plex_migrate_probe (n INTEGER)");
+  const insert = db.prepare("INSERT INTO plex_migrate_probe VALUES (?)");
+  for (let i = 0; i < 500; i++) insert.run(i);
+  db.pragma("wal_checkpoint(TRUNCATE)");
+  db.close();
+}
+
+describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
+  this.timeout(300_000);
+  let fixture: SyncFixture | undefined;
+  afterEach(async () => {
+    await fixture?.cleanup();
+    fixture = undefined;
+  });
+
+  it("warm copy while Plex runs, then a final pass: every change arrives, every shape survives", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 400, awkwardShapes: true, sparseFiles: 2 });
+    const warm = await fixture.run("warm", {
+      ...asOwner,
+      PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+    });
+    assertOk(warm, "warm");
+    assertNoLibrary(fixture);
+    assert.ok(fs.existsSync(path.join(fixture.target.configDir, INIT_WARM_DONE)));
+    assert.ok(transferredBytes(warm.stderr) >= fixture.tree.bytes * 0.9);
+
+    changeSource(fixture.dataDir);
+    const final = await fixture.run("final", asOwner);
+    assertOk(final, "final");
+    await assertCopyEqualsSource(fixture);
+    // Only what changed crossed the wire in the final phase.
+    assert.ok(transferredBytes(final.stderr) < fixture.tree.bytes / 4, final.stderr);
+    assert.match(final.stderr, /a second pass finds nothing to change/);
+    const databases = measureDatabases(fixture.dataDir).length;
+    assert.ok(databases >= 3);
+    assert.match(final.stderr, new RegExp(`sha256 of ${databases} Plex databases match`));
+    const probe = new Database(path.join(fixture.libraryDataDir, LIBRARY_DB_RELATIVE), {
+      readonly: true,
+    });
+    assert.strictEqual(
+      (probe.prepare("SELECT count(*) AS n FROM plex_migrate_probe").get() as { n: number }).n,
+      500,
     );
-    fs.symlinkSync("ä b", path.join(data, "Metadata", "Movies", "latest"));
-    fs.chmodSync(path.join(data, "Preferences.xml"), 0o600);
-    const tar = spawnSync(
-      "tar",
-      ["-c", "-z", "--numeric-owner", "-f", "-", "-C", sourceDir, "Library"],
-      {
-        maxBuffer: 64 * 1024 * 1024,
-      },
+    probe.close();
+    assert.ok(fs.existsSync(path.join(fixture.target.configDir, INIT_MARKER)));
+    assert.ok(!fs.existsSync(path.join(fixture.target.configDir, INIT_STAGING)));
+    assert.strictEqual(fs.statSync(path.join(fixture.target.configDir, "Library")).uid, OWNER.uid);
+    assert.match(fs.readFileSync(path.join(fixture.target.configDir, INIT_LOG), "utf8"), /done: /);
+    // The token in Preferences.xml never shows in the logs.
+    assert.ok(!final.stderr.includes(fixture.tree.plexOnlineToken));
+
+    // Every later start is a no-op, even with the VM gone.
+    await fixture.sshd.halt();
+    const again = await fixture.run("final", asOwner);
+    assertOk(again, "restart after the import");
+    assert.match(again.stderr, /already imported/);
+  });
+
+  it("at scale: 200,000 tiny files and a 4.1 GiB sparse file, holes kept, then a short final pass", async function () {
+    this.timeout(1_200_000);
+    const huge = Math.floor(4.1 * 1024 ** 3);
+    fixture = await createSyncFixture({
+      metadataFiles: 200,
+      tinyFiles: 200_000,
+      hugeSparseFileBytes: huge,
+    });
+    assertOk(await fixture.run("warm", asOwner), "warm");
+    fs.appendFileSync(path.join(fixture.dataDir, "Logs/Plex Media Server.log"), "one more line\n");
+    const final = await fixture.run("final", asOwner);
+    assertOk(final, "final");
+    assert.ok(transferredBytes(final.stderr) < 1024 * 1024, final.stderr);
+    const copied = fs.statSync(
+      path.join(fixture.libraryDataDir, "Media/localhost/huge/index-4k.bif"),
     );
-    assert.strictEqual(tar.status, 0, tar.stderr?.toString());
-    archive = tar.stdout;
-    sha256 = crypto.createHash("sha256").update(archive).digest("hex");
-    server = new TestServer(() => archive);
-    await server.start();
-  });
-
-  after(async () => {
-    await server?.stop();
-    if (root) fs.rmSync(root, { recursive: true, force: true });
-  });
-
-  beforeEach(() => {
-    server.behaviour = { kind: "ok" };
-    server.requests = [];
-  });
-
-  function freshConfig(): string {
-    const config = path.join(root, `config-${++caseNumber}`);
-    fs.mkdirSync(config);
-    return config;
-  }
-
-  function envFor(config: string, extra: Partial<PlexInitEnv> = {}): PlexInitEnv {
-    return {
-      PLEX_CONFIG_DIR: config,
-      PLEX_ARCHIVE_URL: server.url(),
-      PLEX_ARCHIVE_SHA256: sha256,
-      PLEX_ARCHIVE_BYTES: String(archive.length),
-      PLEX_UID: "1000",
-      PLEX_GID: "1000",
-      PLEX_INIT_RETRY_DELAY: "1",
-      PLEX_INIT_INSTALL_TOOLS: "never",
-      // Its FIFOs go here, so a run killed with SIGKILL leaves nothing outside this test's dir.
-      PLEX_INIT_TMPDIR: scratch,
-      ...extra,
-    };
-  }
-
-  async function assertImported(config: string, result: ProcessResult): Promise<void> {
-    assert.strictEqual(result.code, 0, result.stderr);
-    const expected = await digestTree(path.join(sourceDir, "Library"));
-    const actual = await digestTree(path.join(config, "Library"));
-    assert.deepStrictEqual(compareTrees(expected, actual), []);
-    assert.ok(fs.existsSync(path.join(config, INIT_MARKER)));
-    assert.ok(!fs.existsSync(path.join(config, ".plex-migrate", "staging")));
-  }
-
-  function assertNothingImported(config: string, result: ProcessResult, code: number): void {
-    assert.strictEqual(result.code, code, result.stderr);
-    assert.ok(!fs.existsSync(path.join(config, "Library")), "no Library");
-    assert.ok(!fs.existsSync(path.join(config, ".plex-migrate", "staging")), "no staging dir");
-    assert.ok(!fs.existsSync(path.join(config, INIT_MARKER)), "no marker");
-    assertNoToken(config, result);
-  }
-
-  function assertNoToken(config: string, result: ProcessResult): void {
-    const log = fs.existsSync(path.join(config, INIT_LOG))
-      ? fs.readFileSync(path.join(config, INIT_LOG), "utf8")
-      : "";
-    assert.ok(!result.stderr.includes(TOKEN), "token in stderr");
-    assert.ok(!log.includes(TOKEN), "token in the log on the volume");
-  }
-
-  it("resumes with HTTP Range after each dropped connection and completes", async () => {
-    const config = freshConfig();
-    server.behaviour = { kind: "drop", afterBytes: [700_000, 1_100_000] };
-    const result = await startPlexInit(envFor(config)).done;
-    await assertImported(config, result);
-    assert.deepStrictEqual(
-      server.requests.map((r) => r.range),
-      [undefined, "bytes=700000-", "bytes=1800000-"],
-      "each attempt asks for exactly the bytes not yet received",
+    assert.strictEqual(copied.size, huge);
+    assert.ok(
+      copied.blocks * 512 < 1024 * 1024,
+      `the copy keeps the holes (${copied.blocks} blocks)`,
     );
-    assert.match(result.stderr, /resuming at byte 700000 of \d+ \(attempt 2\)/);
-    assert.match(result.stderr, /resuming at byte 1800000 of \d+ \(attempt 3\)/);
-    assertNoToken(config, result);
+    await assertCopyEqualsSource(fixture);
   });
 
-  it("stops at once on HTTP 404 (wrong token or server gone), naming the fix", async () => {
-    const config = freshConfig();
-    server.behaviour = { kind: "status", status: 404 };
-    const result = await startPlexInit(envFor(config)).done;
-    assertNothingImported(config, result, INIT_EXIT_CODES.download);
-    assert.strictEqual(server.requests.length, 1, "no retry of a refusal");
-    assert.match(result.stderr, /refused the archive \(HTTP 404\).*run pulumi up again/);
+  it("the final phase alone copies everything (no warm copy) and says so", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 100 });
+    const final = await fixture.run("final", asOwner);
+    assertOk(final, "final");
+    assert.match(final.stderr, /no warm copy on the volume/);
+    await assertCopyEqualsSource(fixture);
   });
 
-  it("retries server errors, and gives up after PLEX_INIT_RETRIES attempts without progress", async () => {
-    const config = freshConfig();
-    server.behaviour = { kind: "status", status: 503 };
-    const result = await startPlexInit(envFor(config, { PLEX_INIT_RETRIES: "2" })).done;
-    assertNothingImported(config, result, INIT_EXIT_CODES.download);
-    assert.strictEqual(server.requests.length, 3, "one attempt and two retries");
-    assert.match(result.stderr, /giving up after 2 attempts without progress/);
-
-    const nobody = freshConfig();
-    const closed = await startPlexInit(
-      envFor(nobody, {
-        PLEX_INIT_RETRIES: "1",
-        PLEX_ARCHIVE_URL: `http://127.0.0.1:${await freePort()}/${TOKEN}/plex-library.tar.gz`,
-      }),
-    ).done;
-    assertNothingImported(nobody, closed, INIT_EXIT_CODES.download);
-    assert.match(closed.stderr, /curl exit 7/);
+  it("a cut connection is retried and the transfer resumes where it broke", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 300, largeFiles: 3 });
+    const gate = fixture.gatedPath({
+      call: 1,
+      bytes: Math.floor(fixture.tree.bytes / 2),
+      mode: "cut",
+    });
+    const warm = await fixture.run("warm", asOwner, { path: gate.path });
+    assertOk(warm, "warm with a cut connection");
+    assert.match(warm.stderr, /attempt 1 broke off \(rsync exit \d+/);
+    assert.match(warm.stderr, /transfer: attempt 2/);
+    assert.strictEqual(gate.calls(), 2);
+    // The second attempt moved only what the first had not.
+    assert.ok(transferredBytes(warm.stderr) < fixture.tree.bytes * 0.75, warm.stderr);
+    assertOk(await fixture.run("final", asOwner), "final");
+    await assertCopyEqualsSource(fixture);
   });
 
-  it("refuses to splice a stream from a server that ignores Range", async () => {
-    const config = freshConfig();
-    server.behaviour = { kind: "ignore-range", afterBytes: 500_000 };
-    const result = await startPlexInit(envFor(config)).done;
-    assertNothingImported(config, result, INIT_EXIT_CODES.download);
-    assert.match(result.stderr, /cannot resume at byte 500000 \(no HTTP Range support\)/);
+  it("gives up after the retries with exit 5 and no library", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 50 });
+    await fixture.sshd.halt();
+    const final = await fixture.run("final", { ...asOwner, PLEX_SYNC_RETRIES: "1" });
+    assertExit(final, INIT_EXIT_CODES.transfer, /the transfer failed 2 times/);
+    assertNoLibrary(fixture);
   });
 
-  it("rejects bad settings before touching anything, naming the variable", async () => {
-    const cases: [Partial<PlexInitEnv>, RegExp][] = [
-      [{ PLEX_ARCHIVE_SHA256: "abc" }, /PLEX_ARCHIVE_SHA256 must be 64 hex digits/],
-      [{ PLEX_ARCHIVE_BYTES: "12 MB" }, /PLEX_ARCHIVE_BYTES must be the archive length in bytes/],
-      [
-        { PLEX_ARCHIVE_FORMAT: "zip" },
-        /PLEX_ARCHIVE_FORMAT "zip" is not one of tar\.zst, tar\.gz, tar/,
-      ],
-      [
-        { PLEX_ARCHIVE_URL: undefined, PLEX_ARCHIVE_URL_FILE: "/nonexistent/archive-url" },
-        /no archive URL: set PLEX_ARCHIVE_URL or mount the URL Secret at \/nonexistent\/archive-url/,
-      ],
-      [{ PLEX_ARCHIVE_URL: "ftp://host/x.tar.gz" }, /must start with http:\/\/ or https:\/\//],
-      [{ PLEX_ARCHIVE_URL: `http://host/${TOKEN}/a b".tar.gz` }, /characters that are not allowed/],
-      [
-        { PLEX_ARCHIVE_URL: `http://host/${TOKEN}/archive.bin` },
-        /cannot tell the archive format from the URL: set PLEX_ARCHIVE_FORMAT/,
-      ],
-      [{ PLEX_UID: "plex" }, /PLEX_UID must be a numeric uid/],
-      [{ PLEX_INIT_INSTALL_TOOLS: "maybe" }, /PLEX_INIT_INSTALL_TOOLS must be auto or never/],
-    ];
-    for (const [overrides, message] of cases) {
-      const config = freshConfig();
-      const result = await startPlexInit(envFor(config, overrides)).done;
-      assert.match(result.stderr, message);
-      assertNothingImported(config, result, INIT_EXIT_CODES.settings);
-    }
-    assert.strictEqual(server.requests.length, 0, "nothing was downloaded");
-    const missing = await startPlexInit(envFor(path.join(root, "no-such-dir"))).done;
-    assert.strictEqual(missing.code, INIT_EXIT_CODES.settings);
-    assert.match(
-      missing.stderr,
-      /config directory .*no-such-dir does not exist \(set PLEX_CONFIG_DIR\)/,
+  it("a pod killed mid-transfer leaves no library; the restarted pod resumes from the volume", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 300, largeFiles: 3 });
+    const gate = fixture.gatedPath({
+      call: 1,
+      bytes: Math.floor(fixture.tree.bytes / 2),
+      mode: "hold",
+    });
+    const held = fixture.start("final", asOwner, { path: gate.path });
+    await gate.reached();
+    killGroup(held.child, "SIGKILL");
+    await held.done;
+    assertNoLibrary(fixture);
+    const staged = spawnSync("find", [fixture.stagingDataDir, "-type", "f"], {
+      encoding: "utf8",
+    }).stdout;
+    assert.ok(
+      staged.split("\n").filter(Boolean).length > 10,
+      "the first pod left files to resume from",
     );
+
+    const restarted = await fixture.run("final", asOwner);
+    assertOk(restarted, "the restarted pod");
+    assert.ok(transferredBytes(restarted.stderr) < fixture.tree.bytes * 0.75, restarted.stderr);
+    await assertCopyEqualsSource(fixture);
   });
 
-  it("reads the URL from the mounted Secret file (as in the pod)", async () => {
-    const config = freshConfig();
-    const secretDir = path.join(root, `secret-${caseNumber}`);
-    fs.mkdirSync(secretDir);
-    fs.writeFileSync(path.join(secretDir, "archive-url"), `${server.url()}\n`, { mode: 0o400 });
-    const result = await startPlexInit(
-      envFor(config, {
-        PLEX_ARCHIVE_URL: undefined,
-        PLEX_ARCHIVE_URL_FILE: path.join(secretDir, "archive-url"),
-      }),
-    ).done;
-    await assertImported(config, result);
+  it("SIGTERM (pod deleted) ends the transfer at once with exit 10, the staging copy kept", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 200, largeFiles: 2 });
+    const gate = fixture.gatedPath({
+      call: 1,
+      bytes: Math.floor(fixture.tree.bytes / 3),
+      mode: "hold",
+    });
+    const held = fixture.start("warm", asOwner, { path: gate.path });
+    await gate.reached();
+    held.child.kill("SIGTERM");
+    const result = await held.done;
+    assertExit(result, INIT_EXIT_CODES.interrupted, /interrupted; the staging copy is kept/);
+    assertNoLibrary(fixture);
+    assert.ok(fs.existsSync(fixture.stagingDataDir));
   });
 
-  it("never overwrites a Library it did not create", async () => {
-    const config = freshConfig();
-    const theirs = path.join(config, "Library", "Application Support", "Plex Media Server");
-    fs.mkdirSync(theirs, { recursive: true });
-    fs.writeFileSync(path.join(theirs, "Preferences.xml"), "<Preferences/>");
-    const before = await digestTree(path.join(config, "Library"));
-    const result = await startPlexInit(envFor(config)).done;
-    assert.strictEqual(result.code, INIT_EXIT_CODES.foreignLibrary, result.stderr);
-    assert.match(
-      result.stderr,
-      /Library exists but was not imported by plex-init .* it is left untouched/,
-    );
-    assert.deepStrictEqual(
-      compareTrees(before, await digestTree(path.join(config, "Library"))),
-      [],
-    );
-    assert.strictEqual(server.requests.length, 0);
+  it("a VM reboot between the phases: the final phase connects again and completes", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 100 });
+    assertOk(await fixture.run("warm", asOwner), "warm");
+    await fixture.sshd.restart();
+    changeSource(fixture.dataDir);
+    assertOk(await fixture.run("final", asOwner), "final after the reboot");
+    await assertCopyEqualsSource(fixture);
   });
 
-  it("finishes a run that stopped between moving Library into place and writing the marker", async () => {
-    const config = freshConfig();
-    const first = await startPlexInit(envFor(config)).done;
-    await assertImported(config, first);
-    // Reconstruct the moment after the rename: receipt in staging, no marker yet.
-    fs.rmSync(path.join(config, INIT_MARKER));
-    fs.mkdirSync(path.join(config, ".plex-migrate", "staging"));
-    fs.writeFileSync(
-      path.join(config, ".plex-migrate", "staging", "verified"),
-      `${sha256} ${archive.length} tar.gz\n`,
-    );
-    const result = await startPlexInit(envFor(config)).done;
-    assert.match(
-      result.stderr,
-      /moved into place by an earlier run that stopped before the marker; completing it/,
-    );
-    await assertImported(config, result);
-    assert.strictEqual(server.requests.length, 1, "no second download");
+  it("refuses a changed VM host key (exit 7) and names the setting to fix", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 50 });
+    assertOk(await fixture.run("warm", asOwner), "warm");
+    await fixture.sshd.restart({ newHostKey: true });
+    const final = await fixture.run("final", asOwner);
+    assertExit(final, INIT_EXIT_CODES.hostKey, /not the pinned one \(vmHostKey\)/);
+    assertNoLibrary(fixture);
+    assert.doesNotMatch(final.stderr, /attempt 2/, "a host key mismatch is not retried");
   });
 
-  it("removes the staging directory of an interrupted run, then imports", async () => {
-    const config = freshConfig();
-    const stale = path.join(config, ".plex-migrate", "staging", "Library", "half");
-    fs.mkdirSync(stale, { recursive: true });
-    fs.writeFileSync(path.join(stale, "partial.db"), "half a file");
-    const result = await startPlexInit(envFor(config)).done;
-    assert.match(result.stderr, /removing the staging directory left by an interrupted run/);
-    await assertImported(config, result);
+  it("refuses when no host key is pinned", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 20 });
+    fs.writeFileSync(fixture.target.knownHostsFile, "");
+    assertExit(await fixture.run("warm", asOwner), INIT_EXIT_CODES.hostKey, /no pinned host key/);
   });
 
-  it("leaves no Library when killed mid-extraction (pod killed); the next start imports", async () => {
-    const config = freshConfig();
-    const slow = startPlexInit(envFor(config, { PLEX_INIT_MAX_RATE: "300K" }), { detached: true });
-    const staging = path.join(config, ".plex-migrate", "staging", "Library");
-    const deadline = Date.now() + 20_000;
-    while (!fs.existsSync(staging) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    assert.ok(fs.existsSync(staging), "extraction started");
-    killGroup(slow.child, "SIGKILL");
-    await slow.done;
-    assert.ok(!fs.existsSync(path.join(config, "Library")), "no Library after the kill");
-    await assertImported(config, await startPlexInit(envFor(config)).done);
+  it("a revoked key ends in exit 11 telling to run pulumi up again", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 20 });
+    await fixture.vm.revoke();
+    const final = await fixture.run("final", asOwner);
+    assertExit(final, INIT_EXIT_CODES.access, /refused the migration key/);
+    assertNoLibrary(fixture);
   });
 
-  it("on SIGTERM during the download exits 10 and removes the staging directory", async () => {
-    const config = freshConfig();
-    const slow = startPlexInit(envFor(config, { PLEX_INIT_MAX_RATE: "300K" }));
-    const staging = path.join(config, ".plex-migrate", "staging", "Library");
-    const deadline = Date.now() + 20_000;
-    while (!fs.existsSync(staging) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    slow.child.kill("SIGTERM");
-    const result = await slow.done;
-    assert.strictEqual(result.code, INIT_EXIT_CODES.interrupted, result.stderr);
-    assert.match(result.stderr, /interrupted/);
-    assertNothingImported(config, result, INIT_EXIT_CODES.interrupted);
-  });
-
-  it("on SIGTERM while waiting to retry makes no further attempt", async () => {
-    const config = freshConfig();
-    server.behaviour = { kind: "status", status: 503 };
-    const waiting = startPlexInit(envFor(config, { PLEX_INIT_RETRY_DELAY: "3" }));
-    const deadline = Date.now() + 10_000;
-    while (server.requests.length === 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    await new Promise((r) => setTimeout(r, 300));
-    const signalled = Date.now();
-    waiting.child.kill("SIGTERM");
-    const result = await waiting.done;
-    assertNothingImported(config, result, INIT_EXIT_CODES.interrupted);
-    assert.ok(Date.now() - signalled < 6000, "stopped within the retry delay");
-    assert.strictEqual(server.requests.length, 1, "no attempt after the signal");
-  });
-
-  it("refuses an archive not rooted at Library/Application Support/Plex Media Server", async () => {
-    const config = freshConfig();
-    const wrongRoot = path.join(root, "wrong-root");
-    fs.mkdirSync(path.join(wrongRoot, "Plex Media Server"), { recursive: true });
-    fs.writeFileSync(
-      path.join(wrongRoot, "Plex Media Server", "Preferences.xml"),
-      "<Preferences/>",
-    );
-    const tar = spawnSync("tar", ["-c", "-f", "-", "-C", wrongRoot, "Plex Media Server"]);
-    const body = tar.stdout;
-    const wrong = new TestServer(() => body);
-    await wrong.start();
-    try {
-      const result = await startPlexInit(
-        envFor(config, {
-          PLEX_ARCHIVE_URL: wrong.url("plex-library.tar"),
-          PLEX_ARCHIVE_SHA256: crypto.createHash("sha256").update(body).digest("hex"),
-          PLEX_ARCHIVE_BYTES: String(body.length),
-        }),
-      ).done;
-      assert.match(
-        result.stderr,
-        /the archive has no "Library\/Application Support\/Plex Media Server" directory/,
-      );
-      assertNothingImported(config, result, INIT_EXIT_CODES.layout);
-    } finally {
-      await wrong.stop();
-    }
-  });
-
-  it("installs missing curl, tar and zstd with apk (alpine), or names them when it may not", async () => {
-    // A busybox-only PATH, as in alpine:3.22, with an apk that "installs" by linking the real tools.
-    const bin = path.join(root, "alpine-bin");
-    fs.mkdirSync(bin);
-    const busybox = spawnSync("sh", ["-c", "command -v busybox"], {
+  it("a source still changing during the final phase fails verification (exit 6)", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 50 });
+    // An rsync that changes the source right before the verification pass (its dry run).
+    const realRsync = spawnSync("sh", ["-c", "command -v rsync"], {
       encoding: "utf8",
     }).stdout.trim();
-    assert.ok(busybox, "busybox is needed for this test (Debian package busybox)");
-    for (const applet of spawnSync(busybox, ["--list"], { encoding: "utf8" }).stdout.split("\n")) {
-      if (applet && applet !== "tar") fs.symlinkSync(busybox, path.join(bin, applet));
-    }
-    const real = (tool: string) =>
-      spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
-    const apkCalls = path.join(root, "apk-calls");
+    const wrapper = path.join(fixture.root, "changing-rsync");
     fs.writeFileSync(
-      path.join(bin, "apk"),
-      `#!${busybox} sh\necho "$*" >> ${apkCalls}\n` +
-        `for p in "$@"; do case $p in -*|add) ;; curl) ln -s ${real("curl")} ${bin}/curl ;; ` +
-        `tar) ln -s ${real("tar")} ${bin}/tar ;; zstd) ln -s ${real("zstd")} ${bin}/zstd ;; *) exit 1 ;; esac; done\n`,
+      wrapper,
+      `#!/bin/sh\ncase " $* " in *" --dry-run "*) echo more >>'${path.join(fixture.dataDir, "Logs/Plex Media Server.log")}' ;; esac\nexec ${realRsync} "$@"\n`,
       { mode: 0o755 },
     );
-    const never = freshConfig();
-    const refused = await startPlexInit(envFor(never, { PLEX_ARCHIVE_FORMAT: "tar.zst" }), {
-      shell: [busybox, "sh"],
-      path: bin,
-    }).done;
-    assert.strictEqual(refused.code, INIT_EXIT_CODES.tools, refused.stderr);
-    assert.match(refused.stderr, /missing tools: curl tar zstd \(GNU tar is required\)/);
-    assert.ok(!fs.existsSync(apkCalls), "never: apk not called");
+    const bin = path.join(fixture.root, "bin-changing");
+    imageLikePath(bin, { rsync: wrapper });
+    const final = await fixture.run("final", asOwner, { path: bin });
+    assertExit(
+      final,
+      INIT_EXIT_CODES.verify,
+      /still differs from the VM in 1 entries.*is Plex really stopped/,
+    );
+    assertNoLibrary(fixture);
+  });
 
-    const config = freshConfig();
-    const result = await startPlexInit(envFor(config, { PLEX_INIT_INSTALL_TOOLS: "auto" }), {
-      shell: [busybox, "sh"],
-      path: bin,
-    }).done;
-    assert.match(result.stderr, /installing curl tar with apk \(needs the Alpine package mirror\)/);
-    assert.strictEqual(fs.readFileSync(apkCalls, "utf8"), "add --no-cache --quiet curl tar\n");
-    await assertImported(config, result);
+  it("a database that differs from the stop step's checksum fails verification (exit 6)", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 20 });
+    const databases = measureDatabases(fixture.dataDir).map((db, i) =>
+      i === 0 ? { ...db, sha256: "0".repeat(64) } : db,
+    );
+    const final = await fixture.run("final", {
+      ...asOwner,
+      PLEX_SYNC_DATABASES: databaseLines(databases),
+    });
+    assertExit(
+      final,
+      INIT_EXIT_CODES.verify,
+      /sha256 of ".*" in the copy is [0-9a-f]{64}, on the VM after the stop 0{64}/,
+    );
+    assertNoLibrary(fixture);
+  });
+
+  describe("on a small volume (tmpfs)", () => {
+    let mount: string | undefined;
+    afterEach(() => {
+      if (mount) spawnSync("umount", [mount]);
+      mount = undefined;
+    });
+
+    it("a full volume: a clear error (exit 4); after growing it the copy resumes and completes", async () => {
+      fixture = await createSyncFixture({ metadataFiles: 200, largeFiles: 4 });
+      mount = path.join(fixture.root, "small-volume");
+      fs.mkdirSync(mount);
+      const size = Math.floor(fixture.tree.bytes / 3);
+      assert.strictEqual(
+        spawnSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", mount]).status,
+        0,
+      );
+      const small = { ...asOwner, PLEX_CONFIG_DIR: mount };
+      // Without a size to check first, rsync runs into the full volume.
+      const full = await fixture.run("warm", small);
+      assertExit(full, INIT_EXIT_CODES.space, /the config volume is full .* plexConfigSize/);
+      // With the preflight's size, the check refuses before copying.
+      const checked = await fixture.run("warm", {
+        ...small,
+        PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+      });
+      assertExit(checked, INIT_EXIT_CODES.space, /not enough free space/);
+      assert.strictEqual(
+        spawnSync("mount", ["-o", `remount,size=${fixture.tree.bytes * 3}`, mount]).status,
+        0,
+      );
+      const grown = await fixture.run("final", small);
+      assertOk(grown, "final on the grown volume");
+      assert.ok(transferredBytes(grown.stderr) < fixture.tree.bytes, "resumed, not restarted");
+      const differences = compareTrees(
+        await digestTree(fixture.dataDir),
+        await digestTree(path.join(mount, "Library/Application Support/Plex Media Server")),
+        { nanoseconds: true, owner: OWNER },
+      );
+      assert.deepStrictEqual(differences, []);
+    });
+  });
+
+  it("names the tools missing from the image (exit 3) and installs nothing", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 10 });
+    const bin = path.join(fixture.root, "bin-no-rsync");
+    fs.cpSync(fixture.binDir, bin, { recursive: true, verbatimSymlinks: true });
+    fs.rmSync(path.join(bin, "rsync"));
+    fs.rmSync(path.join(bin, "ssh"));
+    const result = await fixture.run("warm", asOwner, { path: bin });
+    assertExit(
+      result,
+      INIT_EXIT_CODES.tools,
+      /missing tools in the init image: rsync ssh\(openssh-client\)\. Use an image/,
+    );
+  });
+
+  it("leaves a Library it did not create alone (exit 8)", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 10 });
+    fs.mkdirSync(path.join(fixture.target.configDir, "Library/Application Support"), {
+      recursive: true,
+    });
+    const result = await fixture.run("final", asOwner);
+    assertExit(
+      result,
+      INIT_EXIT_CODES.foreignLibrary,
+      /was not put there by plex-init .* left untouched/,
+    );
+    assert.ok(fs.existsSync(path.join(fixture.target.configDir, "Library/Application Support")));
+  });
+
+  it("completes a run that stopped between moving the library into place and the marker", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 10 });
+    assertOk(await fixture.run("final", asOwner), "final");
+    const marker = path.join(fixture.target.configDir, INIT_MARKER);
+    fs.rmSync(marker);
+    fs.writeFileSync(
+      path.join(fixture.target.configDir, ".plex-migrate/verified"),
+      "owner=4321:4322\n",
+    );
+    await fixture.sshd.halt();
+    const result = await fixture.run("final", asOwner);
+    assertOk(result, "completion");
+    assert.match(result.stderr, /stopped before the marker; completing it/);
+    assert.match(fs.readFileSync(marker, "utf8"), /owner=4321:4322/);
+  });
+
+  it("rejects bad settings with the variable's name (exit 2)", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 10 });
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ PLEX_SYNC_PHASE: "both" }, /PLEX_SYNC_PHASE must be warm or final/],
+      [{ PLEX_SYNC_HOST: "" }, /PLEX_SYNC_HOST is not set/],
+      [{ PLEX_SYNC_HOST: "vm;reboot" }, /PLEX_SYNC_HOST "vm;reboot" is not a host name/],
+      [{ PLEX_SYNC_PORT: "70000" }, /PLEX_SYNC_PORT "70000" is not a TCP port/],
+      [{ PLEX_SYNC_USER: "-oProxyCommand=x" }, /PLEX_SYNC_USER .* is not a user name/],
+      [{ PLEX_UID: "plex" }, /PLEX_UID must be a numeric uid/],
+      [{ PLEX_SYNC_DATABASES: "" }, /PLEX_SYNC_DATABASES is empty/],
+      [{ PLEX_SYNC_DATABASES: "abc 1 x.db" }, /PLEX_SYNC_DATABASES must hold lines/],
+      [
+        { PLEX_SYNC_EXCLUDES: "Cache/Old" },
+        /PLEX_SYNC_EXCLUDES entry "Cache\/Old" must be a top-level folder/,
+      ],
+      [{ PLEX_SYNC_KEY_FILE: "/nonexistent" }, /the migration key \/nonexistent is missing/],
+    ];
+    for (const [extra, message] of cases) {
+      const result = await fixture.run("final", { ...asOwner, ...extra });
+      assertExit(result, INIT_EXIT_CODES.settings, message);
+    }
+    assertNoLibrary(fixture);
+  });
+
+  it("excluded top-level folders are not copied", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 20 });
+    assertOk(
+      await fixture.run("final", { ...asOwner, PLEX_SYNC_EXCLUDES: "Cache\nLogs" }),
+      "final",
+    );
+    assert.ok(!fs.existsSync(path.join(fixture.libraryDataDir, "Cache")));
+    assert.ok(!fs.existsSync(path.join(fixture.libraryDataDir, "Logs")));
+    assert.ok(fs.existsSync(path.join(fixture.libraryDataDir, "Preferences.xml")));
   });
 });
