@@ -1,11 +1,10 @@
 /**
- * PlexRelease: Plex Media Server in Kubernetes, filled with the VM's library.
+ * PlexRelease: Plex Media Server in Kubernetes, on the config volume PlexConfigVolume filled.
  *
- * Creates the namespace (unless it exists), the config volume claim (sized from the library the
- * preflight measured, never deleted by Pulumi), a Secret holding the archive URL, and a Helm
- * release of Plex's plex-media-server chart that runs the VM's exact Plex version on that claim.
- * The chart's init container runs scripts/plex-init.sh, which streams the archive served by the VM
- * into /config (verified, staged, renamed into place) before Plex starts.
+ * A Helm release of Plex's plex-media-server chart that runs the VM's exact Plex version on the
+ * config claim. Its init container (PlexConfigVolume.finalSyncValues) runs plex-init.sh's final
+ * phase: the delta since the warm copy, checked against the databases the stop step measured,
+ * before Plex starts.
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
@@ -20,18 +19,18 @@ import {
   CLAIM_TOKEN_KEY,
   buildPlexValues,
   mediaVolumeProblems,
-  parseImageRef,
   plexUrl,
   releaseTimeoutSeconds,
 } from "../lib/plex/helm-values";
-import { ARCHIVE_URL_KEY, renderInitScript } from "../lib/plex/init-script";
-import { parseQuantity, resolveConfigSize } from "../lib/plex/sizing";
+import type { plexSyncValues } from "../lib/plex/init-script";
 
 export interface PlexReleaseArgs {
-  /** Namespace for Plex (and the other workloads). @default plex */
-  namespace: string;
-  /** Create the namespace (false: it exists already). @default true */
-  createNamespace: boolean;
+  /** Namespace for Plex (PlexConfigVolume's). */
+  namespace: pulumi.Input<string>;
+  /** The config volume claim (PlexConfigVolume's), mounted at /config. */
+  configClaimName: pulumi.Input<string>;
+  /** The final-sync init container and its volumes (PlexConfigVolume.finalSyncValues). */
+  sync: pulumi.Input<ReturnType<typeof plexSyncValues>>;
   /**
    * Helm release name. Every name the chart creates derives from it, so it is fixed, never
    * auto-named. @default plex
@@ -48,15 +47,7 @@ export interface PlexReleaseArgs {
   imageTagOverride?: string;
   /** Plex version the VM runs (its dpkg version, which is the pms-docker tag). */
   plexVersion: pulumi.Input<string>;
-  /** Init container image; needs sh, curl, GNU tar and zstd, or apk to add them. @default alpine:3.22 */
-  initImage: string;
-  /** StorageClass of the config volume (must support file locking). @default the cluster default */
-  storageClass?: string;
-  /** Size of the config volume: "auto" or a Kubernetes quantity such as "200Gi". @default auto */
-  configSize: string;
-  /** Growth room (percent of the library) added when configSize is "auto". @default 50 */
-  configHeadroomPercent: number;
-  /** Bytes of the Plex data directory, measured on the VM by the preflight. */
+  /** Bytes of the Plex data directory, measured on the VM by the preflight (the wait's length). */
   libraryBytes: pulumi.Input<number>;
   /** Media roots, mounted in the pod at the paths the VM used. @default [] */
   mediaVolumes: MediaVolume[];
@@ -78,15 +69,6 @@ export interface PlexReleaseArgs {
   ingress?: { host: string; className?: string; tlsSecret?: string };
   /** Requests/limit of the Plex container. @default none */
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
-  /** The archive served by the VM; `url` is a secret (it holds the serving token). */
-  archive: {
-    url: pulumi.Input<string>;
-    sha256: pulumi.Input<string>;
-    bytes: pulumi.Input<number>;
-    format: pulumi.Input<string>;
-  };
-  /** Protect the namespace and the config volume claim from `pulumi destroy`. @default true */
-  protectData: boolean;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -108,13 +90,11 @@ export class PlexRelease extends pulumi.ComponentResource {
   readonly namespace: pulumi.Output<string>;
   /** The config volume claim (mounted at /config). */
   readonly configClaimName: pulumi.Output<string>;
-  /** The claim's requested size. */
-  readonly configSize: pulumi.Output<string>;
   /** The pms-docker tag the pod runs. */
   readonly imageTag: pulumi.Output<string>;
   /** Where Plex answers: the Ingress URL, else the in-cluster Service URL. */
   readonly plexUrl: pulumi.Output<string>;
-  /** The Helm release (stop serving the archive after it). */
+  /** The Helm release (the VM's revoke-sync step runs after it). */
   readonly release: k8s.helm.v3.Release;
   /** Names of what the chart creates (StatefulSet, pod, containers, Service …). */
   readonly chartNames: ChartResourceNames;
@@ -130,59 +110,9 @@ export class PlexRelease extends pulumi.ComponentResource {
       "app.kubernetes.io/managed-by": "pulumi",
     };
 
-    // Deleting a namespace deletes the claim in it, so the namespace is never deleted either.
-    this.namespace = args.createNamespace
-      ? new k8s.core.v1.Namespace(
-          `${name}-namespace`,
-          { metadata: { name: args.namespace, labels } },
-          { parent: this, retainOnDelete: true, protect: args.protectData },
-        ).metadata.name
-      : pulumi.output(args.namespace);
+    this.namespace = pulumi.output(args.namespace);
+    this.configClaimName = pulumi.output(args.configClaimName);
 
-    const size = pulumi.output(args.libraryBytes).apply((libraryBytes) => {
-      try {
-        return resolveConfigSize(args.configSize, libraryBytes, args.configHeadroomPercent);
-      } catch (error) {
-        throw new pulumi.ResourceError((error as Error).message, this);
-      }
-    });
-    const autoSized = args.configSize === "auto";
-    const configClaim = new k8s.core.v1.PersistentVolumeClaim(
-      `${name}-config`,
-      {
-        metadata: {
-          name: own.configClaim,
-          namespace: this.namespace,
-          labels: { ...labels, "app.kubernetes.io/component": "plex-config" },
-          // Binding may wait for the first pod (WaitForFirstConsumer); the release waits for it.
-          annotations: { "pulumi.com/skipAwait": "true" },
-        },
-        spec: {
-          accessModes: ["ReadWriteOnce"],
-          storageClassName: args.storageClass,
-          resources: { requests: { storage: size.quantity } },
-        },
-      },
-      {
-        parent: this,
-        retainOnDelete: true,
-        protect: args.protectData,
-        // An "auto" size is decided once: a later, different measure must not resize (or fail to
-        // shrink) the volume holding the library. An explicit size is applied (volume expansion).
-        ignoreChanges: autoSized ? ["spec.resources.requests.storage"] : [],
-      },
-    );
-
-    const servedFirst = opts.dependsOn;
-    const archiveSecret = new k8s.core.v1.Secret(
-      `${name}-archive-url`,
-      {
-        metadata: { name: own.archiveSecret, namespace: this.namespace, labels },
-        type: "Opaque",
-        stringData: { [ARCHIVE_URL_KEY]: pulumi.secret(args.archive.url) },
-      },
-      { parent: this, dependsOn: servedFirst, deleteBeforeReplace: true },
-    );
     const claimSecret =
       args.claimToken === undefined
         ? undefined
@@ -202,54 +132,29 @@ export class PlexRelease extends pulumi.ComponentResource {
     const values = pulumi
       .all([
         this.imageTag,
-        args.archive.sha256,
-        args.archive.bytes,
-        args.archive.format,
-        args.libraryBytes,
-        configClaim.metadata.name,
-        archiveSecret.metadata.name,
+        this.configClaimName,
+        args.sync,
         claimSecret ? claimSecret.metadata.name : undefined,
       ])
-      .apply(
-        ([
-          imageTag,
-          sha256,
-          bytes,
-          format,
-          libraryBytes,
-          claimName,
-          archiveName,
-          claimSecretName,
-        ]) => {
-          try {
-            const initScript = renderInitScript({
-              archiveSha256: sha256,
-              archiveBytes: bytes,
-              archiveFormat: format,
-              libraryBytes,
-              uid: args.uid,
-              gid: args.gid,
-            });
-            return buildPlexValues({
-              releaseName: args.releaseName,
-              imageTag,
-              initImage: args.initImage,
-              initScript,
-              configClaimName: claimName,
-              archiveSecretName: archiveName,
-              claimSecretName,
-              mediaVolumes: args.mediaVolumes,
-              uid: args.uid,
-              gid: args.gid,
-              serviceType: args.serviceType,
-              ingress: args.ingress,
-              resources: args.resources,
-            });
-          } catch (error) {
-            throw new pulumi.ResourceError((error as Error).message, this);
-          }
-        },
-      );
+      .apply(([imageTag, claimName, sync, claimSecretName]) => {
+        try {
+          return buildPlexValues({
+            releaseName: args.releaseName,
+            imageTag,
+            sync,
+            configClaimName: claimName,
+            claimSecretName,
+            mediaVolumes: args.mediaVolumes,
+            uid: args.uid,
+            gid: args.gid,
+            serviceType: args.serviceType,
+            ingress: args.ingress,
+            resources: args.resources,
+          });
+        } catch (error) {
+          throw new pulumi.ResourceError((error as Error).message, this);
+        }
+      });
 
     const oci = args.chartRepo.startsWith("oci://");
     this.release = new k8s.helm.v3.Release(
@@ -262,21 +167,16 @@ export class PlexRelease extends pulumi.ComponentResource {
         namespace: this.namespace,
         createNamespace: false,
         values,
-        // Ready means the init container imported the library and Plex answers /identity.
-        timeout: pulumi.output(args.archive.bytes).apply(releaseTimeoutSeconds),
+        // Ready means the init container synced and verified the library and Plex answers.
+        timeout: pulumi.output(args.libraryBytes).apply(releaseTimeoutSeconds),
       },
       {
         parent: this,
-        dependsOn: withDependencies(servedFirst, [
-          configClaim,
-          archiveSecret,
-          ...(claimSecret ? [claimSecret] : []),
-        ]),
+        // The caller's dependsOn (the VM's stop step) must be done before the final sync starts.
+        dependsOn: withDependencies(opts.dependsOn, claimSecret ? [claimSecret] : []),
       },
     );
 
-    this.configClaimName = configClaim.metadata.name;
-    this.configSize = configClaim.spec.apply((spec) => spec.resources?.requests?.storage ?? "");
     this.plexUrl = this.namespace.apply((namespace) =>
       plexUrl(args.releaseName, namespace, args.ingress),
     );
@@ -284,7 +184,6 @@ export class PlexRelease extends pulumi.ComponentResource {
     this.registerOutputs({
       namespace: this.namespace,
       configClaimName: this.configClaimName,
-      configSize: this.configSize,
       imageTag: this.imageTag,
       plexUrl: this.plexUrl,
     });
@@ -341,9 +240,6 @@ export class PlexRelease extends pulumi.ComponentResource {
         `releaseName "${args.releaseName}" must be a DNS label of at most 53 characters`,
       );
     }
-    if (!DNS_LABEL.test(args.namespace) || args.namespace.length > 63) {
-      problems.push(`namespace "${args.namespace}" must be a DNS label`);
-    }
     if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(args.chartVersion)) {
       problems.push(`chartVersion "${args.chartVersion}" must be an exact version such as 1.5.0`);
     }
@@ -352,23 +248,6 @@ export class PlexRelease extends pulumi.ComponentResource {
     }
     if (args.imageTagOverride !== undefined && !IMAGE_TAG.test(args.imageTagOverride)) {
       problems.push(`imageTagOverride "${args.imageTagOverride}" is not an image tag`);
-    }
-    try {
-      parseImageRef(args.initImage);
-    } catch (error) {
-      problems.push(`initImage: ${(error as Error).message}`);
-    }
-    if (args.configSize !== "auto") {
-      try {
-        parseQuantity(args.configSize);
-      } catch (error) {
-        problems.push(`configSize: ${(error as Error).message}, or "auto"`);
-      }
-    }
-    if (!Number.isInteger(args.configHeadroomPercent) || args.configHeadroomPercent < 0) {
-      problems.push(
-        `configHeadroomPercent ${args.configHeadroomPercent} must be a whole number >= 0`,
-      );
     }
     for (const [field, id] of [
       ["uid", args.uid],

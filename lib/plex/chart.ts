@@ -73,8 +73,12 @@ export function chartResourceNames(releaseName: string): ChartResourceNames {
 export interface PlexMigrateObjectNames {
   /** The config volume claim handed to the chart as `pms.configExistingClaim`. */
   configClaim: string;
-  /** Secret with the archive URL (key `archive-url`), mounted read-only in the pod. */
-  archiveSecret: string;
+  /** Secret with the migration's SSH key and the pinned VM host key (sync container only). */
+  syncSecret: string;
+  /** ConfigMap with scripts/plex-init.sh. */
+  syncScript: string;
+  /** The Job that copies the library while Plex still runs on the VM. */
+  warmCopyJob: string;
   /** Secret with the plex.tv claim token (key `token`), when one is given. */
   claimSecret: string;
 }
@@ -83,7 +87,9 @@ export function plexMigrateObjectNames(releaseName: string): PlexMigrateObjectNa
   const fullname = chartFullname(releaseName);
   return {
     configClaim: `${fullname}-config`,
-    archiveSecret: `${fullname}-archive`,
+    syncSecret: `${fullname}-sync`,
+    syncScript: `${fullname}-sync-script`,
+    warmCopyJob: `${fullname}-warm-copy`,
     claimSecret: `${fullname}-claim`,
   };
 }

@@ -1,11 +1,11 @@
 /**
  * Values for the plex-media-server chart (1.5.0). Every key used here exists in the chart's
  * values.yaml (checked by test/unit/plex-chart-values.test.ts against reference/pms-chart/).
- * No secret goes into the values: the archive URL and the claim token are Secrets the pod reads.
+ * No secret goes into the values: the migration key and the claim token are Secrets the pod reads.
  */
 import type { MediaVolume, ServiceType } from "../config";
 import { CHART_MOUNT_PATHS, PMS_PORT, chartResourceNames } from "./chart";
-import { ARCHIVE_URL_MOUNT_PATH, ARCHIVE_URL_VOLUME } from "./init-script";
+import type { plexSyncValues } from "./init-script";
 
 /** Key of the claim token in its Secret. */
 export const CLAIM_TOKEN_KEY = "token";
@@ -75,14 +75,10 @@ export interface PlexValuesInput {
   releaseName: string;
   /** pms-docker tag (the VM's Plex version unless overridden). */
   imageTag: string;
-  /** Init container image reference, e.g. "alpine:3.22". */
-  initImage: string;
-  /** Rendered plex-init.sh. */
-  initScript: string;
+  /** The final-sync init container and its pod volumes (lib/plex/init-script.ts). */
+  sync: ReturnType<typeof plexSyncValues>;
   /** Our PersistentVolumeClaim for /config. */
   configClaimName: string;
-  /** Secret holding the archive URL under key `archive-url`. */
-  archiveSecretName: string;
   /** Secret holding the claim token under {@link CLAIM_TOKEN_KEY}, if a token is given. */
   claimSecretName?: string;
   mediaVolumes: MediaVolume[];
@@ -95,7 +91,7 @@ export interface PlexValuesInput {
 
 /** Problems with media roots that cannot be mounted in the Plex pod, one line each. */
 export function mediaVolumeProblems(volumes: MediaVolume[]): string[] {
-  const reserved = [...CHART_MOUNT_PATHS, ARCHIVE_URL_MOUNT_PATH];
+  const reserved = [...CHART_MOUNT_PATHS];
   const problems: string[] = [];
   const names = new Set<string>();
   for (const volume of volumes) {
@@ -123,21 +119,13 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
     mountPath: v.mountPath,
     readOnly: v.readOnly,
   }));
-  // The chart mounts extraVolumeMounts in the PMS container too: read-only, root-only (0400), and
-  // optional so the pod still starts once the Secret is removed after the move.
-  extraVolumes.push({
-    name: ARCHIVE_URL_VOLUME,
-    secret: { secretName: input.archiveSecretName, defaultMode: 0o400, optional: true },
-  });
-  extraVolumeMounts.push({
-    name: ARCHIVE_URL_VOLUME,
-    mountPath: ARCHIVE_URL_MOUNT_PATH,
-    readOnly: true,
-  });
+  // The sync Secret and script are pod volumes mounted only by the sync init container (its own
+  // volumeMounts): extraVolumeMounts would mount them in the PMS container too.
+  extraVolumes.push(...input.sync.extraVolumes);
 
   const pms: Record<string, unknown> = {
     configExistingClaim: input.configClaimName,
-    // Ready only once Plex answers, so the release (and stopping the archive server) waits for it.
+    // Ready only once Plex answers, so the release waits for the final sync and Plex's start.
     readinessProbe: {
       httpGet: { path: "/identity", port: PMS_PORT },
       initialDelaySeconds: 10,
@@ -164,7 +152,7 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
 
   const values: Record<string, unknown> = {
     image: { tag: input.imageTag },
-    initContainer: { image: parseImageRef(input.initImage), script: input.initScript },
+    extraInitContainers: input.sync.extraInitContainers,
     pms,
     service: { type: input.serviceType },
     // The image chowns to plex only when Preferences.xml is not plex's; pinning the ids makes the
@@ -198,9 +186,10 @@ export function plexUrl(
 }
 
 /**
- * Seconds the Helm release waits for the pod to become ready: the init container downloads and
- * extracts the whole archive first, so allow 10 minutes plus one second per 10 MiB.
+ * Seconds the Helm release waits for the pod to become ready: the init container's final sync
+ * walks the whole library twice and transfers what changed since the warm copy (everything, if
+ * there was none), so allow 10 minutes plus one second per 10 MiB of the library.
  */
-export function releaseTimeoutSeconds(archiveBytes: number): number {
-  return 600 + Math.ceil(archiveBytes / (10 * 1024 * 1024));
+export function releaseTimeoutSeconds(libraryBytes: number): number {
+  return 600 + Math.ceil(libraryBytes / (10 * 1024 * 1024));
 }

@@ -1,0 +1,260 @@
+/**
+ * PlexConfigVolume: the Plex config volume and its warm copy.
+ *
+ * Creates the namespace (unless it exists), the config volume claim (sized from the library the
+ * preflight measured, never deleted by Pulumi), a Secret with the migration's SSH key and the
+ * pinned VM host key, a ConfigMap with scripts/plex-init.sh, and a batch/v1 Job that runs the
+ * script's warm phase: rsync over SSH from the VM's read-only rsync server into the volume,
+ * while Plex still runs on the VM. `pulumi up` waits for the Job (pulumi-kubernetes' Job
+ * awaiter: ready once the Complete condition is true, failed at once on Failed; 10 minutes by
+ * default, here customTimeouts), so whatever depends on `warmCopy` (the VM's stop step) runs
+ * only after the library is on the volume. The Plex release's init container (see
+ * {@link PlexConfigVolume.finalSyncValues}) then transfers only what changed.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { plexMigrateObjectNames } from "../lib/plex/chart";
+import {
+  loadInitScript,
+  plexSyncValues,
+  scriptDigest,
+  type DatabaseChecksum,
+  type SyncConnection,
+} from "../lib/plex/init-script";
+import { resolveConfigSize } from "../lib/plex/sizing";
+import { syncScriptData, syncSecretData, warmCopyJob } from "../lib/plex/warm-copy";
+
+/** How the cluster pulls the library from the VM. */
+export interface PlexSyncSettings {
+  /** Image with rsync, an OpenSSH client and a POSIX sh. @default instrumentisto/rsync-ssh:alpine3.23-r3 */
+  image: string;
+  /** The VM as the cluster reaches it, and the account the migration key is authorized for. */
+  connection: SyncConnection;
+  /** The VM's pinned SSH host key ("ssh-ed25519 AAAA..."). */
+  hostKey: string;
+  /** Top-level folders of the data directory not copied. @default [] */
+  excludes: string[];
+  /** How long `pulumi up` waits for the warm copy, in minutes. @default 360 */
+  warmCopyTimeoutMinutes: number;
+}
+
+export interface PlexConfigVolumeArgs {
+  /** Namespace of Plex (and the other workloads). */
+  namespace: string;
+  /** Create the namespace (false: it exists already). */
+  createNamespace: boolean;
+  /** Helm release name of Plex: the object names derive from it. */
+  releaseName: string;
+  /** StorageClass of the config volume (must support file locking). @default the cluster default */
+  storageClass?: string;
+  /** "auto" or a Kubernetes quantity such as "200Gi". */
+  configSize: string;
+  /** Growth room (percent of the library) added when configSize is "auto". */
+  configHeadroomPercent: number;
+  /** Bytes of the Plex data directory, measured on the VM by the preflight. */
+  libraryBytes: pulumi.Input<number>;
+  /** Owner of the copied files (the Plex container's PLEX_UID/PLEX_GID). */
+  uid: number;
+  gid: number;
+  sync: PlexSyncSettings;
+  /** The migration's private key (secret), authorized on the VM by SourceVm. */
+  syncPrivateKey: pulumi.Input<string>;
+  /** Nodes Plex may run on; the Job runs there too, since the claim binds where it is first used. */
+  nodeSelector?: Record<string, string>;
+  /** Protect the namespace and the claim from `pulumi destroy`. */
+  protectData: boolean;
+}
+
+export class PlexConfigVolume extends pulumi.ComponentResource {
+  readonly namespace: pulumi.Output<string>;
+  readonly configClaimName: pulumi.Output<string>;
+  /** The claim's requested size. */
+  readonly configSize: pulumi.Output<string>;
+  /** The warm-copy Job: done once the library is on the volume. */
+  readonly warmCopy: k8s.batch.v1.Job;
+  readonly syncSecretName: pulumi.Output<string>;
+  readonly scriptConfigMapName: pulumi.Output<string>;
+  private readonly args: PlexConfigVolumeArgs;
+
+  constructor(
+    name: string,
+    args: PlexConfigVolumeArgs,
+    opts: pulumi.ComponentResourceOptions = {},
+  ) {
+    super("plex-migrate:plex:ConfigVolume", name, {}, opts);
+    this.args = args;
+    const own = plexMigrateObjectNames(args.releaseName);
+    const labels = {
+      "app.kubernetes.io/part-of": "plex-migrate",
+      "app.kubernetes.io/instance": args.releaseName,
+      "app.kubernetes.io/managed-by": "pulumi",
+    };
+
+    // Deleting a namespace deletes the claim in it, so the namespace is never deleted either.
+    this.namespace = args.createNamespace
+      ? new k8s.core.v1.Namespace(
+          `${name}-namespace`,
+          { metadata: { name: args.namespace, labels } },
+          { parent: this, retainOnDelete: true, protect: args.protectData },
+        ).metadata.name
+      : pulumi.output(args.namespace);
+
+    const claim = this.createClaim(name, labels, own.configClaim);
+    const secret = new k8s.core.v1.Secret(
+      `${name}-sync-key`,
+      {
+        metadata: { name: own.syncSecret, namespace: this.namespace, labels },
+        type: "Opaque",
+        stringData: pulumi.secret(
+          pulumi.output(args.syncPrivateKey).apply((key) => this.secretData(key)),
+        ),
+      },
+      { parent: this, deleteBeforeReplace: true },
+    );
+    const script = loadInitScript();
+    const configMap = new k8s.core.v1.ConfigMap(
+      `${name}-sync-script`,
+      {
+        metadata: { name: own.syncScript, namespace: this.namespace, labels },
+        data: syncScriptData(script),
+      },
+      { parent: this, deleteBeforeReplace: true },
+    );
+
+    const manifest = pulumi
+      .all([this.namespace, claim.metadata.name, args.libraryBytes])
+      .apply(([namespace, claimName, libraryBytes]) => {
+        try {
+          return warmCopyJob({
+            name: own.warmCopyJob,
+            namespace,
+            labels,
+            image: args.sync.image,
+            connection: args.sync.connection,
+            uid: args.uid,
+            gid: args.gid,
+            excludes: args.sync.excludes,
+            libraryBytes,
+            claimName,
+            secretName: own.syncSecret,
+            scriptConfigMapName: own.syncScript,
+            scriptSha256: scriptDigest(script),
+            timeoutMinutes: args.sync.warmCopyTimeoutMinutes,
+            nodeSelector: args.nodeSelector,
+          });
+        } catch (error) {
+          throw new pulumi.ResourceError((error as Error).message, this);
+        }
+      });
+    const timeout = `${args.sync.warmCopyTimeoutMinutes}m`;
+    this.warmCopy = new k8s.batch.v1.Job(
+      `${name}-warm-copy`,
+      { metadata: manifest.metadata, spec: manifest.spec },
+      {
+        parent: this,
+        // The caller's dependsOn (SourceVm's authorize-sync step) must be done before the copy.
+        dependsOn: withDependencies(opts.dependsOn, [claim, secret, configMap]),
+        customTimeouts: { create: timeout, update: timeout },
+        deleteBeforeReplace: true,
+      },
+    );
+
+    this.configClaimName = claim.metadata.name;
+    this.configSize = claim.spec.apply((spec) => spec.resources?.requests?.storage ?? "");
+    this.syncSecretName = secret.metadata.name;
+    this.scriptConfigMapName = configMap.metadata.name;
+    this.registerOutputs({
+      namespace: this.namespace,
+      configClaimName: this.configClaimName,
+      configSize: this.configSize,
+    });
+  }
+
+  /**
+   * The Plex chart's values for the final phase (`extraInitContainers`, `extraVolumes`): the
+   * init container that syncs what changed since the warm copy and proves the copy against the
+   * database checksums the stop step measured.
+   */
+  finalSyncValues(
+    databases: pulumi.Input<DatabaseChecksum[]>,
+    containerName: string,
+  ): pulumi.Output<ReturnType<typeof plexSyncValues>> {
+    const own = plexMigrateObjectNames(this.args.releaseName);
+    return pulumi.output(databases).apply((dbs) => {
+      try {
+        return plexSyncValues({
+          containerName,
+          image: this.args.sync.image,
+          connection: this.args.sync.connection,
+          uid: this.args.uid,
+          gid: this.args.gid,
+          excludes: this.args.sync.excludes,
+          databases: dbs,
+          secretName: own.syncSecret,
+          scriptConfigMapName: own.syncScript,
+        });
+      } catch (error) {
+        throw new pulumi.ResourceError((error as Error).message, this);
+      }
+    });
+  }
+
+  private secretData(privateKey: string): Record<string, string> {
+    try {
+      return syncSecretData(privateKey, this.args.sync.hostKey);
+    } catch (error) {
+      throw new pulumi.ResourceError((error as Error).message, this);
+    }
+  }
+
+  private createClaim(
+    name: string,
+    labels: Record<string, string>,
+    claimName: string,
+  ): k8s.core.v1.PersistentVolumeClaim {
+    const args = this.args;
+    const size = pulumi.output(args.libraryBytes).apply((libraryBytes) => {
+      try {
+        return resolveConfigSize(args.configSize, libraryBytes, args.configHeadroomPercent);
+      } catch (error) {
+        throw new pulumi.ResourceError((error as Error).message, this);
+      }
+    });
+    return new k8s.core.v1.PersistentVolumeClaim(
+      `${name}-config`,
+      {
+        metadata: {
+          name: claimName,
+          namespace: this.namespace,
+          labels: { ...labels, "app.kubernetes.io/component": "plex-config" },
+          // Binding may wait for the first pod (WaitForFirstConsumer): the warm-copy Job's.
+          annotations: { "pulumi.com/skipAwait": "true" },
+        },
+        spec: {
+          accessModes: ["ReadWriteOnce"],
+          storageClassName: args.storageClass,
+          resources: { requests: { storage: size.quantity } },
+        },
+      },
+      {
+        parent: this,
+        retainOnDelete: true,
+        protect: args.protectData,
+        // An "auto" size is decided once: a later, different measure must not resize (or fail to
+        // shrink) the volume holding the library. An explicit size is applied (volume expansion).
+        ignoreChanges: args.configSize === "auto" ? ["spec.resources.requests.storage"] : [],
+      },
+    );
+  }
+}
+
+/** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
+function withDependencies(
+  callerDependsOn: pulumi.ResourceOptions["dependsOn"],
+  extra: pulumi.Resource[],
+): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
+  if (!callerDependsOn) return extra;
+  return pulumi
+    .output(callerDependsOn as pulumi.Input<pulumi.Resource | pulumi.Resource[]>)
+    .apply((deps) => [...(Array.isArray(deps) ? deps : [deps]), ...extra]);
+}
