@@ -10,12 +10,8 @@ import * as path from "path";
 import type { MediaVolume } from "../../lib/config";
 import { freePort } from "../../lib/net";
 import { isReadOnlyPath, plexClient } from "../../lib/plex/verify-http";
-import {
-  PlexVerificationError,
-  sampleOffsets,
-  verifyPlex,
-  VerifyPlexOptions,
-} from "../../lib/plex/verify";
+import { PlexVerificationError, verifyPlex, VerifyPlexOptions } from "../../lib/plex/verify";
+import { sampleOffsets } from "../../lib/plex/verify-sample";
 import { EMPTY_TRASH_ADVICE, formatReport, VerificationReport } from "../../lib/plex/verify-report";
 import { parseItemsPage, parseSections } from "../../lib/plex/verify-xml";
 import { FakePlex, FakeSection } from "../support/fake-plex";
