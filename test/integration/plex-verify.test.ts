@@ -443,7 +443,7 @@ describe("Plex verification against a server answering as Plex Media Server", fu
     );
     assert.throws(
       () => parseSections("<html><body>401 Unauthorized</body></html>"),
-      /not the XML Plex Media Server sends: no MediaContainer/,
+      /Plex's answer to \/library\/sections is not the XML Plex Media Server writes: no MediaContainer/,
     );
   });
 
