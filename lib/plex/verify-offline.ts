@@ -12,7 +12,7 @@ import * as fs from "fs";
 import * as path from "path";
 import Database from "better-sqlite3";
 import type { MediaVolume } from "../config";
-import type { SectionResult } from "./verify-report";
+import { EMPTY_TRASH_ADVICE, type SectionResult } from "./verify-report";
 import { LibraryReader, sampleSection } from "./verify-sample";
 import { parsePreferencesIdentity, PlexPart, PlexSection } from "./verify-xml";
 
@@ -115,4 +115,49 @@ export async function verifyCopiedLibrary(options: {
   } finally {
     db.close();
   }
+}
+
+/** What the rehearsal should warn about: another identity, libraries with nothing readable here. */
+export function offlineVerificationWarnings(result: OfflineVerification): string[] {
+  const warnings: string[] = [];
+  if (!result.identity.same) {
+    warnings.push(
+      `The copy's Preferences.xml has machine identifier ${result.identity.machineIdentifier ?? "(none)"}, ` +
+        `the source's ${result.identity.expectedMachineIdentifier ?? "(none)"}: Plex would start as another server.`,
+    );
+  }
+  for (const section of result.sections) {
+    if (section.status === "unreadable") {
+      warnings.push(
+        `Library "${section.title}": none of ${section.sampled} sampled files is readable on this machine ` +
+          `(${section.locations.map((l) => l.path).join(", ")}). In the cluster, plexMediaVolumes must mount ` +
+          `these paths, or pulumi up's verification fails.`,
+      );
+    }
+  }
+  return warnings;
+}
+
+/** The rehearsal report's section (Markdown lines). */
+export function formatOfflineVerification(result: OfflineVerification): string[] {
+  const lines = [
+    "## Verification of the copy",
+    "",
+    `Identity Plex starts with: ${result.identity.machineIdentifier ?? "(none)"} ` +
+      `(${result.identity.same ? "the source's" : `NOT the source's ${result.identity.expectedMachineIdentifier ?? "(none)"}`}).`,
+    "",
+    "Sampled library files, looked at on this machine (in the cluster, Plex checks them in the pod " +
+      "with checkFiles=1 after `pulumi up`; there is no advertised address to ask here):",
+    "",
+    "| library | type | status | readable / sampled (items) | folders |",
+    "|---|---|---|---|---|",
+  ];
+  for (const s of result.sections) {
+    lines.push(
+      `| ${s.title} | ${s.type} | ${s.status} | ${s.readable} / ${s.sampled} (${s.items}) | ${s.locations.map((l) => l.path).join(", ")} |`,
+    );
+  }
+  if (result.sections.length === 0) lines.push("| (no library sections) | | | | |");
+  lines.push("", EMPTY_TRASH_ADVICE);
+  return lines;
 }
