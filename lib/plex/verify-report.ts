@@ -5,6 +5,13 @@
  */
 import type { MediaVolume } from "../config";
 
+/**
+ * The migration log in the Plex pod the report is appended to: the init container's log in the
+ * config volume (scripts/plex-init.sh's LOG_FILE; a test keeps them equal), so the new side's
+ * history is one file, and it stays with the server when the VM is retired.
+ */
+export const MIGRATION_LOG_IN_POD = "/config/.plex-migrate/import.log";
+
 /** Items sampled per library section. */
 export const DEFAULT_SAMPLES_PER_SECTION = 5;
 

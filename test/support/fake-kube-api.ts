@@ -24,6 +24,7 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { WebSocketServer, type WebSocket } from "ws";
+import { execServer, type ExecRecord } from "./fake-kube-exec";
 
 export interface FakePod {
   name: string;
@@ -52,6 +53,8 @@ export interface FakeKubeApi {
   forwards: { pod: string; protocol: string; opened: boolean }[];
   /** Answer pods/portforward with 403 (a user without `create` on pods/portforward). */
   forbidPortForward: boolean;
+  /** Every pods/exec request (the command runs on this machine, standing in for the container). */
+  execs: ExecRecord[];
   /** Number of port-forward WebSockets open now. */
   openStreams(): number;
   /** A kubeconfig (YAML) with one context using this server and `token`. */
@@ -156,6 +159,8 @@ export async function startFakeKubeApi(namespace = "plex"): Promise<FakeKubeApi>
   const pods = new Map<string, FakePod>();
   const forwards: FakeKubeApi["forwards"] = [];
   const live = new Map<WebSocket, { pod: string; target?: net.Socket }>();
+  const execRecords: ExecRecord[] = [];
+  const execs = execServer(execRecords);
 
   const authorized = (req: http.IncomingMessage) => req.headers.authorization === `Bearer ${token}`;
 
@@ -207,6 +212,14 @@ export async function startFakeKubeApi(namespace = "plex"): Promise<FakeKubeApi>
     };
     if (!authorized(req)) return reject(401, status(401, "Unauthorized", "Unauthorized"));
     const url = new URL(req.url ?? "/", "http://localhost");
+    const exec = new RegExp(`^/api/v1/namespaces/${namespace}/pods/([^/]+)/exec$`).exec(
+      url.pathname,
+    );
+    if (exec) {
+      const pod = pods.get(exec[1]);
+      if (!pod) return reject(404, status(404, "NotFound", `pods "${exec[1]}" not found`));
+      return execs.upgrade(req, socket, head, pod.name, url);
+    }
     const match = new RegExp(`^/api/v1/namespaces/${namespace}/pods/([^/]+)/portforward$`).exec(
       url.pathname,
     );
@@ -336,6 +349,7 @@ export async function startFakeKubeApi(namespace = "plex"): Promise<FakeKubeApi>
       return all.length;
     },
     openStreams: () => live.size,
+    execs: execRecords,
     kubeconfig(options = {}) {
       const context = options.context ?? "fake";
       return [
@@ -363,6 +377,7 @@ export async function startFakeKubeApi(namespace = "plex"): Promise<FakeKubeApi>
     async close() {
       for (const ws of live.keys()) ws.terminate();
       wss.close();
+      execs.wss.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
