@@ -13,6 +13,7 @@ import * as os from "os";
 import { Client, ClientConfig } from "pg";
 import { pgClientConfig, redactUrl } from "../postgres/client-config";
 import { copyTable, CopyProgress, ParallelReads } from "./copy-table";
+import type { DroppedRows } from "./dbcheck";
 import type { EncodedTable } from "./table-encoder";
 import { ImportError, isImportError } from "./errors";
 import { isLossyRule } from "./normalize";
@@ -279,6 +280,19 @@ async function alignSequence(
   };
 }
 
+/** Rowids named per rule in the report (the count is always exact). */
+const MAX_REPORTED_ROWIDS = 1000;
+
+function droppedRowsWarnings(dropped: readonly DroppedRows[]): ImportWarning[] {
+  return dropped.map((d) => ({
+    code: "ROWS_DROPPED",
+    table: d.table,
+    rule: d.rule,
+    count: d.rowids.length,
+    message: `${d.table}: ${d.rowids.length} row(s) left out by ${d.rule}, as Tautulli's own upgrade deletes them (id ${d.rowids.slice(0, 20).join(", ")}${d.rowids.length > 20 ? ", ..." : ""}).`,
+  }));
+}
+
 function lossyWarnings(table: string, result: EncodedTable): ImportWarning[] {
   const warnings: ImportWarning[] = [];
   for (const [column, rules] of Object.entries(result.conversionsByColumn)) {
@@ -388,20 +402,23 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       integrity.catch(() => undefined); // awaited before COMMIT
     }
     const sourceTables = opened.tables;
-    const plan: ImportPlan = buildPlan(sourceTables, target);
+    const plan: ImportPlan = buildPlan(sourceTables, target, opened.dropped);
     const storedVersion = opened.storedVersion;
     const tautulliVersion =
       storedVersion ?? inferVersion(new Set(sourceTables.map((t) => t.name.toLowerCase())));
     const sqliteSequences = new Map(opened.sequences.map(([name, seq]) => [name, BigInt(seq)]));
     const sourceRows = new Map(plan.tables.map((t) => [t.name, opened.counts[t.sourceName] ?? 0]));
+    const rowsToImport = new Map(
+      plan.tables.map((t) => [t.name, (sourceRows.get(t.name) ?? 0) - t.droppedRowids.length]),
+    );
     const ranges = await source.rowidRanges(plan.tables.map((t) => t.sourceName));
     const rowidRanges = new Map(plan.tables.map((t, i) => [t.name, ranges[i]]));
-    const totalRows = [...sourceRows.values()].reduce((a, b) => a + b, 0);
+    const totalRows = [...rowsToImport.values()].reduce((a, b) => a + b, 0);
     log(
       `Tautulli ${tautulliVersion}${storedVersion ? "" : " (inferred)"}; ${plan.tables.length} tables, ${totalRows} rows to import`,
     );
 
-    const warnings: ImportWarning[] = [];
+    const warnings: ImportWarning[] = droppedRowsWarnings(opened.dropped);
     if (facts.wal.present && facts.journalMode !== "wal") {
       warnings.push({
         code: "WAL_IGNORED",
@@ -498,7 +515,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     const copyStarted = elapsed();
     for (const [index, tablePlan] of plan.tables.entries()) {
       step = `copying table ${tablePlan.name}`;
-      const expected = sourceRows.get(tablePlan.name) ?? 0;
+      const expected = rowsToImport.get(tablePlan.name) ?? 0;
       const onCopy = (p: CopyProgress) => {
         const rows = copiedRows + p.rows;
         const rate = rows / Math.max(elapsed() - copyStarted, 1e-3);
@@ -542,7 +559,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       if (result.rows !== expected || targetRows !== expected) {
         throw new ImportError(
           "VERIFICATION_FAILED",
-          `Row count mismatch in ${tablePlan.name}: SQLite counts ${expected}, the import sent ${result.rows}, PostgreSQL holds ${targetRows}. Rolled back.`,
+          `Row count mismatch in ${tablePlan.name}: SQLite counts ${expected}${tablePlan.droppedRowids.length > 0 ? ` after the ${tablePlan.droppedRowids.length} rows Tautulli's upgrade deletes` : ""}, the import sent ${result.rows}, PostgreSQL holds ${targetRows}. Rolled back.`,
           "Make sure nothing writes to tautulli.db during the import (stop Tautulli), then run it again.",
         );
       }
@@ -568,7 +585,8 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       tableReports.push({
         table: tablePlan.name,
         sourceTable: tablePlan.sourceName,
-        sourceRows: expected,
+        sourceRows: sourceRows.get(tablePlan.name) ?? 0,
+        droppedRows: tablePlan.droppedRowids.length,
         importedRows: result.rows,
         seconds: round(result.seconds),
         rowsPerSecond: Math.round(result.rows / Math.max(result.seconds, 1e-3)),
@@ -679,6 +697,12 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
         rowsPerSecond: Math.round(copiedRows / Math.max(seconds, 1e-3)),
         conversions: totalConversions,
       },
+      droppedRows: opened.dropped.map((d) => ({
+        rule: d.rule,
+        table: d.table,
+        rows: d.rowids.length,
+        rowids: d.rowids.slice(0, MAX_REPORTED_ROWIDS),
+      })),
       schemaDrift: {
         targetOnlyTables: plan.targetOnlyTables,
         extraTables,

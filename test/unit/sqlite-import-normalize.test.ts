@@ -15,6 +15,7 @@ import {
   TargetKind,
   UnconvertibleValue,
 } from "../../lib/import/normalize";
+import { DBCHECK_RULES } from "../../lib/import/dbcheck";
 import { copyEscape, copyEncoderFor, recordField } from "../../lib/import/pg-text";
 import { describeValue, isSecretColumn, redactText } from "../../lib/import/redact";
 
@@ -347,10 +348,19 @@ describe("import normalisation rules (lib/import/normalize.ts)", () => {
 
   it("docs/import.md documents every rule the code applies, and no other", () => {
     const doc = fs.readFileSync(path.resolve(__dirname, "..", "..", "docs", "import.md"), "utf8");
-    const documented = [...doc.matchAll(/^\| `([a-z0-9.-]+)` \|/gm)].map((m) => m[1]);
+    const section = (title: string) => doc.split(`\n## ${title}\n`)[1].split("\n## ")[0];
+    const rows = (text: string) =>
+      [...text.matchAll(/^\| `([a-z0-9._-]+)` \| (.*) \|$/gm)].map((m) => [
+        m[1],
+        ...m[2].split(" | "),
+      ]);
     assert.deepEqual(
-      documented,
+      rows(section("Normalisation rules")).map((r) => r[0]),
       RULES.map((r) => r.id),
+    );
+    assert.deepEqual(
+      rows(section("Tautulli's upgrade rules (old databases)")),
+      DBCHECK_RULES.map((r) => [r.id, r.table, r.drops, r.tautulli]),
     );
   });
 });
