@@ -13,7 +13,7 @@ import type { DroppedRows } from "./dbcheck";
 import { ImportError } from "./errors";
 import type { TargetKind } from "./normalize";
 import { canonicalEncoderFor, checksumSql, quoteIdent } from "./pg-text";
-import { isSecretColumn } from "./redact";
+import { isSecretColumn } from "../redact";
 import { quote as quoteSqlite, SourceTable } from "./sqlite-source";
 import { dependencyOrder, TargetSchema } from "./target-schema";
 

@@ -11,7 +11,8 @@
  */
 import * as os from "os";
 import { Client, ClientConfig } from "pg";
-import { pgClientConfig, redactUrl } from "../postgres/client-config";
+import { pgClientConfig } from "../postgres/client-config";
+import { redactMessage, redactUrl } from "../redact";
 import { copyTable, CopyProgress, ParallelReads } from "./copy-table";
 import type { DroppedRows } from "./dbcheck";
 import type { EncodedTable } from "./table-encoder";
@@ -19,7 +20,6 @@ import { ImportError, isImportError } from "./errors";
 import { isLossyRule } from "./normalize";
 import { buildPlan, ImportPlan, TablePlan } from "./plan";
 import { quoteIdent } from "./pg-text";
-import { databaseUrlSecrets, redactText } from "./redact";
 import type { ImportReport, ImportWarning, TableReport } from "./report";
 import { SourceWorker } from "./source-worker";
 import {
@@ -121,10 +121,10 @@ const CONNECTION_LOST_CODES = new Set([
 ]);
 
 /** Turns any failure into an ImportError whose text holds no secret. */
-function classify(error: unknown, secrets: string[], step: string): ImportError {
+function classify(error: unknown, databaseUrl: string, step: string): ImportError {
   if (isImportError(error)) return error;
   const e = error as { code?: string; message?: string; detail?: string; table?: string };
-  const message = redactText(e.message ?? String(error), secrets);
+  const message = redactMessage(e.message ?? String(error), [databaseUrl]);
   if (
     (e.code && CONNECTION_LOST_CODES.has(e.code)) ||
     /Connection terminated|connection.*(closed|ended)/i.test(message)
@@ -145,7 +145,7 @@ function classify(error: unknown, secrets: string[], step: string): ImportError 
   if (e.code?.startsWith("23")) {
     return new ImportError(
       "COPY_FAILED",
-      `PostgreSQL rejected the data while ${step}: ${message}${e.detail ? ` (${redactText(e.detail, secrets)})` : ""}. Nothing was committed.`,
+      `PostgreSQL rejected the data while ${step}: ${message}${e.detail ? ` (${redactMessage(e.detail, [databaseUrl])})` : ""}. Nothing was committed.`,
       "The source breaks a constraint of the target schema (duplicates where the schema has a UNIQUE index, say): correct those rows in a copy of tautulli.db and import that copy.",
     );
   }
@@ -158,7 +158,6 @@ function classify(error: unknown, secrets: string[], step: string): ImportError 
 
 async function connect(
   databaseUrl: string,
-  secrets: string[],
 ): Promise<{ client: Client; lost: () => Error | undefined }> {
   let config: ClientConfig;
   try {
@@ -166,7 +165,7 @@ async function connect(
   } catch (error) {
     throw new ImportError(
       "TARGET_UNREACHABLE",
-      redactText((error as Error).message, secrets),
+      redactMessage((error as Error).message, [databaseUrl]),
       "Pass the target as postgres://user:password@host:port/database[?sslmode=...].",
     );
   }
@@ -182,7 +181,7 @@ async function connect(
     await client.end().catch(() => undefined);
     throw new ImportError(
       "TARGET_UNREACHABLE",
-      `Cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactText((error as Error).message, secrets)}.`,
+      `Cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactMessage((error as Error).message, [databaseUrl])}.`,
       "Check host, port, database name, user and password of the target (and sslmode), and that the database exists.",
     );
   }
@@ -320,7 +319,6 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   const log = options.log ?? (() => undefined);
   const progress = options.onProgress ?? (() => undefined);
-  const secrets = databaseUrlSecrets(options.databaseUrl);
   const integrityMode = options.integrityCheck ?? "full";
 
   // --- 1. The source file, before anything touches the target ---------------------------------
@@ -338,7 +336,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     : sourceFingerprint(options.sqlitePath);
   fingerprinting.catch(() => undefined);
 
-  const { client, lost } = await connect(options.databaseUrl, secrets);
+  const { client, lost } = await connect(options.databaseUrl);
   // One worker thread reads and encodes the rows; a second one runs SQLite's integrity check
   // meanwhile. The check's verdict is awaited before COMMIT: a damaged file is never committed.
   let source: SourceWorker | undefined;
@@ -745,7 +743,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     }
     return report;
   } catch (error) {
-    const failure = classify(lost() ?? error, secrets, step);
+    const failure = classify(lost() ?? error, options.databaseUrl, step);
     if (inTransaction && !lost()) await client.query("ROLLBACK").catch(() => undefined);
     throw failure;
   } finally {
