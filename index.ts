@@ -72,8 +72,8 @@ const plex = new PlexRelease(
     uid: config.plex.uid,
     gid: config.plex.gid,
     claimToken: config.plex.claimToken,
-    serviceType: config.plex.serviceType,
-    ingress: config.plex.ingress,
+    networking: config.plex.networking,
+    advertiseUrls: config.plex.advertiseUrls,
     resources: config.plex.resources,
     archive: {
       url: sourceVm.archiveUrl,
@@ -144,6 +144,7 @@ const tautulliImport = new SqliteImport(
 sourceVm.stopServingAfter([plex.release, tautulliImport]);
 
 export const plexUrl = plex.plexUrl;
+export const advertisedUrl = plex.advertisedUrl;
 export const plexConfigClaim = plex.configClaimName;
 export const plexConfigSize = plex.configSize;
 export const plexVersion = sourceVm.plexVersion;

@@ -9,7 +9,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { MediaVolume, ServiceType } from "../lib/config";
+import type { MediaVolume } from "../lib/config";
 import {
   CHART_NAME,
   chartResourceNames,
@@ -25,6 +25,12 @@ import {
   releaseTimeoutSeconds,
 } from "../lib/plex/helm-values";
 import { ARCHIVE_URL_KEY, renderInitScript } from "../lib/plex/init-script";
+import {
+  advertiseUrlProblem,
+  advertisedUrls,
+  noDirectPathWarning,
+  type PlexNetworking,
+} from "../lib/plex/networking";
 import { parseQuantity, resolveConfigSize } from "../lib/plex/sizing";
 
 export interface PlexReleaseArgs {
@@ -72,10 +78,10 @@ export interface PlexReleaseArgs {
   gid: number;
   /** plex.tv claim token (secret); not needed when Preferences.xml is moved. @default none */
   claimToken?: pulumi.Input<string>;
-  /** Service type of Plex. @default ClusterIP */
-  serviceType: ServiceType;
-  /** An Ingress for Plex (host, class, TLS Secret). @default none */
-  ingress?: { host: string; className?: string; tlsSecret?: string };
+  /** How clients reach Plex; decides the pod network, Service, Ingress and advertised URL. */
+  networking: PlexNetworking;
+  /** URLs Plex advertises after the mode's own (scheme://host:port each). */
+  advertiseUrls: string[];
   /** Requests/limit of the Plex container. @default none */
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
   /** The archive served by the VM; `url` is a secret (it holds the serving token). */
@@ -90,6 +96,7 @@ export interface PlexReleaseArgs {
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
@@ -112,8 +119,13 @@ export class PlexRelease extends pulumi.ComponentResource {
   readonly configSize: pulumi.Output<string>;
   /** The pms-docker tag the pod runs. */
   readonly imageTag: pulumi.Output<string>;
-  /** Where Plex answers: the Ingress URL, else the in-cluster Service URL. */
+  /** Where Plex answers: the URL the networking mode gives clients, else the in-cluster one. */
   readonly plexUrl: pulumi.Output<string>;
+  /**
+   * The first URL Plex advertises to plex.tv (what clients outside the cluster connect to), or
+   * "" when none is configured.
+   */
+  readonly advertisedUrl: pulumi.Output<string>;
   /** The Helm release (stop serving the archive after it). */
   readonly release: k8s.helm.v3.Release;
   /** Names of what the chart creates (StatefulSet, pod, containers, Service …). */
@@ -197,6 +209,8 @@ export class PlexRelease extends pulumi.ComponentResource {
           );
 
     this.imageTag = this.decideImageTag(args);
+    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
+    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
     if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
 
     const values = pulumi
@@ -241,8 +255,8 @@ export class PlexRelease extends pulumi.ComponentResource {
               mediaVolumes: args.mediaVolumes,
               uid: args.uid,
               gid: args.gid,
-              serviceType: args.serviceType,
-              ingress: args.ingress,
+              networking: args.networking,
+              advertiseUrls: args.advertiseUrls,
               resources: args.resources,
             });
           } catch (error) {
@@ -278,7 +292,10 @@ export class PlexRelease extends pulumi.ComponentResource {
     this.configClaimName = configClaim.metadata.name;
     this.configSize = configClaim.spec.apply((spec) => spec.resources?.requests?.storage ?? "");
     this.plexUrl = this.namespace.apply((namespace) =>
-      plexUrl(args.releaseName, namespace, args.ingress),
+      plexUrl(args.releaseName, namespace, args.networking),
+    );
+    this.advertisedUrl = pulumi.output(
+      advertisedUrls(args.networking, args.advertiseUrls)[0] ?? "",
     );
 
     this.registerOutputs({
@@ -287,6 +304,7 @@ export class PlexRelease extends pulumi.ComponentResource {
       configSize: this.configSize,
       imageTag: this.imageTag,
       plexUrl: this.plexUrl,
+      advertisedUrl: this.advertisedUrl,
     });
   }
 
@@ -377,6 +395,11 @@ export class PlexRelease extends pulumi.ComponentResource {
       if (!Number.isInteger(id) || id < 0) problems.push(`${field} ${id} must be a numeric id`);
     }
     problems.push(...mediaVolumeProblems(args.mediaVolumes).map((p) => `mediaVolumes: ${p}`));
+    problems.push(...networkingProblems(args.networking));
+    for (const url of args.advertiseUrls) {
+      const problem = advertiseUrlProblem(url);
+      if (problem) problems.push(`advertiseUrls: ${problem}`);
+    }
     if (problems.length > 0) {
       throw new pulumi.ResourceError(`PlexRelease ${problems.join("; ")}`, this);
     }
@@ -388,4 +411,23 @@ export function unmountedMediaRoots(vmRoots: string[], volumes: MediaVolume[]): 
   const covered = (root: string) =>
     volumes.some((v) => root === v.mountPath || root.startsWith(`${v.mountPath}/`));
   return [...new Set(vmRoots)].filter((root) => !covered(root)).sort();
+}
+
+/** Problems with the networking fields config would also catch (the component stands alone). */
+function networkingProblems(networking: PlexNetworking): string[] {
+  switch (networking.mode) {
+    case "host":
+    case "loadBalancer":
+      return networking.address.trim() && !/[\s/]/.test(networking.address)
+        ? []
+        : [
+            `networking: mode ${networking.mode} needs the address clients use, got "${networking.address}"`,
+          ];
+    case "ingress":
+      return DNS_SUBDOMAIN.test(networking.host)
+        ? []
+        : [`networking: ingress host "${networking.host}" is not a host name`];
+    case "internal":
+      return [];
+  }
 }

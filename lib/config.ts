@@ -10,6 +10,13 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
+import { reservedMountPathClash } from "./plex/helm-values";
+import {
+  NETWORKING_MODES,
+  advertiseUrlProblem,
+  type NetworkingMode,
+  type PlexNetworking,
+} from "./plex/networking";
 
 export const PROJECT = "plex-migrate";
 
@@ -80,8 +87,8 @@ export interface PlexConfig {
   uid: number;
   gid: number;
   claimToken?: pulumi.Output<string>;
-  serviceType: ServiceType;
-  ingress?: { host: string; className?: string; tlsSecret?: string };
+  networking: PlexNetworking;
+  advertiseUrls: string[];
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
 }
 
@@ -154,9 +161,6 @@ export const ALLOWED_ARCHIVE_EXCLUDES = [
   "Updates",
   "Diagnostics",
 ];
-/** Mount paths the chart or the image already use inside the Plex pod. */
-const RESERVED_MOUNT_PATHS = ["/config", "/transcode", "/init", "/data"];
-
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const HOSTNAME =
@@ -225,9 +229,7 @@ export function parseMediaVolume(entry: string): MediaVolume | string {
   if (!isSafeAbsolutePath(mountPath) || mountPath === "/") {
     return `"${entry}": the mount path must be an absolute path other than /`;
   }
-  const reserved = RESERVED_MOUNT_PATHS.find(
-    (p) => mountPath === p || mountPath.startsWith(`${p}/`),
-  );
+  const reserved = reservedMountPathClash(mountPath);
   if (reserved) {
     return `"${entry}": ${reserved} is used by the Plex chart itself; mount media elsewhere`;
   }
@@ -250,6 +252,62 @@ export function parseMediaVolume(entry: string): MediaVolume | string {
     return `"${entry}": unknown source "${source}"; use nfs://server/export, hostpath:///dir or pvc://claim`;
   }
   return { name: mediaVolumeName(mountPath), mountPath, source: parsed, readOnly };
+}
+
+/**
+ * The networking mode with the fields it needs; a field the mode does not use is a problem too,
+ * so a stack never silently ignores what it states.
+ */
+function plexNetworking(
+  mode: NetworkingMode,
+  address: string | undefined,
+  ingressHost: string | undefined,
+  ingressClass: string | undefined,
+  ingressTls: string | undefined,
+  problem: (key: string, complaint: string, fix?: string) => void,
+): PlexNetworking {
+  const unused = (key: string, value: string | undefined, usedBy: string) => {
+    if (value !== undefined) {
+      problem(
+        key,
+        `is only used when plexNetworking is ${usedBy}, but it is "${mode}"`,
+        `pulumi config rm ${key}, or set plexNetworking ${usedBy}`,
+      );
+    }
+  };
+  if (mode !== "ingress") {
+    unused("plexIngressHost", ingressHost, "ingress");
+    unused("plexIngressClass", ingressClass, "ingress");
+    unused("plexIngressTlsSecret", ingressTls, "ingress");
+  }
+  if (mode !== "host" && mode !== "loadBalancer")
+    unused("plexAddress", address, "host or loadBalancer");
+  switch (mode) {
+    case "host":
+    case "loadBalancer":
+      if (!address) {
+        problem(
+          "plexAddress",
+          `is required when plexNetworking is ${mode}: it is the address clients and the router's port-forward use` +
+            (mode === "host"
+              ? " (the LAN address of the node Plex runs on)"
+              : " (the LoadBalancer's fixed IP)"),
+          "pulumi config set plexAddress <IP>",
+        );
+      }
+      return { mode, address: address ?? "" };
+    case "ingress":
+      if (!ingressHost) {
+        problem(
+          "plexIngressHost",
+          "is required when plexNetworking is ingress",
+          "pulumi config set plexIngressHost plex.example.com",
+        );
+      }
+      return { mode, host: ingressHost ?? "", className: ingressClass, tlsSecret: ingressTls };
+    case "internal":
+      return { mode };
+  }
 }
 
 /**
@@ -443,18 +501,29 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     }
     seenMounts.set(volume.mountPath, volume.name);
   }
-  const ingressHost = optionalStr("plexIngressHost", (v) =>
-    DNS_SUBDOMAIN.test(v) ? undefined : `expected a host name such as plex.example.com, got "${v}"`,
+  const networking = plexNetworking(
+    oneOf("plexNetworking", NETWORKING_MODES),
+    optionalStr("plexAddress", (v) =>
+      IPV4.test(v) || /^[0-9a-fA-F:]+$/.test(v)
+        ? undefined
+        : `expected the IP address clients reach Plex on, such as 192.168.1.20, got "${v}"`,
+    ),
+    optionalStr("plexIngressHost", (v) =>
+      DNS_SUBDOMAIN.test(v)
+        ? undefined
+        : `expected a host name such as plex.example.com, got "${v}"`,
+    ),
+    optionalStr("plexIngressClass", (v) => dnsLabel(v)),
+    optionalStr("plexIngressTlsSecret", (v) =>
+      DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
+    ),
+    problem,
   );
-  const ingressClass = optionalStr("plexIngressClass", (v) => dnsLabel(v));
-  const ingressTls = optionalStr("plexIngressTlsSecret", (v) =>
-    DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
-  );
-  if (!ingressHost && (ingressClass || ingressTls)) {
+  if (config.get("plexServiceType") !== undefined) {
     problem(
-      "plexIngressHost",
-      "is empty but plexIngressClass or plexIngressTlsSecret is set",
-      "set plexIngressHost or unset the others",
+      "plexServiceType",
+      "is replaced by plexNetworking (host, loadBalancer, ingress or internal), which also sets the address Plex advertises",
+      "pulumi config rm plexServiceType; pulumi config set plexNetworking loadBalancer; pulumi config set plexAddress <fixed IP>",
     );
   }
   const plex: PlexConfig = {
@@ -490,10 +559,8 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     uid: int("plexUid", 0, 2147483647),
     gid: int("plexGid", 0, 2147483647),
     claimToken: secret("plexClaimToken", false),
-    serviceType: oneOf("plexServiceType", ["ClusterIP", "NodePort", "LoadBalancer"] as const),
-    ingress: ingressHost
-      ? { host: ingressHost, className: ingressClass, tlsSecret: ingressTls }
-      : undefined,
+    networking,
+    advertiseUrls: list("plexAdvertiseUrls", (v) => advertiseUrlProblem(v)),
     resources: {
       cpuRequest: optionalStr("plexCpuRequest", quantity),
       memoryRequest: optionalStr("plexMemoryRequest", quantity),

@@ -14,6 +14,7 @@ import {
   parseMediaVolume,
   projectConfigDeclarations,
 } from "../../lib/config";
+import { mediaVolumeProblems, reservedMountPathClash } from "../../lib/plex/helm-values";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const SSH_KEY =
@@ -248,29 +249,72 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ["plexUid", { plexUid: "-1" }, /plexUid: expected an integer from 0/],
     ["plexGid", { plexGid: "1.5" }, /plexGid: expected an integer/],
     [
-      "plexServiceType",
-      { plexServiceType: "Ingress" },
-      /plexServiceType: expected one of "ClusterIP", "NodePort", "LoadBalancer"/,
+      "plexNetworking",
+      { plexNetworking: "NodePort" },
+      /plexNetworking: expected one of "host", "loadBalancer", "ingress", "internal", got "NodePort"/,
+    ],
+    [
+      "plexAddress",
+      { plexNetworking: "loadBalancer" },
+      /plexAddress: is required when plexNetworking is loadBalancer: .*the LoadBalancer's fixed IP\)\. Fix: pulumi config set plexAddress <IP>/,
+    ],
+    [
+      "plexAddress",
+      { plexNetworking: "host", plexAddress: "node-1.lan" },
+      /plexAddress: expected the IP address clients reach Plex on/,
+    ],
+    [
+      "plexAddress",
+      { plexAddress: "192.168.13.40" },
+      /plexAddress: is only used when plexNetworking is host or loadBalancer, but it is "internal"/,
+    ],
+    [
+      "plexAdvertiseUrls",
+      { plexAdvertiseUrls: ["plex.example.net:32400"] },
+      /plexAdvertiseUrls: "plex.example.net:32400" must start with http:\/\/ or https:\/\//,
+    ],
+    [
+      "plexAdvertiseUrls",
+      { plexAdvertiseUrls: ["http://plex.example.net"] },
+      /plexAdvertiseUrls: "http:\/\/plex.example.net" must be scheme:\/\/host:port with the port spelled out/,
     ],
     [
       "plexIngressHost",
-      { plexIngressHost: "plex_example" },
+      { plexNetworking: "ingress", plexIngressHost: "plex_example" },
       /plexIngressHost: expected a host name/,
     ],
     [
       "plexIngressHost",
-      { plexIngressClass: "nginx" },
-      /plexIngressHost: is empty but plexIngressClass or plexIngressTlsSecret is set/,
+      { plexNetworking: "ingress" },
+      /plexIngressHost: is required when plexNetworking is ingress/,
+    ],
+    [
+      "plexIngressHost",
+      { plexIngressHost: "plex.example.com" },
+      /plexIngressHost: is only used when plexNetworking is ingress, but it is "internal"\. Fix: pulumi config rm plexIngressHost, or set plexNetworking ingress/,
     ],
     [
       "plexIngressClass",
-      { plexIngressHost: "plex.example.com", plexIngressClass: "Nginx!" },
+      {
+        plexNetworking: "ingress",
+        plexIngressHost: "plex.example.com",
+        plexIngressClass: "Nginx!",
+      },
       /plexIngressClass: expected a DNS label/,
     ],
     [
       "plexIngressTlsSecret",
-      { plexIngressHost: "plex.example.com", plexIngressTlsSecret: "TLS Secret" },
+      {
+        plexNetworking: "ingress",
+        plexIngressHost: "plex.example.com",
+        plexIngressTlsSecret: "TLS Secret",
+      },
       /plexIngressTlsSecret: expected a Secret name/,
+    ],
+    [
+      "plexIngressTlsSecret",
+      { plexNetworking: "host", plexAddress: "192.168.13.30", plexIngressTlsSecret: "plex-tls" },
+      /plexIngressTlsSecret: is only used when plexNetworking is ingress, but it is "host"/,
     ],
     ["plexCpuRequest", { plexCpuRequest: "two" }, /plexCpuRequest: expected a Kubernetes quantity/],
     [
@@ -384,6 +428,37 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     });
   }
 
+  it("returns the networking mode with exactly the fields it needs", () => {
+    assert.deepStrictEqual(load().plex.networking, { mode: "internal" });
+    assert.deepStrictEqual(
+      load({ plexNetworking: "host", plexAddress: "192.168.13.30" }).plex.networking,
+      { mode: "host", address: "192.168.13.30" },
+    );
+    assert.deepStrictEqual(
+      load({ plexNetworking: "loadBalancer", plexAddress: "fd00:13::40" }).plex.networking,
+      { mode: "loadBalancer", address: "fd00:13::40" },
+    );
+    assert.deepStrictEqual(
+      load({
+        plexNetworking: "ingress",
+        plexIngressHost: "plex.example.com",
+        plexIngressTlsSecret: "plex-tls",
+      }).plex.networking,
+      { mode: "ingress", host: "plex.example.com", className: undefined, tlsSecret: "plex-tls" },
+    );
+    assert.deepStrictEqual(
+      load({ plexAdvertiseUrls: ["https://plex.example.net:443"] }).plex.advertiseUrls,
+      ["https://plex.example.net:443"],
+    );
+  });
+
+  it("refuses the retired plexServiceType, naming its replacement", () => {
+    assert.deepStrictEqual(problemsOf({ plexServiceType: "LoadBalancer" }), [
+      "plex-migrate:plexServiceType: is replaced by plexNetworking (host, loadBalancer, ingress or internal), which also sets the address Plex advertises. " +
+        "Fix: pulumi config rm plexServiceType; pulumi config set plexNetworking loadBalancer; pulumi config set plexAddress <fixed IP>",
+    ]);
+  });
+
   it("has a bad-value case for every validated key", () => {
     const freeForm = new Set(["kubeContext", "plexClaimToken"]);
     const covered = new Set(badValues.map(([key]) => key));
@@ -441,6 +516,22 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
         source: { kind: "pvc", claimName: "movies" },
         readOnly: true,
       });
+    });
+
+    it("keeps media under /data and refuses the pod's own paths, by the rule the values use", () => {
+      const data = parseMediaVolume("/data/media=nfs://nas/export/media");
+      assert.ok(typeof data !== "string", "the chart mounts under /data only for rclone");
+      assert.deepStrictEqual(mediaVolumeProblems([data]), []);
+      for (const path of ["/config", "/transcode/x", "/init", "/plex-migrate"]) {
+        const parsed = parseMediaVolume(`${path}=nfs://nas/export/media`);
+        assert.strictEqual(typeof parsed, "string", `${path} is refused by config`);
+        assert.match(
+          parsed as string,
+          new RegExp(`${reservedMountPathClash(path)} is used by the Plex`),
+        );
+        const asVolume = { ...data, mountPath: path };
+        assert.match(mediaVolumeProblems([asVolume]).join(), /is used by the Plex pod itself/);
+      }
     });
 
     it("derives stable DNS-label volume names, unique for long paths", () => {

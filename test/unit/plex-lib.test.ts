@@ -93,12 +93,19 @@ describe("lib/plex helm values helpers", () => {
     assert.throws(() => parseImageRef("alpine@md5:00"), /not an image reference/);
   });
 
-  it("gives the in-cluster URL or the Ingress URL, and a timeout that grows with the archive", () => {
+  it("gives the mode's URL or the in-cluster one, and a timeout that grows with the archive", () => {
     assert.strictEqual(
-      plexUrl("plex-media-server", "media"),
+      plexUrl("plex-media-server", "media", { mode: "internal" }),
       "http://plex-media-server.media.svc.cluster.local:32400",
     );
-    assert.strictEqual(plexUrl("plex", "plex", { host: "p.example.com" }), "https://p.example.com");
+    assert.strictEqual(
+      plexUrl("plex", "plex", { mode: "ingress", host: "p.example.com", tlsSecret: "p-tls" }),
+      "https://p.example.com:443",
+    );
+    assert.strictEqual(
+      plexUrl("plex", "plex", { mode: "host", address: "192.168.1.20" }),
+      "http://192.168.1.20:32400",
+    );
     assert.strictEqual(releaseTimeoutSeconds(0), 600);
     assert.strictEqual(releaseTimeoutSeconds(50 * GiB), 600 + 5120);
   });

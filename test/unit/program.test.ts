@@ -300,6 +300,10 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.strictEqual(devRelease.namespace, "plex");
     assert.strictEqual(prodRelease.namespace, "media");
     assert.strictEqual(devRelease.values.service.type, "LoadBalancer");
+    assert.strictEqual(
+      (devRelease.values as { extraEnv?: Record<string, string> }).extraEnv?.ADVERTISE_IP,
+      "http://192.168.13.40:32400",
+    );
     assert.strictEqual(prodRelease.values.service.type, "ClusterIP");
     assert.ok(!devRelease.values.ingress?.enabled);
     assert.strictEqual(prodRelease.values.ingress?.enabled, true);
@@ -392,7 +396,9 @@ describe("the program (index.ts) under Pulumi mocks", function () {
       plexUid: 1001,
       plexGid: 1001,
       plexClaimToken: "claim-OTHER",
-      plexServiceType: "NodePort",
+      plexNetworking: "host",
+      plexAddress: "192.168.13.41",
+      plexAdvertiseUrls: ["http://plex.example.net:32400"],
       plexIngressHost: "plex.home.arpa",
       plexIngressClass: "traefik",
       plexIngressTlsSecret: "plex-tls",
@@ -420,12 +426,17 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     // Keys that only mean something next to another value: [baseline, changed] overrides, so
     // that only the key itself differs between the two runs.
     const external = { postgresMode: "external", postgresHost: "db.lan" };
-    const ingress = { plexIngressHost: "plex.home.arpa" };
+    const ingress = {
+      plexNetworking: "ingress",
+      plexAddress: "",
+      plexIngressHost: "plex.home.arpa",
+    };
     const pairs: Record<string, [Record<string, unknown>, Record<string, unknown>]> = {
       postgresMode: [{}, external],
       postgresHost: [external, { ...external, postgresHost: "db2.lan" }],
       postgresPort: [external, { ...external, postgresPort: 5433 }],
       postgresSslMode: [external, { ...external, postgresSslMode: "verify-full" }],
+      plexIngressHost: [ingress, { ...ingress, plexIngressHost: "plex2.home.arpa" }],
       plexIngressClass: [ingress, { ...ingress, plexIngressClass: "traefik" }],
       plexIngressTlsSecret: [ingress, { ...ingress, plexIngressTlsSecret: "plex-tls" }],
     };
