@@ -72,8 +72,8 @@ export interface PodTunnelOptions {
   readyTimeoutSeconds?: number;
   /** Pause between two looks for a Ready pod. @default 1000 */
   pollIntervalMs?: number;
-  /** Progress and failures, one line each (never a credential). */
-  log?: (line: string) => void;
+  /** Progress ("info") and failures ("error"), one line each (never a credential). */
+  log?: (line: string, level: "info" | "error") => void;
 }
 
 export interface PodTunnel {
@@ -231,7 +231,7 @@ export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunne
   let lastError: string | undefined;
   const report = (message: string) => {
     lastError = message;
-    log(message);
+    log(message, "error");
   };
   const open = new Set<net.Socket>();
   const sockets = new Set<WebSocket>();
@@ -262,7 +262,7 @@ export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunne
       const pods = await listPods();
       const ready = pods.find((p) => p.ready);
       if (ready) {
-        if (waited) log(`${ready.name} is Ready: forwarding to it`);
+        if (waited) log(`${ready.name} is Ready: forwarding to it`, "info");
         return ready.name;
       }
       const seen = pods.length
@@ -275,7 +275,7 @@ export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunne
           true,
         );
       }
-      if (!waited) log(`waiting for ${description} to be Ready (${seen})`);
+      if (!waited) log(`waiting for ${description} to be Ready (${seen})`, "info");
       waited = true;
       await new Promise((resolve) => setTimeout(resolve, pollMs).unref());
     }
@@ -400,3 +400,30 @@ export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunne
     },
   };
 }
+
+const programTunnelsOpen = new Map<string, Promise<PodTunnel>>();
+
+/**
+ * The tunnels a Pulumi program opens: one per target and local port, opened on first use and
+ * reused when asked again in the same process (a program run again by tests). The mocks harness
+ * (test/support/pulumi-mocks.ts) replaces `open` to record what the program asks for.
+ */
+export const programTunnels = {
+  open(options: PodTunnelOptions): Promise<PodTunnel> {
+    const key = JSON.stringify([
+      options.context,
+      options.namespace,
+      options.target,
+      options.remotePort,
+      options.localHost,
+      options.localPort,
+    ]);
+    let tunnel = programTunnelsOpen.get(key);
+    if (!tunnel) {
+      tunnel = openPodTunnel(options);
+      programTunnelsOpen.set(key, tunnel);
+      tunnel.catch(() => programTunnelsOpen.delete(key));
+    }
+    return tunnel;
+  },
+};

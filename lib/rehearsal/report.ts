@@ -7,6 +7,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { formatSummary } from "../import/report";
+import { formatOfflineVerification } from "../plex/verify-offline";
 import {
   checkPlexDir,
   checkTautulliDb,
@@ -70,6 +71,8 @@ export function formatMarkdown(report: RehearsalReport): string {
   if (!report.transfer.identical) {
     lines.push("Differences:", "", ...report.transfer.differences.map((d) => `- ${d}`), "");
   }
+
+  lines.push(...formatOfflineVerification(report.verification), "");
 
   lines.push("## Measured here", "", "| step | time | throughput |", "|---|---|---|");
   for (const t of report.timings)

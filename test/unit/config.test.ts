@@ -14,6 +14,7 @@ import {
   parseMediaVolume,
   projectConfigDeclarations,
 } from "../../lib/config";
+import { tunnelPortFor } from "../../lib/postgres/tunnel";
 import { mediaVolumeProblems, reservedMountPathClash } from "../../lib/plex/helm-values";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -26,7 +27,6 @@ function load(overrides: Record<string, unknown> = {}) {
   const values: Record<string, unknown> = {
     vmHost: "192.168.13.21",
     sshPrivateKey: SSH_KEY,
-    postgresServiceType: "LoadBalancer",
     ...overrides,
   };
   const config: Record<string, string> = {};
@@ -88,9 +88,21 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     assert.strictEqual(config.plex.configSize, "auto");
     assert.strictEqual(config.plex.imageTag, undefined);
     assert.strictEqual(config.plex.claimToken, undefined);
-    assert.strictEqual(config.postgres.mode, "in-cluster");
-    assert.strictEqual(config.postgres.sslMode, "disable");
-    assert.strictEqual(config.postgres.adminPassword, undefined);
+    // The in-cluster server needs no endpoint: pulumi up reaches it through the tunnel, on a
+    // port fixed for the stack.
+    assert.deepStrictEqual(config.postgres, {
+      mode: "in-cluster",
+      version: "17",
+      storageSize: "10Gi",
+      storageClass: undefined,
+      adminUser: "postgres",
+      adminPassword: undefined,
+      protectData: true,
+      tunnel: {
+        context: undefined,
+        localPort: tunnelPortFor("plex-migrate", pulumi.getStack()),
+      },
+    });
     assert.strictEqual(config.tautulli.importOverwrite, false);
     assert.strictEqual(config.protectData, true);
   });
@@ -349,19 +361,33 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ],
     [
       "postgresServiceType",
-      { postgresServiceType: "Headless" },
-      /postgresServiceType: expected one of/,
+      { postgresServiceType: "NodePort" },
+      /postgresServiceType: was removed: the in-cluster Service is ClusterIP and pulumi up reaches the server through the Kubernetes API \(nothing is exposed\)\. Fix: pulumi config rm postgresServiceType/,
     ],
     [
       "postgresEndpoint",
-      { postgresServiceType: "ClusterIP" },
-      /postgresEndpoint: is required when the in-cluster Postgres Service is ClusterIP.*port-forward/,
+      { postgresEndpoint: "192.168.1.5:30432" },
+      /postgresEndpoint: is only used when postgresMode is "external": pulumi up reaches the in-cluster server through the Kubernetes API.*Fix: pulumi config rm postgresEndpoint/,
     ],
-    ["postgresEndpoint", { postgresEndpoint: "db" }, /postgresEndpoint: expected host:port/],
     [
       "postgresEndpoint",
-      { postgresServiceType: "NodePort", postgresEndpoint: "192.168.1.5:5432" },
-      /postgresEndpoint: its port 5432 becomes the Service's nodePort and must be from 30000 to 32767/,
+      {
+        postgresMode: "external",
+        postgresHost: "db.lan",
+        postgresAdminPassword: "pw",
+        postgresEndpoint: "db",
+      },
+      /postgresEndpoint: expected host:port/,
+    ],
+    [
+      "postgresTunnelPort",
+      { postgresTunnelPort: "80" },
+      /postgresTunnelPort: 80 is a privileged port\. Fix: choose a port from 1024 to 65535, or 0 for the stack's derived port/,
+    ],
+    [
+      "postgresTunnelPort",
+      { postgresTunnelPort: "70000" },
+      /postgresTunnelPort: expected an integer from 0 to 65535/,
     ],
     [
       "postgresHost",
