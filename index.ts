@@ -72,8 +72,8 @@ const plex = new PlexRelease(
     uid: config.plex.uid,
     gid: config.plex.gid,
     claimToken: config.plex.claimToken,
-    serviceType: config.plex.serviceType,
-    ingress: config.plex.ingress,
+    networking: config.plex.networking,
+    advertiseUrls: config.plex.advertiseUrls,
     resources: config.plex.resources,
     archive: {
       url: sourceVm.archiveUrl,
@@ -86,23 +86,13 @@ const plex = new PlexRelease(
   { ...onCluster, dependsOn: [sourceVm.archiveServed] },
 );
 
+// In-cluster, the instance opens the tunnel through the Kubernetes API that every Postgres
+// consumer below connects through (lib/postgres/tunnel.ts); the namespace comes from the Plex side.
 const postgres = new PostgresInstance(
   "postgres",
-  {
-    namespace: plex.namespace,
-    mode: config.postgres.mode,
-    version: config.postgres.version,
-    storageSize: config.postgres.storageSize,
-    storageClass: config.postgres.storageClass,
-    serviceType: config.postgres.serviceType,
-    endpoint: config.postgres.endpoint,
-    host: config.postgres.host,
-    port: config.postgres.port,
-    adminUser: config.postgres.adminUser,
-    adminPassword: config.postgres.adminPassword,
-    sslMode: config.postgres.sslMode,
-    protectData: config.protectData,
-  },
+  config.postgres.mode === "in-cluster"
+    ? { ...config.postgres, namespace: plex.namespace }
+    : config.postgres,
   onCluster,
 );
 
@@ -117,13 +107,14 @@ const tautulliDatabase = new TautulliDatabase(
     roleName: config.tautulli.role,
     secretName: config.tautulli.secretName,
     protectData: config.protectData,
+    serverInVolume: config.postgres.mode === "in-cluster",
   },
   { ...onCluster, dependsOn: [postgres] },
 );
 
 const schema = new SchemaMigrations(
   "tautulli-schema",
-  { databaseUrl: tautulliDatabase.databaseUrl },
+  { databaseUrl: tautulliDatabase.databaseUrl, reachedAt: postgres.reachedAt },
   { dependsOn: [tautulliDatabase] },
 );
 
@@ -132,6 +123,7 @@ const tautulliImport = new SqliteImport(
   "tautulli-import",
   {
     databaseUrl: tautulliDatabase.databaseUrl,
+    reachedAt: postgres.reachedAt,
     source: { url: sourceVm.tautulliSnapshotUrl, sha256: sourceVm.tautulliSnapshotSha256 },
     overwrite: config.tautulli.importOverwrite,
     schemaVersion: schema.schemaVersion,
@@ -144,6 +136,7 @@ const tautulliImport = new SqliteImport(
 sourceVm.stopServingAfter([plex.release, tautulliImport]);
 
 export const plexUrl = plex.plexUrl;
+export const advertisedUrl = plex.advertisedUrl;
 export const plexConfigClaim = plex.configClaimName;
 export const plexConfigSize = plex.configSize;
 export const plexVersion = sourceVm.plexVersion;

@@ -53,6 +53,8 @@ export interface PlexConfigVolumeArgs {
   configHeadroomPercent: number;
   /** Bytes of the Plex data directory, measured on the VM by the preflight. */
   libraryBytes: pulumi.Input<number>;
+  /** Files, directories and links in it (the preflight's fileCount): the inodes the volume needs. */
+  fileCount: pulumi.Input<number>;
   /** Owner of the copied files (the Plex container's PLEX_UID/PLEX_GID). */
   uid: number;
   gid: number;
@@ -213,9 +215,9 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     claimName: string,
   ): k8s.core.v1.PersistentVolumeClaim {
     const args = this.args;
-    const size = pulumi.output(args.libraryBytes).apply((libraryBytes) => {
+    const size = pulumi.all([args.libraryBytes, args.fileCount]).apply(([libraryBytes, files]) => {
       try {
-        return resolveConfigSize(args.configSize, libraryBytes, args.configHeadroomPercent);
+        return resolveConfigSize(args.configSize, libraryBytes, args.configHeadroomPercent, files);
       } catch (error) {
         throw new pulumi.ResourceError((error as Error).message, this);
       }

@@ -8,7 +8,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { MediaVolume, ServiceType } from "../lib/config";
+import type { MediaVolume } from "../lib/config";
 import {
   CHART_NAME,
   chartResourceNames,
@@ -23,6 +23,12 @@ import {
   releaseTimeoutSeconds,
 } from "../lib/plex/helm-values";
 import type { plexSyncValues } from "../lib/plex/init-script";
+import {
+  advertiseUrlProblem,
+  advertisedUrls,
+  noDirectPathWarning,
+  type PlexNetworking,
+} from "../lib/plex/networking";
 
 export interface PlexReleaseArgs {
   /** Namespace for Plex (PlexConfigVolume's). */
@@ -63,15 +69,16 @@ export interface PlexReleaseArgs {
   gid: number;
   /** plex.tv claim token (secret); not needed when Preferences.xml is moved. @default none */
   claimToken?: pulumi.Input<string>;
-  /** Service type of Plex. @default ClusterIP */
-  serviceType: ServiceType;
-  /** An Ingress for Plex (host, class, TLS Secret). @default none */
-  ingress?: { host: string; className?: string; tlsSecret?: string };
+  /** How clients reach Plex; decides the pod network, Service, Ingress and advertised URL. */
+  networking: PlexNetworking;
+  /** URLs Plex advertises after the mode's own (scheme://host:port each). */
+  advertiseUrls: string[];
   /** Requests/limit of the Plex container. @default none */
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
@@ -92,8 +99,13 @@ export class PlexRelease extends pulumi.ComponentResource {
   readonly configClaimName: pulumi.Output<string>;
   /** The pms-docker tag the pod runs. */
   readonly imageTag: pulumi.Output<string>;
-  /** Where Plex answers: the Ingress URL, else the in-cluster Service URL. */
+  /** Where Plex answers: the URL the networking mode gives clients, else the in-cluster one. */
   readonly plexUrl: pulumi.Output<string>;
+  /**
+   * The first URL Plex advertises to plex.tv (what clients outside the cluster connect to), or
+   * "" when none is configured.
+   */
+  readonly advertisedUrl: pulumi.Output<string>;
   /** The Helm release (the VM's revoke-sync step runs after it). */
   readonly release: k8s.helm.v3.Release;
   /** Names of what the chart creates (StatefulSet, pod, containers, Service …). */
@@ -127,6 +139,8 @@ export class PlexRelease extends pulumi.ComponentResource {
           );
 
     this.imageTag = this.decideImageTag(args);
+    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
+    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
     if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
 
     const values = pulumi
@@ -147,8 +161,8 @@ export class PlexRelease extends pulumi.ComponentResource {
             mediaVolumes: args.mediaVolumes,
             uid: args.uid,
             gid: args.gid,
-            serviceType: args.serviceType,
-            ingress: args.ingress,
+            networking: args.networking,
+            advertiseUrls: args.advertiseUrls,
             resources: args.resources,
           });
         } catch (error) {
@@ -178,7 +192,10 @@ export class PlexRelease extends pulumi.ComponentResource {
     );
 
     this.plexUrl = this.namespace.apply((namespace) =>
-      plexUrl(args.releaseName, namespace, args.ingress),
+      plexUrl(args.releaseName, namespace, args.networking),
+    );
+    this.advertisedUrl = pulumi.output(
+      advertisedUrls(args.networking, args.advertiseUrls)[0] ?? "",
     );
 
     this.registerOutputs({
@@ -186,6 +203,7 @@ export class PlexRelease extends pulumi.ComponentResource {
       configClaimName: this.configClaimName,
       imageTag: this.imageTag,
       plexUrl: this.plexUrl,
+      advertisedUrl: this.advertisedUrl,
     });
   }
 
@@ -256,6 +274,11 @@ export class PlexRelease extends pulumi.ComponentResource {
       if (!Number.isInteger(id) || id < 0) problems.push(`${field} ${id} must be a numeric id`);
     }
     problems.push(...mediaVolumeProblems(args.mediaVolumes).map((p) => `mediaVolumes: ${p}`));
+    problems.push(...networkingProblems(args.networking));
+    for (const url of args.advertiseUrls) {
+      const problem = advertiseUrlProblem(url);
+      if (problem) problems.push(`advertiseUrls: ${problem}`);
+    }
     if (problems.length > 0) {
       throw new pulumi.ResourceError(`PlexRelease ${problems.join("; ")}`, this);
     }
@@ -267,4 +290,23 @@ export function unmountedMediaRoots(vmRoots: string[], volumes: MediaVolume[]): 
   const covered = (root: string) =>
     volumes.some((v) => root === v.mountPath || root.startsWith(`${v.mountPath}/`));
   return [...new Set(vmRoots)].filter((root) => !covered(root)).sort();
+}
+
+/** Problems with the networking fields config would also catch (the component stands alone). */
+function networkingProblems(networking: PlexNetworking): string[] {
+  switch (networking.mode) {
+    case "host":
+    case "loadBalancer":
+      return networking.address.trim() && !/[\s/]/.test(networking.address)
+        ? []
+        : [
+            `networking: mode ${networking.mode} needs the address clients use, got "${networking.address}"`,
+          ];
+    case "ingress":
+      return DNS_SUBDOMAIN.test(networking.host)
+        ? []
+        : [`networking: ingress host "${networking.host}" is not a host name`];
+    case "internal":
+      return [];
+  }
 }

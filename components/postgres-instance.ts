@@ -2,109 +2,87 @@
  * PostgresInstance: the PostgreSQL server Tautulli's data moves to, and the admin connection to it.
  *
  * * `in-cluster` (default): the official `postgres` image as a one-replica StatefulSet in the
- *   namespace, its data on a PersistentVolumeClaim that Pulumi protects and retains (protectData),
- *   probes, resources, and a Service. The admin password is generated (RandomPassword) unless
- *   configured, kept in a Kubernetes Secret the pod reads, and never printed.
- * * `external`: an existing server (host, port, admin role and password from config); nothing is
- *   created.
+ *   namespace (objects built by lib/postgres/instance-spec.ts), its data on a PersistentVolumeClaim
+ *   that Pulumi protects and retains (protectData), and a ClusterIP Service. The admin password is
+ *   generated (RandomPassword) unless configured, kept in a Kubernetes Secret the pod reads, and
+ *   never printed. `pulumi up` reaches the server through a tunnel over the Kubernetes API that
+ *   the program opens (lib/postgres/tunnel.ts): nothing is exposed outside the cluster.
+ * * `external`: an existing server (host, port, admin role and password from config), reached
+ *   directly (or at `endpoint`); nothing is created.
  *
  * `admin` is the address the machine running `pulumi up` uses (the postgresql provider, the
- * migrations and the import run there): `endpoint` when configured (a NodePort, a port-forward),
- * else the LoadBalancer's address, else the external host. Pods use `clusterHost:clusterPort`.
+ * migrations and the import run there). Pods use `clusterHost:clusterPort`.
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import type { ServiceType, SslMode } from "../lib/config";
+import type { SslMode } from "../lib/config";
 import type { PostgresConnection } from "../lib/postgres/connection";
+import {
+  buildAdminSecret,
+  buildDataClaim,
+  buildService,
+  buildStatefulSet,
+  POSTGRES_PORT,
+  postgresImage,
+  PostgresResources,
+} from "../lib/postgres/instance-spec";
+import { describeTunnel, openServerTunnel } from "../lib/postgres/tunnel";
 
-/** Port the in-cluster server listens on, in the pod and on its Service. */
-export const POSTGRES_PORT = 5432;
+export { POSTGRES_PORT };
 
-/** uid/gid of the `postgres` user in the official Debian-based image. */
-const POSTGRES_UID = 999;
-
-/**
- * The volume is mounted at the image's parent directory and the cluster lives in a fixed
- * subdirectory: works for every major version (18+ refuses a mount at .../data without PGDATA),
- * keeps lost+found out of the data directory, and makes a major-version change fail loudly
- * ("database files are incompatible") instead of starting an empty cluster next to the old one.
- */
-const VOLUME_MOUNT = "/var/lib/postgresql";
-const PGDATA = "/var/lib/postgresql/pgdata";
-
-export interface PostgresInstanceArgs {
-  /** Namespace of the in-cluster server (ignored for external). */
+export interface InClusterPostgresArgs {
+  mode: "in-cluster";
+  /** Namespace of the server. */
   namespace: pulumi.Input<string>;
-  /** Run the official image in the cluster, or use an existing server. @default in-cluster */
-  mode: "in-cluster" | "external";
-  /** PostgreSQL major version of the in-cluster server (13 or newer). @default 17 */
+  /** PostgreSQL major version (13 or newer). */
   version: string;
-  /** Size of the in-cluster data volume. @default 10Gi */
+  /** Size of the data volume, e.g. "10Gi". */
   storageSize: string;
   /** StorageClass of the data volume. @default the cluster's default StorageClass */
   storageClass?: string;
-  /** Service type of the in-cluster server. @default ClusterIP */
-  serviceType: ServiceType;
-  /**
-   * host:port at which the machine running `pulumi up` reaches the server. Required in-cluster
-   * unless serviceType is LoadBalancer; with NodePort its port becomes the Service's nodePort.
-   * @default the LoadBalancer address (in-cluster) or host:port (external)
-   */
-  endpoint?: { host: string; port: number };
-  /** Host of the external server (mode external). */
-  host?: string;
-  /** Port of the external server. @default 5432 */
-  port: number;
-  /** Admin role: the in-cluster superuser, or an external role with CREATEROLE and CREATEDB. @default postgres */
+  /** The superuser the image creates at initdb. */
   adminUser: string;
-  /** Admin password (secret). Required for external. @default generated (in-cluster) */
+  /** Its password (secret). @default generated */
   adminPassword?: pulumi.Input<string>;
-  /** TLS to the server. In-cluster the official image serves no TLS, so only "disable" works. */
-  sslMode: SslMode;
-  /** Protect and retain the data volume on `pulumi destroy`. @default true */
+  /** Protect and retain the data volume on `pulumi destroy`. */
   protectData: boolean;
-  /** Image of the in-cluster server. @default docker.io/library/postgres:<version> */
+  /** Image of the server. @default docker.io/library/postgres:<version> */
   image?: string;
-  /** Container resources of the in-cluster server. @default 100m CPU and 256Mi requested, 1Gi memory limit */
-  resources?: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
+  /** Container resources. @default 100m CPU and 256Mi requested, 1Gi memory limit */
+  resources?: PostgresResources;
+  /** The tunnel `pulumi up` reaches the server through (a fixed local port, the kube context). */
+  tunnel: { context?: string; localPort: number };
 }
+
+export interface ExternalPostgresArgs {
+  mode: "external";
+  /** Host of the server, as pods see it. */
+  host: string;
+  port: number;
+  /** host:port at which the machine running `pulumi up` reaches it. @default host:port */
+  endpoint?: { host: string; port: number };
+  /** A role with CREATEROLE and CREATEDB (or a superuser). */
+  adminUser: string;
+  /** Its password (secret). */
+  adminPassword: pulumi.Input<string>;
+  sslMode: SslMode;
+}
+
+export type PostgresInstanceArgs = InClusterPostgresArgs | ExternalPostgresArgs;
 
 /** Problems with `args`, one sentence each naming the config key and the fix. */
 export function validatePostgresInstanceArgs(args: PostgresInstanceArgs): string[] {
-  const problems: string[] = [];
   if (args.mode === "external") {
-    if (!args.host) problems.push('postgresHost is required when postgresMode is "external"');
-    if (args.adminPassword === undefined) {
-      problems.push(
-        'postgresAdminPassword is required when postgresMode is "external" (pulumi config set --secret postgresAdminPassword ...)',
-      );
-    }
-    return problems;
+    return args.host ? [] : ['postgresHost is required when postgresMode is "external"'];
   }
+  const problems: string[] = [];
   if (!/^\d+$/.test(args.version) || Number(args.version) < 13) {
     problems.push(`postgresVersion must be a major version 13 or newer, got "${args.version}"`);
   }
-  if (args.sslMode !== "disable") {
-    problems.push(
-      `postgresSslMode "${args.sslMode}" needs a server with TLS; the in-cluster server (official image) serves none. ` +
-        'Set postgresSslMode disable (or auto), or use postgresMode "external" with a TLS server',
-    );
-  }
-  if (args.serviceType !== "LoadBalancer" && !args.endpoint) {
-    problems.push(
-      `postgresEndpoint is required with postgresServiceType ${args.serviceType}: pulumi up must reach the server ` +
-        "(a NodePort such as 192.168.1.50:30432, or 127.0.0.1:15432 with kubectl port-forward)",
-    );
-  }
-  if (
-    args.serviceType === "NodePort" &&
-    args.endpoint &&
-    (args.endpoint.port < 30000 || args.endpoint.port > 32767)
-  ) {
-    problems.push(
-      `postgresEndpoint port ${args.endpoint.port} becomes the nodePort and must be from 30000 to 32767`,
-    );
+  const port = args.tunnel.localPort;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    problems.push(`postgresTunnelPort must be a TCP port from 1 to 65535, got ${port}`);
   }
   return problems;
 }
@@ -112,6 +90,8 @@ export function validatePostgresInstanceArgs(args: PostgresInstanceArgs): string
 export class PostgresInstance extends pulumi.ComponentResource {
   /** Secret: the admin connection reachable from the machine running `pulumi up`. */
   readonly admin: pulumi.Output<PostgresConnection>;
+  /** How `pulumi up` reaches the server, for messages (no secret). */
+  readonly reachedAt: pulumi.Output<string>;
   /** Server host as pods see it. */
   readonly clusterHost: pulumi.Output<string>;
   /** Server port as pods see it. */
@@ -127,40 +107,43 @@ export class PostgresInstance extends pulumi.ComponentResource {
     super("plex-migrate:postgres:Instance", name, {}, opts);
     const problems = validatePostgresInstanceArgs(args);
     if (problems.length > 0) throw new pulumi.ResourceError(problems.join("; "), this);
-
     if (args.mode === "external") {
-      const host = args.host!;
-      this.clusterHost = pulumi.output(host);
+      const reach = args.endpoint ?? { host: args.host, port: args.port };
+      this.reachedAt = pulumi.output(
+        `${reach.host}:${reach.port} (postgresEndpoint, else postgresHost:postgresPort)`,
+      );
+      this.clusterHost = pulumi.output(args.host);
       this.clusterPort = pulumi.output(args.port);
-      this.serviceName = pulumi.output(`${host}:${args.port}`);
+      this.serviceName = pulumi.output(`${args.host}:${args.port}`);
       this.admin = pulumi.secret(
-        pulumi.all([args.adminPassword!]).apply(([password]) => ({
-          host: args.endpoint?.host ?? host,
-          port: args.endpoint?.port ?? args.port,
+        pulumi.output(args.adminPassword).apply((password) => ({
+          ...reach,
           user: args.adminUser,
           password,
           database: "postgres",
           sslMode: args.sslMode,
         })),
       );
-      this.registerOutputs({
-        admin: this.admin,
-        clusterHost: this.clusterHost,
-        serviceName: this.serviceName,
-      });
-      return;
+    } else {
+      const server = this.createServer(name, args);
+      this.statefulSet = server.statefulSet;
+      this.dataClaim = server.dataClaim;
+      this.reachedAt = server.reachedAt;
+      this.clusterHost = server.clusterHost;
+      this.clusterPort = pulumi.output(POSTGRES_PORT);
+      this.serviceName = pulumi.interpolate`${server.clusterHost}:${POSTGRES_PORT}`;
+      this.admin = server.admin;
     }
+    this.registerOutputs({
+      admin: this.admin,
+      clusterHost: this.clusterHost,
+      clusterPort: this.clusterPort,
+      serviceName: this.serviceName,
+    });
+  }
 
+  private createServer(name: string, args: InClusterPostgresArgs) {
     const child = { parent: this };
-    const labels = {
-      "app.kubernetes.io/name": "postgres",
-      "app.kubernetes.io/instance": name,
-      "app.kubernetes.io/component": "database",
-      "app.kubernetes.io/part-of": "plex-migrate",
-      "app.kubernetes.io/managed-by": "pulumi",
-    };
-    const selector = { "app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": name };
-
     const password: pulumi.Output<string> =
       args.adminPassword !== undefined
         ? pulumi.secret(args.adminPassword)
@@ -170,175 +153,64 @@ export class PostgresInstance extends pulumi.ComponentResource {
             { length: 32, special: false },
             child,
           ).result;
-
+    const namespace = args.namespace;
     const adminSecret = new k8s.core.v1.Secret(
       `${name}-admin`,
-      {
-        metadata: { name: `${name}-admin`, namespace: args.namespace, labels },
-        type: "Opaque",
-        stringData: { POSTGRES_USER: args.adminUser, POSTGRES_PASSWORD: password },
-      },
+      buildAdminSecret({ name, namespace, adminUser: args.adminUser, password }),
       child,
     );
-
-    this.dataClaim = new k8s.core.v1.PersistentVolumeClaim(
+    const dataClaim = new k8s.core.v1.PersistentVolumeClaim(
       `${name}-data`,
-      {
-        metadata: {
-          name: `${name}-data`,
-          namespace: args.namespace,
-          labels,
-          // The StatefulSet's readiness is the real wait; a claim on a WaitForFirstConsumer
-          // StorageClass stays Pending until that pod exists.
-          annotations: { "pulumi.com/skipAwait": "true" },
-        },
-        spec: {
-          accessModes: ["ReadWriteOnce"],
-          resources: { requests: { storage: args.storageSize } },
-          storageClassName: args.storageClass,
-        },
-      },
+      buildDataClaim({
+        name,
+        namespace,
+        storageSize: args.storageSize,
+        storageClass: args.storageClass,
+      }),
       { ...child, protect: args.protectData, retainOnDelete: args.protectData },
     );
-
-    const service = new k8s.core.v1.Service(
+    const service = new k8s.core.v1.Service(name, buildService({ name, namespace }), child);
+    const statefulSet = new k8s.apps.v1.StatefulSet(
       name,
-      {
-        metadata: { name, namespace: args.namespace, labels },
-        spec: {
-          type: args.serviceType,
-          selector,
-          ports: [
-            {
-              name: "postgres",
-              port: POSTGRES_PORT,
-              targetPort: "postgres",
-              protocol: "TCP",
-              ...(args.serviceType === "NodePort" ? { nodePort: args.endpoint!.port } : {}),
-            },
-          ],
-        },
-      },
+      buildStatefulSet({
+        name,
+        namespace,
+        image: args.image ?? postgresImage(args.version),
+        serviceName: service.metadata.name,
+        adminSecretName: adminSecret.metadata.name,
+        claimName: dataClaim.metadata.name,
+        resources: args.resources,
+      }),
       child,
     );
 
-    const ready = [
-      "sh",
-      "-c",
-      `exec pg_isready -h 127.0.0.1 -p ${POSTGRES_PORT} -U "$POSTGRES_USER" -d postgres`,
-    ];
-    const fromSecret = (key: string) => ({
-      valueFrom: { secretKeyRef: { name: adminSecret.metadata.name, key } },
+    // The tunnel opens once the namespace is known (on a fresh stack's preview it is not, and
+    // nothing needs the server then). Its address is fixed, so no input changes between runs.
+    const tunnel = pulumi.output(namespace).apply(async (ns) => {
+      const options = { name, namespace: ns, context: args.tunnel.context };
+      const opened = await openServerTunnel({
+        ...options,
+        localPort: args.tunnel.localPort,
+        log: (line, level) =>
+          level === "error" ? pulumi.log.warn(line, this) : pulumi.log.info(line, this),
+      });
+      return { host: opened.host, port: opened.port };
     });
-    this.statefulSet = new k8s.apps.v1.StatefulSet(
-      name,
-      {
-        metadata: { name, namespace: args.namespace, labels },
-        spec: {
-          serviceName: service.metadata.name,
-          replicas: 1,
-          selector: { matchLabels: selector },
-          template: {
-            metadata: { labels },
-            spec: {
-              securityContext: {
-                runAsUser: POSTGRES_UID,
-                runAsGroup: POSTGRES_UID,
-                fsGroup: POSTGRES_UID,
-                runAsNonRoot: true,
-                seccompProfile: { type: "RuntimeDefault" },
-              },
-              // Room for a clean shutdown (a checkpoint) before the kubelet kills the server.
-              terminationGracePeriodSeconds: 60,
-              containers: [
-                {
-                  name: "postgres",
-                  image: args.image ?? `docker.io/library/postgres:${args.version}`,
-                  ports: [{ name: "postgres", containerPort: POSTGRES_PORT, protocol: "TCP" }],
-                  env: [
-                    { name: "POSTGRES_USER", ...fromSecret("POSTGRES_USER") },
-                    { name: "POSTGRES_PASSWORD", ...fromSecret("POSTGRES_PASSWORD") },
-                    { name: "PGDATA", value: PGDATA },
-                    { name: "POSTGRES_INITDB_ARGS", value: "--encoding=UTF8 --data-checksums" },
-                  ],
-                  volumeMounts: [{ name: "data", mountPath: VOLUME_MOUNT }],
-                  // initdb or crash recovery can take minutes on slow disks: liveness waits for it.
-                  startupProbe: {
-                    exec: { command: ready },
-                    periodSeconds: 5,
-                    timeoutSeconds: 5,
-                    failureThreshold: 120,
-                  },
-                  readinessProbe: {
-                    exec: { command: ready },
-                    periodSeconds: 10,
-                    timeoutSeconds: 5,
-                    failureThreshold: 3,
-                  },
-                  livenessProbe: {
-                    exec: { command: ready },
-                    periodSeconds: 20,
-                    timeoutSeconds: 5,
-                    failureThreshold: 6,
-                  },
-                  resources: {
-                    requests: {
-                      cpu: args.resources?.cpuRequest ?? "100m",
-                      memory: args.resources?.memoryRequest ?? "256Mi",
-                    },
-                    limits: { memory: args.resources?.memoryLimit ?? "1Gi" },
-                  },
-                  securityContext: {
-                    allowPrivilegeEscalation: false,
-                    capabilities: { drop: ["ALL"] },
-                  },
-                },
-              ],
-              volumes: [
-                {
-                  name: "data",
-                  persistentVolumeClaim: { claimName: this.dataClaim.metadata.name },
-                },
-              ],
-            },
-          },
-        },
-      },
-      child,
-    );
-
-    this.clusterHost = pulumi.interpolate`${service.metadata.name}.${service.metadata.namespace}.svc`;
-    this.clusterPort = pulumi.output(POSTGRES_PORT);
-    this.serviceName = pulumi.interpolate`${this.clusterHost}:${POSTGRES_PORT}`;
-
+    const reachedAt = pulumi
+      .output(namespace)
+      .apply((ns) => describeTunnel({ name, namespace: ns, localPort: args.tunnel.localPort }));
     // Depending on the StatefulSet's readiness means whoever uses `admin` finds a server up.
-    const reachable = pulumi.all([service.status, this.statefulSet.status]).apply(([status]) => {
-      if (args.endpoint) return args.endpoint;
-      const ingress = status?.loadBalancer?.ingress?.[0];
-      const host = ingress?.ip || ingress?.hostname;
-      if (!host) {
-        throw new pulumi.ResourceError(
-          "the LoadBalancer Service of Postgres has no address; set postgresEndpoint to host:port that reaches it",
-          this,
-        );
-      }
-      return { host, port: POSTGRES_PORT };
-    });
-    this.admin = pulumi.secret(
-      pulumi.all([reachable, password]).apply(([address, adminPassword]) => ({
+    const admin = pulumi.secret(
+      pulumi.all([tunnel, password, statefulSet.status]).apply(([address, adminPassword]) => ({
         host: address.host,
         port: address.port,
         user: args.adminUser,
         password: adminPassword,
         database: "postgres",
-        sslMode: args.sslMode,
+        sslMode: "disable" as const,
       })),
     );
-    this.registerOutputs({
-      admin: this.admin,
-      clusterHost: this.clusterHost,
-      clusterPort: this.clusterPort,
-      serviceName: this.serviceName,
-    });
+    const clusterHost = pulumi.interpolate`${service.metadata.name}.${service.metadata.namespace}.svc`;
+    return { statefulSet, dataClaim, admin, reachedAt, clusterHost };
   }
 }

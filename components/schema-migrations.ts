@@ -14,6 +14,8 @@ import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
 export interface SchemaMigrationsArgs {
   /** URL of the Tautulli database as its owner role, reachable from `pulumi up` (secret). */
   databaseUrl: pulumi.Input<string>;
+  /** How `pulumi up` reaches the server, named when it cannot (PostgresInstance's reachedAt). */
+  reachedAt?: pulumi.Input<string>;
   /**
    * Migrations to have applied: a prefix of the files in `migrations/`, in order.
    * @default every migration in migrations/
@@ -74,6 +76,7 @@ export class SchemaMigrations extends pulumi.dynamic.Resource {
         databaseUrl: pulumi.secret(args.databaseUrl),
         migrations: args.migrations ?? listMigrationNames(),
         stamp: args.stamp ?? false,
+        reachedAt: args.reachedAt,
         applied: undefined,
         schemaVersion: undefined,
         executed: undefined,

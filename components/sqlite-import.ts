@@ -15,6 +15,8 @@ import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
 export interface SqliteImportArgs {
   /** App-role URL of the Tautulli database, reachable from `pulumi up` (secret). */
   databaseUrl: pulumi.Input<string>;
+  /** How `pulumi up` reaches the server, named when it cannot (PostgresInstance's reachedAt). */
+  reachedAt?: pulumi.Input<string>;
   /**
    * Where tautulli.db comes from: a local file (`path`, absolute; a `-wal` beside it is read too),
    * or the source VM's snapshot URL (secret, it holds an access token) with its sha256; the
@@ -69,6 +71,8 @@ export class SqliteImport extends pulumi.dynamic.Resource {
   declare readonly sourceFingerprint: pulumi.Output<string>;
   /** The human summary of the report. */
   declare readonly summary: pulumi.Output<string>;
+  /** The database imported into: "<system_identifier>/<database>". */
+  declare readonly targetIdentity: pulumi.Output<string>;
 
   constructor(name: string, args: SqliteImportArgs, opts?: pulumi.CustomResourceOptions) {
     const source =
@@ -84,7 +88,9 @@ export class SqliteImport extends pulumi.dynamic.Resource {
         overwrite: args.overwrite ?? false,
         schemaVersion: args.schemaVersion,
         integrityCheck: args.integrityCheck ?? "full",
+        reachedAt: args.reachedAt,
         report: undefined,
+        targetIdentity: undefined,
         sourceFingerprint: undefined,
         summary: undefined,
       },

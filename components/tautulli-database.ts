@@ -30,8 +30,14 @@ export interface TautulliDatabaseArgs {
   roleName: string;
   /** Name of the Kubernetes Secret with the connection. @default tautulli-database */
   secretName: string;
-  /** Protect the database (and keep its role) on `pulumi destroy`. @default true */
+  /** Protect the database (and keep its role) on `pulumi destroy`. */
   protectData: boolean;
+  /**
+   * The server is PostgresInstance's in-cluster one: role, database and grant live in its volume,
+   * and `pulumi destroy` (which does not run the program, so has no tunnel) only drops them from
+   * the state; the volume decides about the data.
+   */
+  serverInVolume: boolean;
 }
 
 export class TautulliDatabase extends pulumi.ComponentResource {
@@ -90,7 +96,7 @@ export class TautulliDatabase extends pulumi.ComponentResource {
         skipReassignOwned: true,
       },
       // Kept with the database: a retained database still needs its owner.
-      { ...onServer, retainOnDelete: args.protectData },
+      { ...onServer, retainOnDelete: args.protectData || args.serverInVolume },
     );
 
     const database = new postgresql.Database(
@@ -103,14 +109,18 @@ export class TautulliDatabase extends pulumi.ComponentResource {
         lcCtype: "C",
         template: "template0",
       },
-      { ...onServer, protect: args.protectData, retainOnDelete: args.protectData },
+      {
+        ...onServer,
+        protect: args.protectData,
+        retainOnDelete: args.protectData || args.serverInVolume,
+      },
     );
 
     // REVOKE ALL ON DATABASE ... FROM PUBLIC: only the owner (and superusers) may connect.
     const publicRevoked = new postgresql.Grant(
       `${name}-revoke-public`,
       { database: database.name, role: "public", objectType: "database", privileges: [] },
-      onServer,
+      { ...onServer, retainOnDelete: args.serverInVolume },
     );
 
     const inCluster: pulumi.Output<PostgresConnection> = pulumi

@@ -10,6 +10,15 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
+import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
+import { tunnelPortFor } from "./postgres/tunnel";
+import { reservedMountPathClash } from "./plex/helm-values";
+import {
+  NETWORKING_MODES,
+  advertiseUrlProblem,
+  type NetworkingMode,
+  type PlexNetworking,
+} from "./plex/networking";
 
 export const PROJECT = "plex-migrate";
 
@@ -80,27 +89,22 @@ export interface PlexConfig {
   uid: number;
   gid: number;
   claimToken?: pulumi.Output<string>;
-  serviceType: ServiceType;
-  ingress?: { host: string; className?: string; tlsSecret?: string };
+  networking: PlexNetworking;
+  advertiseUrls: string[];
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
 }
 
-export interface PostgresConfig {
-  mode: "in-cluster" | "external";
-  version: string;
-  storageSize: string;
-  storageClass?: string;
-  serviceType: ServiceType;
-  /** host:port reachable from the machine running `pulumi up`, if configured. */
-  endpoint?: { host: string; port: number };
-  /** External server (mode "external"). */
-  host?: string;
-  port: number;
-  adminUser: string;
-  /** Configured admin password, or undefined to generate one (in-cluster only). */
-  adminPassword?: pulumi.Output<string>;
-  sslMode: SslMode;
-}
+/**
+ * PostgresInstance's arguments as the stack configures them (the namespace comes from the Plex
+ * side at wiring time).
+ */
+export type PostgresSettings = Omit<InClusterPostgresArgs, "namespace"> | ExternalPostgresArgs;
+
+/** Keys that no longer exist, with what replaced them. */
+const REMOVED_POSTGRES_KEYS: Record<string, string> = {
+  postgresServiceType:
+    "was removed: the in-cluster Service is ClusterIP and pulumi up reaches the server through the Kubernetes API (nothing is exposed)",
+};
 
 export interface TautulliConfig {
   database: string;
@@ -114,7 +118,7 @@ export interface MigrationConfig {
   vm: SourceVmConfig;
   kubernetes: KubernetesConfig;
   plex: PlexConfig;
-  postgres: PostgresConfig;
+  postgres: PostgresSettings;
   tautulli: TautulliConfig;
   protectData: boolean;
 }
@@ -154,9 +158,6 @@ export const ALLOWED_ARCHIVE_EXCLUDES = [
   "Updates",
   "Diagnostics",
 ];
-/** Mount paths the chart or the image already use inside the Plex pod. */
-const RESERVED_MOUNT_PATHS = ["/config", "/transcode", "/init", "/data"];
-
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const HOSTNAME =
@@ -225,9 +226,7 @@ export function parseMediaVolume(entry: string): MediaVolume | string {
   if (!isSafeAbsolutePath(mountPath) || mountPath === "/") {
     return `"${entry}": the mount path must be an absolute path other than /`;
   }
-  const reserved = RESERVED_MOUNT_PATHS.find(
-    (p) => mountPath === p || mountPath.startsWith(`${p}/`),
-  );
+  const reserved = reservedMountPathClash(mountPath);
   if (reserved) {
     return `"${entry}": ${reserved} is used by the Plex chart itself; mount media elsewhere`;
   }
@@ -250,6 +249,62 @@ export function parseMediaVolume(entry: string): MediaVolume | string {
     return `"${entry}": unknown source "${source}"; use nfs://server/export, hostpath:///dir or pvc://claim`;
   }
   return { name: mediaVolumeName(mountPath), mountPath, source: parsed, readOnly };
+}
+
+/**
+ * The networking mode with the fields it needs; a field the mode does not use is a problem too,
+ * so a stack never silently ignores what it states.
+ */
+function plexNetworking(
+  mode: NetworkingMode,
+  address: string | undefined,
+  ingressHost: string | undefined,
+  ingressClass: string | undefined,
+  ingressTls: string | undefined,
+  problem: (key: string, complaint: string, fix?: string) => void,
+): PlexNetworking {
+  const unused = (key: string, value: string | undefined, usedBy: string) => {
+    if (value !== undefined) {
+      problem(
+        key,
+        `is only used when plexNetworking is ${usedBy}, but it is "${mode}"`,
+        `pulumi config rm ${key}, or set plexNetworking ${usedBy}`,
+      );
+    }
+  };
+  if (mode !== "ingress") {
+    unused("plexIngressHost", ingressHost, "ingress");
+    unused("plexIngressClass", ingressClass, "ingress");
+    unused("plexIngressTlsSecret", ingressTls, "ingress");
+  }
+  if (mode !== "host" && mode !== "loadBalancer")
+    unused("plexAddress", address, "host or loadBalancer");
+  switch (mode) {
+    case "host":
+    case "loadBalancer":
+      if (!address) {
+        problem(
+          "plexAddress",
+          `is required when plexNetworking is ${mode}: it is the address clients and the router's port-forward use` +
+            (mode === "host"
+              ? " (the LAN address of the node Plex runs on)"
+              : " (the LoadBalancer's fixed IP)"),
+          "pulumi config set plexAddress <IP>",
+        );
+      }
+      return { mode, address: address ?? "" };
+    case "ingress":
+      if (!ingressHost) {
+        problem(
+          "plexIngressHost",
+          "is required when plexNetworking is ingress",
+          "pulumi config set plexIngressHost plex.example.com",
+        );
+      }
+      return { mode, host: ingressHost ?? "", className: ingressClass, tlsSecret: ingressTls };
+    case "internal":
+      return { mode };
+  }
 }
 
 /**
@@ -443,18 +498,29 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     }
     seenMounts.set(volume.mountPath, volume.name);
   }
-  const ingressHost = optionalStr("plexIngressHost", (v) =>
-    DNS_SUBDOMAIN.test(v) ? undefined : `expected a host name such as plex.example.com, got "${v}"`,
+  const networking = plexNetworking(
+    oneOf("plexNetworking", NETWORKING_MODES),
+    optionalStr("plexAddress", (v) =>
+      IPV4.test(v) || /^[0-9a-fA-F:]+$/.test(v)
+        ? undefined
+        : `expected the IP address clients reach Plex on, such as 192.168.1.20, got "${v}"`,
+    ),
+    optionalStr("plexIngressHost", (v) =>
+      DNS_SUBDOMAIN.test(v)
+        ? undefined
+        : `expected a host name such as plex.example.com, got "${v}"`,
+    ),
+    optionalStr("plexIngressClass", (v) => dnsLabel(v)),
+    optionalStr("plexIngressTlsSecret", (v) =>
+      DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
+    ),
+    problem,
   );
-  const ingressClass = optionalStr("plexIngressClass", (v) => dnsLabel(v));
-  const ingressTls = optionalStr("plexIngressTlsSecret", (v) =>
-    DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
-  );
-  if (!ingressHost && (ingressClass || ingressTls)) {
+  if (config.get("plexServiceType") !== undefined) {
     problem(
-      "plexIngressHost",
-      "is empty but plexIngressClass or plexIngressTlsSecret is set",
-      "set plexIngressHost or unset the others",
+      "plexServiceType",
+      "is replaced by plexNetworking (host, loadBalancer, ingress or internal), which also sets the address Plex advertises",
+      "pulumi config rm plexServiceType; pulumi config set plexNetworking loadBalancer; pulumi config set plexAddress <fixed IP>",
     );
   }
   const plex: PlexConfig = {
@@ -490,10 +556,8 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     uid: int("plexUid", 0, 2147483647),
     gid: int("plexGid", 0, 2147483647),
     claimToken: secret("plexClaimToken", false),
-    serviceType: oneOf("plexServiceType", ["ClusterIP", "NodePort", "LoadBalancer"] as const),
-    ingress: ingressHost
-      ? { host: ingressHost, className: ingressClass, tlsSecret: ingressTls }
-      : undefined,
+    networking,
+    advertiseUrls: list("plexAdvertiseUrls", (v) => advertiseUrlProblem(v)),
     resources: {
       cpuRequest: optionalStr("plexCpuRequest", quantity),
       memoryRequest: optionalStr("plexMemoryRequest", quantity),
@@ -502,11 +566,12 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   };
 
   // --- PostgreSQL ---
+  const protectData = bool("protectData");
   const mode = oneOf("postgresMode", ["in-cluster", "external"] as const);
   const endpointText = optionalStr("postgresEndpoint", (v) =>
     /^[^:\s]+:\d{1,5}$/.test(v) && isHost(v.split(":")[0]) && Number(v.split(":")[1]) <= 65535
       ? undefined
-      : `expected host:port such as "192.168.1.50:30432", got "${v}"`,
+      : `expected host:port such as "db.lan:5432", got "${v}"`,
   );
   const postgresHost = optionalStr("postgresHost", host);
   const sslModeSetting = oneOf("postgresSslMode", [
@@ -515,30 +580,50 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     "require",
     "verify-full",
   ] as const);
-  const postgres: PostgresConfig = {
-    mode,
-    version: str("postgresVersion", (v) =>
-      /^\d+$/.test(v) && Number(v) >= 13 && Number(v) <= 18
-        ? undefined
-        : `expected a PostgreSQL major version from 13 to 18, got "${v}"`,
-    ),
-    storageSize: str("postgresStorageSize", quantity),
-    storageClass: optionalStr("postgresStorageClass", (v) =>
-      DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
-    ),
-    serviceType: oneOf("postgresServiceType", ["ClusterIP", "NodePort", "LoadBalancer"] as const),
-    endpoint: endpointText
-      ? { host: endpointText.split(":")[0], port: Number(endpointText.split(":")[1]) }
-      : undefined,
-    host: postgresHost,
-    port: int("postgresPort", 1, 65535),
-    adminUser: str("postgresAdminUser", (v) =>
-      PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
-    ),
-    adminPassword: secret("postgresAdminPassword", mode === "external"),
-    sslMode:
-      sslModeSetting === "auto" ? (mode === "external" ? "require" : "disable") : sslModeSetting,
-  };
+  const version = str("postgresVersion", (v) =>
+    /^\d+$/.test(v) && Number(v) >= 13 && Number(v) <= 18
+      ? undefined
+      : `expected a PostgreSQL major version from 13 to 18, got "${v}"`,
+  );
+  const storageSize = str("postgresStorageSize", quantity);
+  const storageClass = optionalStr("postgresStorageClass", (v) =>
+    DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
+  );
+  const tunnelPortSetting = int("postgresTunnelPort", 0, 65535);
+  const postgresPort = int("postgresPort", 1, 65535);
+  const adminUser = str("postgresAdminUser", (v) =>
+    PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
+  );
+  const adminPassword = secret("postgresAdminPassword", mode === "external");
+  for (const [key, text] of Object.entries(REMOVED_POSTGRES_KEYS)) {
+    if (config.get(key) !== undefined) problem(key, text, `pulumi config rm ${key}`);
+  }
+  const postgres: PostgresSettings =
+    mode === "external"
+      ? {
+          mode,
+          host: postgresHost ?? "",
+          port: postgresPort,
+          endpoint: endpointText
+            ? { host: endpointText.split(":")[0], port: Number(endpointText.split(":")[1]) }
+            : undefined,
+          adminUser,
+          adminPassword: adminPassword ?? pulumi.secret(""),
+          sslMode: sslModeSetting === "auto" ? "require" : sslModeSetting,
+        }
+      : {
+          mode,
+          version,
+          storageSize,
+          storageClass,
+          adminUser,
+          adminPassword,
+          protectData,
+          tunnel: {
+            context: kubernetes.context,
+            localPort: tunnelPortSetting || tunnelPortFor(PROJECT, pulumi.getStack()),
+          },
+        };
   if (mode === "external" && !postgresHost) {
     problem(
       "postgresHost",
@@ -560,23 +645,19 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       "unset it or set postgresMode external",
     );
   }
-  if (mode === "in-cluster" && postgres.serviceType !== "LoadBalancer" && !postgres.endpoint) {
-    // The migrations and the import run on the machine running `pulumi up`; only a LoadBalancer
-    // address is known to the program, any other Service needs the reachable address spelled out.
+  if (mode === "in-cluster" && endpointText) {
     problem(
       "postgresEndpoint",
-      `is required when the in-cluster Postgres Service is ${postgres.serviceType} (pulumi up must reach the server)`,
-      "set postgresEndpoint <node IP>:<nodePort 30000-32767> with postgresServiceType NodePort, or run `kubectl port-forward` and set 127.0.0.1:<port>, or use postgresServiceType LoadBalancer",
+      'is only used when postgresMode is "external": pulumi up reaches the in-cluster server through the Kubernetes API, by a tunnel the program opens',
+      "pulumi config rm postgresEndpoint",
     );
   }
-  if (mode === "in-cluster" && postgres.serviceType === "NodePort" && postgres.endpoint) {
-    const nodePort = postgres.endpoint.port;
-    if (nodePort < 30000 || nodePort > 32767) {
-      problem(
-        "postgresEndpoint",
-        `its port ${nodePort} becomes the Service's nodePort and must be from 30000 to 32767`,
-      );
-    }
+  if (tunnelPortSetting !== 0 && tunnelPortSetting < 1024) {
+    problem(
+      "postgresTunnelPort",
+      `${tunnelPortSetting} is a privileged port`,
+      "choose a port from 1024 to 65535, or 0 for the stack's derived port",
+    );
   }
 
   // --- Tautulli ---
@@ -599,8 +680,6 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       `must differ from postgresAdminUser ("${postgres.adminUser}"): the app gets its own least-privilege role`,
     );
   }
-
-  const protectData = bool("protectData");
 
   for (const key of Object.keys(declarations)) {
     if (!used.has(key))

@@ -6,7 +6,9 @@
  *   then runImport under the overwrite rule, checking the target is at `schemaVersion`.
  * * diff: the source fingerprint decides. The same fingerprint is no change (whatever URL serves
  *   it); a changed source is an update (re-imported under the same overwrite rule); another
- *   target database (host, port or name) is a replacement, i.e. an import into the new one.
+ *   target database (its server's system_identifier and its name, lib/import/target.ts: never
+ *   the host and port it is reached at) is a replacement, i.e. an import into the new one. The
+ *   diff asks the database; one it cannot reach fails the preview, naming the route.
  * * delete: nothing, ever. The imported history stays in PostgreSQL.
  *
  * The outputs echo the inputs (the engine keeps the database URL and snapshot URL secret: the
@@ -18,10 +20,11 @@ import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { downloadVerified } from "./download";
 import { isImportError } from "./errors";
-import { databaseUrlSecrets, redactText } from "./redact";
+import { redactMessage } from "../redact";
 import { formatSummary, ImportReport } from "./report";
 import { runImport } from "./run-import";
 import { sourceFingerprint } from "./sqlite-source";
+import { probeTarget } from "./target";
 
 /** The value the engine passes for an input that is not known yet (preview). */
 export const UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -38,30 +41,19 @@ export interface SqliteImportInputs {
   /** The migration the target must be at (SchemaMigrations' schemaVersion). */
   schemaVersion: string;
   integrityCheck: "full" | "quick";
+  /** How `pulumi up` reaches the server, for messages (PostgresInstance's reachedAt). */
+  reachedAt?: string;
 }
 
 export interface SqliteImportOutputs extends SqliteImportInputs {
   report: ImportReport;
   sourceFingerprint: string;
   summary: string;
+  /** The database imported into (lib/import/target.ts); absent in states written before it. */
+  targetIdentity?: string;
 }
 
 const isUnknown = (value: unknown): boolean => value === UNKNOWN_VALUE;
-
-function secretsOf(inputs: Partial<SqliteImportInputs>): string[] {
-  const secrets =
-    typeof inputs.databaseUrl === "string" ? databaseUrlSecrets(inputs.databaseUrl) : [];
-  const source = inputs.source as { url?: string } | undefined;
-  if (typeof source?.url === "string") {
-    secrets.push(source.url);
-    try {
-      secrets.push(new URL(source.url).pathname);
-    } catch {
-      // not a URL: check() reports it
-    }
-  }
-  return secrets.filter((s) => s.length > 1);
-}
 
 /** Problems with the inputs, as the engine's check failures (empty when fine). */
 export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic.CheckFailure[] {
@@ -118,17 +110,6 @@ export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic
   return failures;
 }
 
-/** host:port/database of a URL: which database the import writes (credentials aside). */
-function targetIdentity(databaseUrl: string): string | undefined {
-  if (isUnknown(databaseUrl)) return undefined;
-  try {
-    const url = new URL(databaseUrl);
-    return `${url.hostname}:${url.port || "5432"}/${decodeURIComponent(url.pathname.slice(1))}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The fingerprint the source has now, or undefined when it cannot be known (yet). */
 async function currentFingerprint(source: ImportSource): Promise<string | undefined> {
   if ("path" in source) {
@@ -162,7 +143,7 @@ async function importFrom(
   }
 }
 
-/** Runs `work`, rethrowing failures with every secret of `inputs` scrubbed from the message. */
+/** Runs `work`, rethrowing failures with the URLs of `inputs` redacted where a message quotes them. */
 async function scrubbed<T>(
   inputs: Partial<SqliteImportInputs>,
   work: () => Promise<T>,
@@ -170,19 +151,30 @@ async function scrubbed<T>(
   try {
     return await work();
   } catch (error) {
-    const message = redactText((error as Error).message ?? String(error), secretsOf(inputs));
+    const databaseUrl = typeof inputs.databaseUrl === "string" ? inputs.databaseUrl : undefined;
+    const sourceUrl = (inputs.source as { url?: unknown } | undefined)?.url;
+    const message = redactMessage(
+      redactMessage((error as Error).message ?? String(error), [databaseUrl]),
+      [typeof sourceUrl === "string" ? sourceUrl : undefined],
+      { userInfo: true, path: true },
+    );
     const clean = new Error(message);
     if (isImportError(error)) Object.assign(clean, { code: error.code });
     throw clean;
   }
 }
 
-function outputs(inputs: SqliteImportInputs, report: ImportReport): SqliteImportOutputs {
+function outputs(
+  inputs: SqliteImportInputs,
+  report: ImportReport,
+  targetIdentity: string,
+): SqliteImportOutputs {
   return {
     ...inputs,
     report,
     sourceFingerprint: report.source.fingerprint,
     summary: formatSummary(report),
+    targetIdentity,
   };
 }
 
@@ -192,10 +184,13 @@ export async function createImport(
   inputs: SqliteImportInputs,
   log: (line: string) => void = noLog,
 ): Promise<{ id: string; outs: SqliteImportOutputs }> {
-  return scrubbed(inputs, async () => ({
-    id: `tautulli-import:${targetIdentity(inputs.databaseUrl) ?? "unknown"}`,
-    outs: outputs(inputs, await importFrom(inputs, log)),
-  }));
+  return scrubbed(inputs, async () => {
+    const { identity } = await probeTarget(inputs.databaseUrl, inputs.reachedAt);
+    return {
+      id: `tautulli-import:${identity}`,
+      outs: outputs(inputs, await importFrom(inputs, log), identity),
+    };
+  });
 }
 
 export interface ImportDiff {
@@ -209,18 +204,25 @@ export async function diffImport(
   news: SqliteImportInputs,
 ): Promise<ImportDiff> {
   return scrubbed(news, async () => {
-    const replaces: string[] = [];
-    const oldTarget = targetIdentity(olds.databaseUrl);
-    const newTarget = targetIdentity(news.databaseUrl);
-    if (oldTarget && newTarget && oldTarget !== newTarget) replaces.push("databaseUrl");
-    // Only what was imported matters: a new snapshot URL for the same bytes, a rotated password
-    // or a newer schema version is no reason to touch the data.
     const fingerprint = await currentFingerprint(news.source);
+    // Not known yet (a database created in this same update): it will be imported.
+    if (isUnknown(news.databaseUrl)) {
+      return { changes: true, replaces: [], deleteBeforeReplace: false };
+    }
+    const target = await probeTarget(news.databaseUrl, news.reachedAt);
+    // A state from before identities were recorded: the database that holds this resource's
+    // import is the same one, whatever route leads there now.
+    const sameDatabase = olds.targetIdentity
+      ? olds.targetIdentity === target.identity
+      : target.lastImported === olds.sourceFingerprint;
+    const replaces = sameDatabase ? [] : ["databaseUrl"];
+    // Only what was imported, and where, matters: a new route or snapshot URL for the same bytes,
+    // a rotated password or a newer schema version is no reason to touch the data.
     const changes =
       replaces.length > 0 ||
-      newTarget === undefined ||
       fingerprint === undefined ||
-      fingerprint !== olds.sourceFingerprint;
+      fingerprint !== olds.sourceFingerprint ||
+      olds.targetIdentity === undefined;
     // A replacement imports into the new database first; the old one keeps its data.
     return { changes, replaces, deleteBeforeReplace: false };
   });
@@ -238,6 +240,7 @@ export async function updateImport(
 ): Promise<{ outs: SqliteImportOutputs }> {
   return scrubbed(news, async () => {
     const fingerprint = await currentFingerprint(news.source);
+    const { identity } = await probeTarget(news.databaseUrl, news.reachedAt);
     if (fingerprint !== undefined && fingerprint === olds.sourceFingerprint) {
       log("the source fingerprint is unchanged: nothing to import");
       return {
@@ -246,9 +249,10 @@ export async function updateImport(
           report: olds.report,
           sourceFingerprint: olds.sourceFingerprint,
           summary: olds.summary,
+          targetIdentity: identity,
         },
       };
     }
-    return { outs: outputs(news, await importFrom(news, log)) };
+    return { outs: outputs(news, await importFrom(news, log), identity) };
   });
 }

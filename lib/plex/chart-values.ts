@@ -8,10 +8,26 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { CHART_REFERENCE_DIR } from "./chart";
 
+/**
+ * Keys the chart's templates read that its values.yaml documents only in comments (so they are
+ * absent from the parsed defaults): `service.loadBalancerIP` and `service.externalTrafficPolicy`
+ * in templates/service.yaml. The Helm render tests prove each reaches the rendered Service.
+ */
+export const COMMENTED_CHART_VALUES = {
+  service: { loadBalancerIP: "", externalTrafficPolicy: "" },
+} as const;
+
+/** The chart's values.yaml plus {@link COMMENTED_CHART_VALUES}. */
 export function loadChartValues(
   file: string = path.join(CHART_REFERENCE_DIR, "values.yaml"),
 ): Record<string, unknown> {
-  return YAML.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+  const values = YAML.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+  const service = { ...(values.service as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(COMMENTED_CHART_VALUES.service)) {
+    if (key in service) throw new Error(`${file} now declares service.${key}: drop it here`);
+    service[key] = value;
+  }
+  return { ...values, service };
 }
 
 function isMap(value: unknown): value is Record<string, unknown> {

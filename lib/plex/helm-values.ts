@@ -3,9 +3,10 @@
  * values.yaml (checked by test/unit/plex-chart-values.test.ts against reference/pms-chart/).
  * No secret goes into the values: the migration key and the claim token are Secrets the pod reads.
  */
-import type { MediaVolume, ServiceType } from "../config";
+import type { MediaVolume } from "../config";
 import { CHART_MOUNT_PATHS, PMS_PORT, chartResourceNames } from "./chart";
 import type { plexSyncValues } from "./init-script";
+import { advertisedUrls, modeUrl, networkingChartValues, type PlexNetworking } from "./networking";
 
 /** Key of the claim token in its Secret. */
 export const CLAIM_TOKEN_KEY = "token";
@@ -84,20 +85,31 @@ export interface PlexValuesInput {
   mediaVolumes: MediaVolume[];
   uid: number;
   gid: number;
-  serviceType: ServiceType;
-  ingress?: { host: string; className?: string; tlsSecret?: string };
+  networking: PlexNetworking;
+  /** URLs Plex advertises besides the mode's own (e.g. a public name the router forwards). */
+  advertiseUrls: string[];
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
+}
+
+/**
+ * Paths the Plex pod itself mounts, so no media root may be mounted at or under them. `/data` is
+ * not among them: the chart mounts under it only for its rclone sidecars, which plex-migrate never
+ * enables, and the image merely creates it empty (pms-docker Dockerfile: `mkdir -p /config
+ * /transcode /data`), so media keeps a VM path under /data.
+ */
+export const RESERVED_MOUNT_PATHS: readonly string[] = [...CHART_MOUNT_PATHS];
+
+/** The reserved path `mountPath` is at or under, or undefined: the one rule config and values use. */
+export function reservedMountPathClash(mountPath: string): string | undefined {
+  return RESERVED_MOUNT_PATHS.find((p) => mountPath === p || mountPath.startsWith(`${p}/`));
 }
 
 /** Problems with media roots that cannot be mounted in the Plex pod, one line each. */
 export function mediaVolumeProblems(volumes: MediaVolume[]): string[] {
-  const reserved = [...CHART_MOUNT_PATHS];
   const problems: string[] = [];
   const names = new Set<string>();
   for (const volume of volumes) {
-    const clash = reserved.find(
-      (p) => volume.mountPath === p || volume.mountPath.startsWith(`${p}/`),
-    );
+    const clash = reservedMountPathClash(volume.mountPath);
     if (clash) {
       problems.push(
         `media mount path ${volume.mountPath} is used by the Plex pod itself (${clash})`,
@@ -150,39 +162,40 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
     pms.resources = resources;
   }
 
-  const values: Record<string, unknown> = {
+  // The image chowns to plex only when Preferences.xml is not plex's; pinning the ids makes the
+  // owner plex-init.sh sets the owner Plex runs as, whatever uid the image was built with.
+  const extraEnv: Record<string, string> = {
+    PLEX_UID: String(input.uid),
+    PLEX_GID: String(input.gid),
+  };
+  const advertised = advertisedUrls(input.networking, input.advertiseUrls);
+  // The chart sets ADVERTISE_IP from this key before falling back to "<ingress.url>:443", and the
+  // image writes it into Preferences.xml as customConnections at every start.
+  if (advertised.length > 0) extraEnv.ADVERTISE_IP = advertised.join(",");
+
+  return {
     image: { tag: input.imageTag },
     extraInitContainers: input.sync.extraInitContainers,
     pms,
-    service: { type: input.serviceType },
-    // The image chowns to plex only when Preferences.xml is not plex's; pinning the ids makes the
-    // owner plex-init.sh sets the owner Plex runs as, whatever uid the image was built with.
-    extraEnv: { PLEX_UID: String(input.uid), PLEX_GID: String(input.gid) },
+    ...networkingChartValues(input.networking),
+    extraEnv,
     extraVolumes,
     extraVolumeMounts,
   };
-  if (input.ingress) {
-    values.ingress = {
-      enabled: true,
-      // The chart strips "https://" for the host and advertises "<url>:443" to Plex clients.
-      url: `https://${input.ingress.host}`,
-      ...(input.ingress.className ? { ingressClassName: input.ingress.className } : {}),
-      tls: input.ingress.tlsSecret
-        ? [{ hosts: [input.ingress.host], secretName: input.ingress.tlsSecret }]
-        : [],
-    };
-  }
-  return values;
 }
 
-/** Where Plex is reached: the Ingress URL, else the in-cluster Service address. */
+/** The in-cluster address of the Plex Service (what the cluster's own clients use). */
+export function clusterUrl(releaseName: string, namespace: string): string {
+  return `http://${chartResourceNames(releaseName).service}.${namespace}.svc.cluster.local:${PMS_PORT}`;
+}
+
+/** Where Plex is reached: the URL the networking mode gives clients, else the in-cluster one. */
 export function plexUrl(
   releaseName: string,
   namespace: string,
-  ingress?: { host: string },
+  networking: PlexNetworking,
 ): string {
-  if (ingress) return `https://${ingress.host}`;
-  return `http://${chartResourceNames(releaseName).service}.${namespace}.svc.cluster.local:${PMS_PORT}`;
+  return modeUrl(networking) ?? clusterUrl(releaseName, namespace);
 }
 
 /**

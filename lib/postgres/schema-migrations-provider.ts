@@ -14,8 +14,10 @@
  * the same-named input was (this provider does not accept secrets). No message ever holds it.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { pgClientConfig, redactSecrets } from "./client-config";
+import { redactMessage } from "../redact";
+import { pgClientConfig } from "./client-config";
 import { listMigrationNames, migrateUp, migrationStatus, MigrationRefusedError } from "./migrator";
+import { cannotReach } from "./reach";
 
 /** The value the engine passes for an input that is not known yet (preview). */
 export const UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -27,6 +29,8 @@ export interface SchemaMigrationsInputs {
   migrations: string[];
   /** Stamp a database that already holds the baseline schema but no record. */
   stamp: boolean;
+  /** How `pulumi up` reaches the server, for messages (PostgresInstance's reachedAt). */
+  reachedAt?: string;
 }
 
 export interface SchemaMigrationsOutputs {
@@ -34,6 +38,7 @@ export interface SchemaMigrationsOutputs {
   databaseUrl: string;
   migrations: string[];
   stamp: boolean;
+  reachedAt?: string;
   /** Every migration the database records, in order. */
   applied: string[];
   /** The last applied migration. */
@@ -119,6 +124,7 @@ export async function applySchema(
         databaseUrl: inputs.databaseUrl,
         migrations: inputs.migrations,
         stamp: inputs.stamp,
+        ...(inputs.reachedAt === undefined ? {} : { reachedAt: inputs.reachedAt }),
         applied: result.applied,
         schemaVersion: result.schemaVersion,
         executed: result.executed,
@@ -128,13 +134,28 @@ export async function applySchema(
   } catch (err) {
     // Keep the steps that did run in the message: the engine shows only the error.
     const steps = lines.length > 0 ? ` (steps: ${lines.join("; ")})` : "";
-    const error = new Error(redactSecrets(`${(err as Error).message}${steps}`, inputs.databaseUrl));
+    const error = new Error(
+      redactMessage(`${(err as Error).message}${steps}`, [inputs.databaseUrl]),
+    );
     if (err instanceof MigrationRefusedError) error.name = err.name;
     throw error;
   }
 }
 
-/** diff: an update exactly when a requested migration is pending; never a replacement. */
+/** The database's record of migrations, or the error naming where it was expected. */
+async function statusOrUnreachable(databaseUrl: string, reachedAt: string | undefined) {
+  try {
+    return await migrationStatus(databaseUrl);
+  } catch (err) {
+    if (err instanceof MigrationRefusedError) throw err;
+    throw cannotReach("the Tautulli database", databaseUrl, reachedAt, err);
+  }
+}
+
+/**
+ * diff: an update exactly when a requested migration is pending; never a replacement. A database
+ * that cannot be asked fails the preview (an unknown answer is not a change).
+ */
 export async function diffSchema(
   _olds: Partial<SchemaMigrationsOutputs>,
   news: SchemaMigrationsInputs,
@@ -147,14 +168,7 @@ export async function diffSchema(
   // Not known yet (a database being created in this same update): it will be migrated.
   if (isUnknown(news.databaseUrl) || isUnknown(news.migrations)) return update;
   assertValid(news);
-  let status: Awaited<ReturnType<typeof migrationStatus>>;
-  try {
-    status = await migrationStatus(news.databaseUrl);
-  } catch {
-    // Unreachable now (e.g. a port-forward not running during preview): the update will either
-    // find pending migrations or report why it cannot connect.
-    return update;
-  }
+  const status = await statusOrUnreachable(news.databaseUrl, news.reachedAt);
   if (status.unknown.length > 0) {
     throw new MigrationRefusedError(
       "newer-database",
@@ -171,6 +185,6 @@ export async function readSchema(
   id: string,
   props: SchemaMigrationsOutputs,
 ): Promise<{ id: string; props: SchemaMigrationsOutputs }> {
-  const status = await migrationStatus(props.databaseUrl);
+  const status = await statusOrUnreachable(props.databaseUrl, props.reachedAt);
   return { id, props: { ...props, applied: status.applied, schemaVersion: status.schemaVersion } };
 }

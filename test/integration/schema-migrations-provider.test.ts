@@ -89,19 +89,53 @@ describe("SchemaMigrations provider (serialized, real PostgreSQL)", function () 
     assert.equal(tables[0].n, 23);
   });
 
-  it("diff during preview: unknown URL means update; an unreachable server means update", async () => {
+  it("diff during preview: unknown URL means update; an unreachable server fails, naming the route and the fix", async () => {
     const unknown = await provider.diff(
       "x",
       {},
       { databaseUrl: UNKNOWN_VALUE, migrations: ALL, stamp: false },
     );
     assert.equal(unknown.changes, true);
-    const unreachable = await provider.diff(
-      "x",
-      {},
-      { databaseUrl: "postgres://u:pw@127.0.0.1:1/db", migrations: ALL, stamp: false },
+    const unreachableUrl = "postgres://u:secret-pw@127.0.0.1:1/db";
+    const reachedAt =
+      "127.0.0.1:1 (the program's tunnel through the Kubernetes API to the Ready pod app.kubernetes.io/name=postgres in namespace plex, port 5432)";
+    const failure = (error: Error) => {
+      assert.match(
+        error.message,
+        new RegExp(
+          `^cannot reach the Tautulli database at ${reachedAt.replace(/[().]/g, "\\$&")}: .*ECONNREFUSED.*\\. Fix: make the server reachable .*add --run-program \\(pulumi refresh --run-program\\)\\.$`,
+        ),
+      );
+      assert.ok(!error.message.includes("secret-pw"));
+      return true;
+    };
+    await assert.rejects(
+      provider.diff(
+        "x",
+        {},
+        { databaseUrl: unreachableUrl, migrations: ALL, stamp: false, reachedAt },
+      ),
+      failure,
     );
-    assert.equal(unreachable.changes, true);
+    // refresh (read) without the program: the same message.
+    await assert.rejects(
+      provider.read("x", {
+        databaseUrl: unreachableUrl,
+        migrations: ALL,
+        stamp: false,
+        reachedAt,
+        applied: ALL,
+        schemaVersion: ALL[ALL.length - 1],
+        executed: [],
+        stamped: [],
+      }),
+      failure,
+    );
+    // Without a route the URL's host:port is named.
+    await assert.rejects(
+      provider.diff("x", {}, { databaseUrl: unreachableUrl, migrations: ALL, stamp: false }),
+      /^Error: cannot reach the Tautulli database at 127\.0\.0\.1:1: /,
+    );
   });
 
   it("check names bad inputs; create reports a refusal without the password", async () => {

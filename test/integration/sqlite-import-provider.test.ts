@@ -120,7 +120,9 @@ describe("SqliteImport provider (serialized, real PostgreSQL, local snapshot ser
     assert.deepEqual(check.failures, []);
 
     const created = await provider.create<SqliteImportOutputs>(inputs);
-    assert.match(created.id, /^tautulli-import:127\.0\.0\.1:\d+\/pm_provider_path_[0-9a-f]+$/);
+    // The identity is the server's system_identifier and the database name, never host:port.
+    assert.match(created.id, /^tautulli-import:\d+\/pm_provider_path_[0-9a-f]+$/);
+    assert.equal(created.outs.targetIdentity, created.id.slice("tautulli-import:".length));
     assert.equal(created.outs.report.status, "imported");
     assert.equal(created.outs.sourceFingerprint, `sha256:${sha256(sample.path)}`);
     assert.match(created.outs.summary, /^Imported [\d,]+ rows from 22 tables/);
@@ -128,14 +130,20 @@ describe("SqliteImport provider (serialized, real PostgreSQL, local snapshot ser
 
     const same = await provider.diff(created.id, created.outs, inputs);
     assert.equal(same.changes, false);
+    // The same database by another address (another route to the server) is no change.
+    const otherRoute = new URL(url);
+    otherRoute.hostname = "localhost";
+    const rerouted = await provider.diff(created.id, created.outs, {
+      ...inputs,
+      databaseUrl: otherRoute.toString(),
+    });
+    assert.deepEqual([rerouted.changes, rerouted.replaces], [false, []]);
     // Another database on the same server is another target: a replacement (the old keeps its data).
-    const elsewhere = new URL(url);
-    elsewhere.pathname = "/another";
     const moved = await provider.diff(created.id, created.outs, {
       ...inputs,
-      databaseUrl: elsewhere.toString(),
+      databaseUrl: await migrated("provider_elsewhere"),
     });
-    assert.deepEqual(moved.replaces, ["databaseUrl"]);
+    assert.deepEqual([moved.changes, moved.replaces], [true, ["databaseUrl"]]);
 
     await provider.delete(created.id, created.outs);
     assert.equal(

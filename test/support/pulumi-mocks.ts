@@ -10,6 +10,7 @@
  */
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { PodTunnel, PodTunnelOptions, programTunnels } from "../../lib/kube/tunnel";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
@@ -116,6 +117,8 @@ export function plainStrings(value: unknown, out: string[] = []): string[] {
 
 export interface MockRun {
   registrations: Registration[];
+  /** The tunnels through the Kubernetes API the program opened (recorded, not listening). */
+  tunnels: Omit<PodTunnelOptions, "log" | "kubeConfig">[];
   /** The program module's exports (stack outputs). */
   exports: Record<string, unknown>;
   byType(type: string): Registration[];
@@ -254,6 +257,20 @@ export async function runWithMocks(
     options.preview ?? false,
   );
   let exports: Record<string, unknown> = {};
+  // No cluster here: a tunnel the program opens is recorded and answers at its fixed local port.
+  const tunnels: MockRun["tunnels"] = [];
+  const realOpen = programTunnels.open;
+  programTunnels.open = async (tunnelOptions): Promise<PodTunnel> => {
+    const { log: _log, kubeConfig: _kc, ...recorded } = tunnelOptions;
+    tunnels.push(recorded);
+    return {
+      host: tunnelOptions.localHost ?? "127.0.0.1",
+      port: tunnelOptions.localPort ?? 0,
+      description: "recorded by the mocks",
+      lastError: () => undefined,
+      close: async () => undefined,
+    };
+  };
   // A failed registration (unknown type, a component's ResourceError) surfaces as an unhandled
   // rejection inside the runtime; turn the first one into this run's failure instead of a hang.
   let rejectRun: (err: unknown) => void = () => undefined;
@@ -275,9 +292,11 @@ export async function runWithMocks(
   } finally {
     process.off("unhandledRejection", onUnhandled);
     capturing = undefined;
+    programTunnels.open = realOpen;
   }
   const run: MockRun = {
     registrations,
+    tunnels,
     exports,
     byType: (type) => registrations.filter((r) => r.type === type),
     get(type, name) {

@@ -14,6 +14,8 @@ import {
   parseMediaVolume,
   projectConfigDeclarations,
 } from "../../lib/config";
+import { tunnelPortFor } from "../../lib/postgres/tunnel";
+import { mediaVolumeProblems, reservedMountPathClash } from "../../lib/plex/helm-values";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const SSH_KEY =
@@ -25,7 +27,6 @@ function load(overrides: Record<string, unknown> = {}) {
   const values: Record<string, unknown> = {
     vmHost: "192.168.13.21",
     sshPrivateKey: SSH_KEY,
-    postgresServiceType: "LoadBalancer",
     ...overrides,
   };
   const config: Record<string, string> = {};
@@ -87,9 +88,21 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     assert.strictEqual(config.plex.configSize, "auto");
     assert.strictEqual(config.plex.imageTag, undefined);
     assert.strictEqual(config.plex.claimToken, undefined);
-    assert.strictEqual(config.postgres.mode, "in-cluster");
-    assert.strictEqual(config.postgres.sslMode, "disable");
-    assert.strictEqual(config.postgres.adminPassword, undefined);
+    // The in-cluster server needs no endpoint: pulumi up reaches it through the tunnel, on a
+    // port fixed for the stack.
+    assert.deepStrictEqual(config.postgres, {
+      mode: "in-cluster",
+      version: "17",
+      storageSize: "10Gi",
+      storageClass: undefined,
+      adminUser: "postgres",
+      adminPassword: undefined,
+      protectData: true,
+      tunnel: {
+        context: undefined,
+        localPort: tunnelPortFor("plex-migrate", pulumi.getStack()),
+      },
+    });
     assert.strictEqual(config.tautulli.importOverwrite, false);
     assert.strictEqual(config.protectData, true);
   });
@@ -248,29 +261,72 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ["plexUid", { plexUid: "-1" }, /plexUid: expected an integer from 0/],
     ["plexGid", { plexGid: "1.5" }, /plexGid: expected an integer/],
     [
-      "plexServiceType",
-      { plexServiceType: "Ingress" },
-      /plexServiceType: expected one of "ClusterIP", "NodePort", "LoadBalancer"/,
+      "plexNetworking",
+      { plexNetworking: "NodePort" },
+      /plexNetworking: expected one of "host", "loadBalancer", "ingress", "internal", got "NodePort"/,
+    ],
+    [
+      "plexAddress",
+      { plexNetworking: "loadBalancer" },
+      /plexAddress: is required when plexNetworking is loadBalancer: .*the LoadBalancer's fixed IP\)\. Fix: pulumi config set plexAddress <IP>/,
+    ],
+    [
+      "plexAddress",
+      { plexNetworking: "host", plexAddress: "node-1.lan" },
+      /plexAddress: expected the IP address clients reach Plex on/,
+    ],
+    [
+      "plexAddress",
+      { plexAddress: "192.168.13.40" },
+      /plexAddress: is only used when plexNetworking is host or loadBalancer, but it is "internal"/,
+    ],
+    [
+      "plexAdvertiseUrls",
+      { plexAdvertiseUrls: ["plex.example.net:32400"] },
+      /plexAdvertiseUrls: "plex.example.net:32400" must start with http:\/\/ or https:\/\//,
+    ],
+    [
+      "plexAdvertiseUrls",
+      { plexAdvertiseUrls: ["http://plex.example.net"] },
+      /plexAdvertiseUrls: "http:\/\/plex.example.net" must be scheme:\/\/host:port with the port spelled out/,
     ],
     [
       "plexIngressHost",
-      { plexIngressHost: "plex_example" },
+      { plexNetworking: "ingress", plexIngressHost: "plex_example" },
       /plexIngressHost: expected a host name/,
     ],
     [
       "plexIngressHost",
-      { plexIngressClass: "nginx" },
-      /plexIngressHost: is empty but plexIngressClass or plexIngressTlsSecret is set/,
+      { plexNetworking: "ingress" },
+      /plexIngressHost: is required when plexNetworking is ingress/,
+    ],
+    [
+      "plexIngressHost",
+      { plexIngressHost: "plex.example.com" },
+      /plexIngressHost: is only used when plexNetworking is ingress, but it is "internal"\. Fix: pulumi config rm plexIngressHost, or set plexNetworking ingress/,
     ],
     [
       "plexIngressClass",
-      { plexIngressHost: "plex.example.com", plexIngressClass: "Nginx!" },
+      {
+        plexNetworking: "ingress",
+        plexIngressHost: "plex.example.com",
+        plexIngressClass: "Nginx!",
+      },
       /plexIngressClass: expected a DNS label/,
     ],
     [
       "plexIngressTlsSecret",
-      { plexIngressHost: "plex.example.com", plexIngressTlsSecret: "TLS Secret" },
+      {
+        plexNetworking: "ingress",
+        plexIngressHost: "plex.example.com",
+        plexIngressTlsSecret: "TLS Secret",
+      },
       /plexIngressTlsSecret: expected a Secret name/,
+    ],
+    [
+      "plexIngressTlsSecret",
+      { plexNetworking: "host", plexAddress: "192.168.13.30", plexIngressTlsSecret: "plex-tls" },
+      /plexIngressTlsSecret: is only used when plexNetworking is ingress, but it is "host"/,
     ],
     ["plexCpuRequest", { plexCpuRequest: "two" }, /plexCpuRequest: expected a Kubernetes quantity/],
     [
@@ -305,19 +361,33 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ],
     [
       "postgresServiceType",
-      { postgresServiceType: "Headless" },
-      /postgresServiceType: expected one of/,
+      { postgresServiceType: "NodePort" },
+      /postgresServiceType: was removed: the in-cluster Service is ClusterIP and pulumi up reaches the server through the Kubernetes API \(nothing is exposed\)\. Fix: pulumi config rm postgresServiceType/,
     ],
     [
       "postgresEndpoint",
-      { postgresServiceType: "ClusterIP" },
-      /postgresEndpoint: is required when the in-cluster Postgres Service is ClusterIP.*port-forward/,
+      { postgresEndpoint: "192.168.1.5:30432" },
+      /postgresEndpoint: is only used when postgresMode is "external": pulumi up reaches the in-cluster server through the Kubernetes API.*Fix: pulumi config rm postgresEndpoint/,
     ],
-    ["postgresEndpoint", { postgresEndpoint: "db" }, /postgresEndpoint: expected host:port/],
     [
       "postgresEndpoint",
-      { postgresServiceType: "NodePort", postgresEndpoint: "192.168.1.5:5432" },
-      /postgresEndpoint: its port 5432 becomes the Service's nodePort and must be from 30000 to 32767/,
+      {
+        postgresMode: "external",
+        postgresHost: "db.lan",
+        postgresAdminPassword: "pw",
+        postgresEndpoint: "db",
+      },
+      /postgresEndpoint: expected host:port/,
+    ],
+    [
+      "postgresTunnelPort",
+      { postgresTunnelPort: "80" },
+      /postgresTunnelPort: 80 is a privileged port\. Fix: choose a port from 1024 to 65535, or 0 for the stack's derived port/,
+    ],
+    [
+      "postgresTunnelPort",
+      { postgresTunnelPort: "70000" },
+      /postgresTunnelPort: expected an integer from 0 to 65535/,
     ],
     [
       "postgresHost",
@@ -384,6 +454,37 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     });
   }
 
+  it("returns the networking mode with exactly the fields it needs", () => {
+    assert.deepStrictEqual(load().plex.networking, { mode: "internal" });
+    assert.deepStrictEqual(
+      load({ plexNetworking: "host", plexAddress: "192.168.13.30" }).plex.networking,
+      { mode: "host", address: "192.168.13.30" },
+    );
+    assert.deepStrictEqual(
+      load({ plexNetworking: "loadBalancer", plexAddress: "fd00:13::40" }).plex.networking,
+      { mode: "loadBalancer", address: "fd00:13::40" },
+    );
+    assert.deepStrictEqual(
+      load({
+        plexNetworking: "ingress",
+        plexIngressHost: "plex.example.com",
+        plexIngressTlsSecret: "plex-tls",
+      }).plex.networking,
+      { mode: "ingress", host: "plex.example.com", className: undefined, tlsSecret: "plex-tls" },
+    );
+    assert.deepStrictEqual(
+      load({ plexAdvertiseUrls: ["https://plex.example.net:443"] }).plex.advertiseUrls,
+      ["https://plex.example.net:443"],
+    );
+  });
+
+  it("refuses the retired plexServiceType, naming its replacement", () => {
+    assert.deepStrictEqual(problemsOf({ plexServiceType: "LoadBalancer" }), [
+      "plex-migrate:plexServiceType: is replaced by plexNetworking (host, loadBalancer, ingress or internal), which also sets the address Plex advertises. " +
+        "Fix: pulumi config rm plexServiceType; pulumi config set plexNetworking loadBalancer; pulumi config set plexAddress <fixed IP>",
+    ]);
+  });
+
   it("has a bad-value case for every validated key", () => {
     const freeForm = new Set(["kubeContext", "plexClaimToken"]);
     const covered = new Set(badValues.map(([key]) => key));
@@ -441,6 +542,22 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
         source: { kind: "pvc", claimName: "movies" },
         readOnly: true,
       });
+    });
+
+    it("keeps media under /data and refuses the pod's own paths, by the rule the values use", () => {
+      const data = parseMediaVolume("/data/media=nfs://nas/export/media");
+      assert.ok(typeof data !== "string", "the chart mounts under /data only for rclone");
+      assert.deepStrictEqual(mediaVolumeProblems([data]), []);
+      for (const path of ["/config", "/transcode/x", "/init", "/plex-migrate"]) {
+        const parsed = parseMediaVolume(`${path}=nfs://nas/export/media`);
+        assert.strictEqual(typeof parsed, "string", `${path} is refused by config`);
+        assert.match(
+          parsed as string,
+          new RegExp(`${reservedMountPathClash(path)} is used by the Plex`),
+        );
+        const asVolume = { ...data, mountPath: path };
+        assert.match(mediaVolumeProblems([asVolume]).join(), /is used by the Plex pod itself/);
+      }
     });
 
     it("derives stable DNS-label volume names, unique for long paths", () => {

@@ -12,12 +12,12 @@ import {
   CHART_NAME,
   CHART_REFERENCE_DIR,
   chartFullname,
-  chartResourceNames,
   plexMigrateObjectNames,
 } from "../../lib/plex/chart";
 import { loadChartValues, unknownValueKeys } from "../../lib/plex/chart-values";
 import { buildPlexValues } from "../../lib/plex/helm-values";
-import { ARCHIVE_URL_MOUNT_PATH, renderInitScript } from "../../lib/plex/init-script";
+import type { PlexNetworking } from "../../lib/plex/networking";
+import { renderInitScript } from "../../lib/plex/init-script";
 
 const template = (name: string) =>
   fs.readFileSync(path.join(CHART_REFERENCE_DIR, "templates", name), "utf8");
@@ -28,8 +28,15 @@ function media(entry: string): MediaVolume {
   return parsed;
 }
 
+const EVERY_MODE: PlexNetworking[] = [
+  { mode: "host", address: "192.168.13.30" },
+  { mode: "loadBalancer", address: "192.168.13.40" },
+  { mode: "ingress", host: "plex.example.com", className: "nginx", tlsSecret: "plex-tls" },
+  { mode: "internal" },
+];
+
 /** Values with every optional feature on, so every key we can ever pass is checked. */
-function everyFeatureValues(): Record<string, unknown> {
+function everyFeatureValues(networking: PlexNetworking): Record<string, unknown> {
   return buildPlexValues({
     releaseName: "plex",
     imageTag: "1.41.3.9314-a0bfb8370",
@@ -52,8 +59,8 @@ function everyFeatureValues(): Record<string, unknown> {
     ],
     uid: 1000,
     gid: 1000,
-    serviceType: "NodePort",
-    ingress: { host: "plex.example.com", className: "nginx", tlsSecret: "plex-tls" },
+    networking,
+    advertiseUrls: ["http://plex.example.net:32400"],
     resources: { cpuRequest: "1", memoryRequest: "2Gi", memoryLimit: "4Gi" },
   });
 }
@@ -62,8 +69,10 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
   const chartValues = loadChartValues();
 
   it("has every values key we pass, with the kind (map/list/scalar) the chart expects", () => {
-    const values = everyFeatureValues();
-    assert.deepStrictEqual(unknownValueKeys(values, chartValues), []);
+    for (const networking of EVERY_MODE) {
+      assert.deepStrictEqual(unknownValueKeys(everyFeatureValues(networking), chartValues), []);
+    }
+    const values = everyFeatureValues(EVERY_MODE[0]);
     // The keys that carry the move are really among them.
     const pms = values.pms as Record<string, unknown>;
     assert.strictEqual(pms.configExistingClaim, "plex-plex-media-server-config");
@@ -125,75 +134,11 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
     );
   });
 
-  it("creates the StatefulSet, pod, containers, ConfigMap, Service and Ingress we name", () => {
-    const names = chartResourceNames("plex");
-    assert.deepStrictEqual(names, {
-      fullname: "plex-plex-media-server",
-      statefulSet: "plex-plex-media-server",
-      pod: "plex-plex-media-server-0",
-      pmsContainer: "plex-plex-media-server-pms",
-      initContainer: "plex-plex-media-server-pms-init",
-      initScriptConfigMap: "plex-plex-media-server-init-script",
-      service: "plex-plex-media-server",
-      ingress: "plex-plex-media-server-ingress",
-      serviceAccount: "plex-plex-media-server",
-    });
-    const statefulSet = template("statefulset.yaml");
-    assert.match(
-      statefulSet,
-      /^kind: StatefulSet\nmetadata:\n {2}name: \{\{ include "pms-chart\.fullname" \. \}\}\n/m,
-    );
-    assert.ok(!/^\s+replicas:/m.test(statefulSet), "no replicas field: one pod, <fullname>-0");
-    assert.ok(statefulSet.includes('- name: {{ include "pms-chart.fullname" . }}-pms-init\n'));
-    assert.ok(statefulSet.includes('- name: {{ include "pms-chart.fullname" . }}-pms\n'));
-    assert.ok(
-      template("configmap-init-script.yaml").includes(
-        '{{ include "pms-chart.fullname" . }}-init-script',
-      ),
-    );
-    assert.ok(template("service.yaml").includes('name: {{ include "pms-chart.fullname" . }}\n'));
-    assert.ok(
-      template("ingress.yaml").includes('name: {{ include "pms-chart.fullname" . }}-ingress\n'),
-    );
-    assert.ok(
-      template("ingress.yaml").includes('- host: {{ trimPrefix "https://" .Values.ingress.url }}'),
-    );
+  it("names plex-migrate's own objects after the chart's fullname", () => {
     assert.deepStrictEqual(plexMigrateObjectNames("plex"), {
       configClaim: "plex-plex-media-server-config",
       archiveSecret: "plex-plex-media-server-archive",
       claimSecret: "plex-plex-media-server-claim",
     });
-  });
-
-  it("runs our script in the init container with /config and every extra mount, and no chart PVC", () => {
-    const statefulSet = template("statefulset.yaml");
-    const init = statefulSet.slice(
-      statefulSet.indexOf("-pms-init"),
-      statefulSet.indexOf(
-        "{{- if and .Values.rclone.enabled .Values.rclone.configSecret }}\n      - name:",
-      ),
-    );
-    assert.ok(init.includes('command: ["/init/init.sh"]'), "the script is executed directly");
-    assert.ok(init.includes("- name: pms-config\n          mountPath: /config"));
-    assert.ok(
-      init.includes("{{ toYaml .Values.extraVolumeMounts | indent 8}}"),
-      "extra mounts reach init",
-    );
-    assert.ok(!init.includes("env:"), "no env: settings are rendered into the script");
-    assert.ok(statefulSet.includes("claimName: {{ .Values.pms.configExistingClaim | quote }}"));
-    assert.ok(
-      statefulSet.includes(
-        "{{- if not .Values.pms.configExistingClaim }}\n  volumeClaimTemplates:",
-      ),
-    );
-    assert.ok(
-      template("configmap-init-script.yaml").includes(
-        "init.sh: |\n{{ .Values.initContainer.script | indent 4 }}",
-      ),
-    );
-    assert.ok(
-      !(["/config", "/init", "/transcode"] as string[]).includes(ARCHIVE_URL_MOUNT_PATH),
-      "the URL Secret mount does not shadow a chart mount",
-    );
   });
 });

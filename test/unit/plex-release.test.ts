@@ -19,6 +19,8 @@ import {
   unwrapSecrets,
 } from "../support/pulumi-mocks";
 import type { PlexReleaseArgs } from "../../components/plex-release";
+import type { PlexNetworking } from "../../lib/plex/networking";
+import { renderChart, type RenderedChart } from "../support/helm";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const GiB = 1024 ** 3;
@@ -27,6 +29,8 @@ const ARCHIVE_URL = `http://192.168.13.21:32499/${TOKEN}/plex-library.tar.zst`;
 const CLAIM = "claim-Secretclaimtoken123";
 const SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 const VM_VERSION = "1.41.3.9314-a0bfb8370";
+/** A direct path for clients, so only the warning a test is about is emitted. */
+const LB = { networking: { mode: "loadBalancer", address: "192.168.13.40" } } as const;
 
 const RELEASE_TYPE = "kubernetes:helm.sh/v3:Release";
 const PVC_TYPE = "kubernetes:core/v1:PersistentVolumeClaim";
@@ -55,7 +59,8 @@ function baseArgs(overrides: Partial<PlexReleaseArgs> = {}): PlexReleaseArgs {
     mediaVolumes: [],
     uid: 1000,
     gid: 1000,
-    serviceType: "ClusterIP",
+    networking: { mode: "internal" },
+    advertiseUrls: [],
     resources: {},
     archive: {
       url: pulumi.secret(ARCHIVE_URL),
@@ -108,6 +113,7 @@ async function build(
         configSize: plex.configSize,
         imageTag: plex.imageTag,
         plexUrl: plex.plexUrl,
+        advertisedUrl: plex.advertisedUrl,
         releaseUrn: plex.release.urn,
       };
     },
@@ -149,8 +155,13 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       baseArgs({
         mediaVolumes,
         claimToken: pulumi.secret(CLAIM),
-        serviceType: "LoadBalancer",
-        ingress: { host: "plex.example.com", className: "nginx", tlsSecret: "plex-tls" },
+        networking: {
+          mode: "ingress",
+          host: "plex.example.com",
+          className: "nginx",
+          tlsSecret: "plex-tls",
+        },
+        advertiseUrls: ["http://plex.example.net:32400"],
         resources: { cpuRequest: "1", memoryRequest: "2Gi", memoryLimit: "4Gi" },
       }),
     );
@@ -174,8 +185,12 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
         claimSecret: { name: "plex-plex-media-server-claim", key: "token" },
         resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "4Gi" } },
       },
-      service: { type: "LoadBalancer" },
-      extraEnv: { PLEX_UID: "1000", PLEX_GID: "1000" },
+      service: { type: "ClusterIP" },
+      extraEnv: {
+        PLEX_UID: "1000",
+        PLEX_GID: "1000",
+        ADVERTISE_IP: "https://plex.example.com:443,http://plex.example.net:32400",
+      },
       extraVolumes: [
         {
           name: "media-mnt-nas-plex-movies",
@@ -223,10 +238,13 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       "extraVolumeMounts",
       "extraVolumes",
       "image",
+      "ingress",
       "initContainer",
       "pms",
       "service",
     ]);
+    assert.deepStrictEqual(values.ingress, { enabled: false, ingressClassName: "" });
+    assert.deepStrictEqual(values.extraEnv, { PLEX_UID: "1000", PLEX_GID: "1000" });
     assert.deepStrictEqual(values.pms, {
       configExistingClaim: "plex-plex-media-server-config",
       readinessProbe: READINESS,
@@ -275,8 +293,8 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     assert.deepStrictEqual(claim.inputs.spec, {
       accessModes: ["ReadWriteOnce"],
       storageClassName: "local-zfs",
-      // 30 GiB + 50% = 45 GiB
-      resources: { requests: { storage: "45Gi" } },
+      // 30 GiB + 50% = 45 GiB, + 5% + 16 MiB + 1 GiB journal, / 0.93 for ext4: 52 GiB
+      resources: { requests: { storage: "52Gi" } },
     });
     assert.strictEqual(claim.retainOnDelete, true);
     assert.strictEqual(claim.protect, true);
@@ -301,7 +319,9 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const justOver = await build(
       baseArgs({ libraryBytes: 20 * GiB + 1, configHeadroomPercent: 0 }),
     );
-    assert.strictEqual(storage(justOver), "21Gi");
+    assert.strictEqual(storage(justOver), "24Gi");
+    const manyFiles = await build(baseArgs({ libraryBytes: 2 * GiB, fileCount: 3_000_000 }));
+    assert.strictEqual(storage(manyFiles), "76Gi", "3M files + 50%: 4.95M inodes of 16 KiB");
     const explicit = await build(baseArgs({ configSize: "200Gi" }));
     assert.strictEqual(storage(explicit), "200Gi");
     assert.deepStrictEqual(explicit.claim.ignoreChanges, [], "an explicit size is applied");
@@ -390,38 +410,44 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     ]);
   });
 
-  it("outputs the namespace, claim, size, tag and URL", async () => {
+  it("outputs the namespace, claim, size, tag and URLs", async () => {
     const plain = await build(baseArgs());
     const value = async (name: string) => (await unwrap(plain.outputs[name])).value;
     assert.strictEqual(await value("namespace"), "plex");
     assert.strictEqual(await value("configClaimName"), "plex-plex-media-server-config");
-    assert.strictEqual(await value("configSize"), "45Gi");
+    assert.strictEqual(await value("configSize"), "52Gi");
     assert.strictEqual(await value("imageTag"), VM_VERSION);
     assert.strictEqual(
       await value("plexUrl"),
       "http://plex-plex-media-server.plex.svc.cluster.local:32400",
     );
-    const withIngress = await build(baseArgs({ ingress: { host: "plex.example.com" } }));
+    assert.strictEqual(await value("advertisedUrl"), "", "nothing advertised when internal");
+    const withIngress = await build(
+      baseArgs({ networking: { mode: "ingress", host: "plex.example.com" } }),
+    );
     assert.strictEqual(
       (await unwrap(withIngress.outputs.plexUrl)).value,
-      "https://plex.example.com",
+      "http://plex.example.com:80",
     );
     assert.deepStrictEqual(withIngress.values.ingress, {
       enabled: true,
       url: "https://plex.example.com",
+      ingressClassName: "",
       tls: [],
     });
   });
 
   it("runs the VM's Plex version; an override is used but warned about", async () => {
     const unchanged = await captureWarnings(async () => {
-      const same = await build(baseArgs());
+      const same = await build(baseArgs(LB));
       assert.deepStrictEqual(same.values.image, { tag: VM_VERSION });
     });
     assert.deepStrictEqual(unchanged, []);
 
     const warnings = await captureWarnings(async () => {
-      const overridden = await build(baseArgs({ imageTagOverride: "1.42.2.10156-f737b826c" }));
+      const overridden = await build(
+        baseArgs({ ...LB, imageTagOverride: "1.42.2.10156-f737b826c" }),
+      );
       assert.deepStrictEqual(overridden.values.image, { tag: "1.42.2.10156-f737b826c" });
       assert.strictEqual(
         (await unwrap(overridden.outputs.imageTag)).value,
@@ -443,6 +469,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const covered = await captureWarnings(() =>
       build(
         baseArgs({
+          ...LB,
           mediaVolumes: [nas],
           vmMediaRoots: ["/mnt/nas-plex/Movies", "/mnt/nas-plex/TV Shows"],
         }),
@@ -452,6 +479,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const warnings = await captureWarnings(() =>
       build(
         baseArgs({
+          ...LB,
           mediaVolumes: [nas],
           vmMediaRoots: ["/mnt/nas-plex/Movies", "/srv/music", "/mnt/nas-plexx"],
         }),
@@ -538,7 +566,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [
         { configSize: "20Gi" },
-        /plexConfigSize 20Gi cannot hold the Plex library \(30\.00 GiB measured on the VM\)\. Fix: pulumi config set plexConfigSize 32Gi/,
+        /plexConfigSize 20Gi cannot hold the Plex library \(30\.00 GiB and 0 files measured on the VM\) once formatted: .*Fix: pulumi config set plexConfigSize 35Gi/,
       ],
       [{ plexVersion: "" }, /the VM reported Plex version "", which is not a pms-docker image tag/],
       [{ archive: { sha256: "not-a-sha" } }, /archive sha256 "not-a-sha" is not 64 hex digits/],
@@ -568,4 +596,143 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       for (const m of messages[i]) assert.ok(!m.includes(TOKEN), "the token never in an error");
     });
   });
+
+  describe("networking modes (values captured under mocks, rendered by real Helm)", () => {
+    const modes: [PlexNetworking, string, (chart: RenderedChart) => void][] = [
+      [
+        { mode: "host", address: "192.168.13.30" },
+        "http://192.168.13.30:32400",
+        (chart) => {
+          const spec = podSpecOf(chart);
+          assert.strictEqual(spec.hostNetwork, true);
+          assert.strictEqual(spec.dnsPolicy, "ClusterFirstWithHostNet");
+          assert.strictEqual(serviceSpecOf(chart).type, "ClusterIP");
+          assert.strictEqual(chart.has("Ingress"), false);
+        },
+      ],
+      [
+        { mode: "loadBalancer", address: "192.168.13.40" },
+        "http://192.168.13.40:32400",
+        (chart) => {
+          assert.strictEqual(podSpecOf(chart).hostNetwork, undefined);
+          const service = serviceSpecOf(chart);
+          assert.strictEqual(service.type, "LoadBalancer");
+          assert.strictEqual(service.loadBalancerIP, "192.168.13.40");
+          assert.strictEqual(service.externalTrafficPolicy, "Local");
+          assert.strictEqual(chart.has("Ingress"), false);
+        },
+      ],
+      [
+        { mode: "ingress", host: "plex.example.com", tlsSecret: "plex-tls" },
+        "https://plex.example.com:443",
+        (chart) => {
+          const ingress = chart.get("Ingress").spec as Record<string, unknown>;
+          assert.strictEqual("ingressClassName" in ingress, false, "the cluster's default class");
+          assert.deepStrictEqual(ingress.tls, [
+            { hosts: ["plex.example.com"], secretName: "plex-tls" },
+          ]);
+          assert.strictEqual(serviceSpecOf(chart).externalTrafficPolicy, undefined);
+        },
+      ],
+    ];
+    for (const [networking, url, check] of modes) {
+      it(`${networking.mode}: advertises ${url}, outputs it, and warns about nothing`, async () => {
+        let built: Built | undefined;
+        const warnings = await captureWarnings(async () => {
+          built = await build(baseArgs({ networking }));
+        });
+        assert.deepStrictEqual(warnings, []);
+        assert.ok(built);
+        assert.strictEqual((await unwrap(built.outputs.advertisedUrl)).value, url);
+        assert.strictEqual((await unwrap(built.outputs.plexUrl)).value, url);
+        const chart = renderChart(built.values);
+        assert.strictEqual(pmsEnvOf(chart).ADVERTISE_IP, url);
+        check(chart);
+      });
+    }
+
+    it("internal: warns at preview that clients have no direct path, advertises nothing", async () => {
+      let built: Built | undefined;
+      const warnings = await captureWarnings(async () => {
+        built = await build(baseArgs({ networking: { mode: "internal" } }));
+      });
+      assert.strictEqual(warnings.length, 1);
+      assert.match(warnings[0], /plexNetworking is "internal": Plex is reachable only inside/);
+      assert.match(warnings[0], /bandwidth-limited relay/);
+      assert.match(warnings[0], /Fix: pulumi config set plexNetworking host/);
+      assert.ok(built);
+      assert.strictEqual((await unwrap(built.outputs.advertisedUrl)).value, "");
+      const chart = renderChart(built.values);
+      assert.strictEqual(pmsEnvOf(chart).ADVERTISE_IP, undefined);
+      assert.strictEqual(serviceSpecOf(chart).type, "ClusterIP");
+    });
+
+    it("internal with advertised URLs of the user's own: no warning, those URLs advertised", async () => {
+      let built: Built | undefined;
+      const warnings = await captureWarnings(async () => {
+        built = await build(
+          baseArgs({
+            networking: { mode: "internal" },
+            advertiseUrls: ["https://plex.example.net:443"],
+          }),
+        );
+      });
+      assert.deepStrictEqual(warnings, []);
+      assert.ok(built);
+      assert.strictEqual(
+        (await unwrap(built.outputs.advertisedUrl)).value,
+        "https://plex.example.net:443",
+      );
+      assert.strictEqual(
+        pmsEnvOf(renderChart(built.values)).ADVERTISE_IP,
+        "https://plex.example.net:443",
+      );
+    });
+
+    it("rejects a mode without its fields and malformed advertised URLs, naming them", () => {
+      const { PlexRelease } =
+        require("../../components/plex-release") as typeof import("../../components/plex-release");
+      const cases: [Partial<PlexReleaseArgs>, RegExp][] = [
+        [{ networking: { mode: "host", address: "" } }, /networking: mode host needs the address/],
+        [
+          { networking: { mode: "ingress", host: "Plex Server" } },
+          /networking: ingress host "Plex Server" is not a host name/,
+        ],
+        [{ advertiseUrls: ["plex.lan"] }, /advertiseUrls: "plex.lan" is not a URL/],
+        [
+          { advertiseUrls: ["http://user:pw@plex.lan:32400"] },
+          /advertiseUrls: "http:\/\/user:pw@plex.lan:32400" must not hold credentials/,
+        ],
+      ];
+      for (const [overrides, message] of cases) {
+        assert.throws(
+          () => new PlexRelease("bad", baseArgs(overrides)),
+          (error: Error) => error instanceof pulumi.ResourceError && message.test(error.message),
+          `expected ${message}`,
+        );
+      }
+    });
+  });
 });
+
+function podSpecOf(chart: RenderedChart): { hostNetwork?: boolean; dnsPolicy?: string } {
+  return (chart.get("StatefulSet").spec as { template: { spec: Record<string, never> } }).template
+    .spec;
+}
+
+function serviceSpecOf(chart: RenderedChart): Record<string, string | undefined> {
+  return chart.get("Service").spec as Record<string, string | undefined>;
+}
+
+function pmsEnvOf(chart: RenderedChart): Record<string, string | undefined> {
+  const spec = (
+    chart.get("StatefulSet").spec as {
+      template: {
+        spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] };
+      };
+    }
+  ).template.spec;
+  const pms = spec.containers.find((c) => c.name.endsWith("-pms"));
+  assert.ok(pms);
+  return Object.fromEntries((pms.env ?? []).map((e) => [e.name, e.value]));
+}

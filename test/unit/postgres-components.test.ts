@@ -5,6 +5,8 @@
 import * as assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import {
+  ExternalPostgresArgs,
+  InClusterPostgresArgs,
   PostgresInstance,
   PostgresInstanceArgs,
   validatePostgresInstanceArgs,
@@ -25,17 +27,23 @@ import {
 const GENERATED = "mock-password-postgres-admin-password-0123456789";
 const ROLE_PASSWORD = "mock-password-tautulli-db-role-password-0123456789";
 
-const IN_CLUSTER: PostgresInstanceArgs = {
-  namespace: "plex",
+const IN_CLUSTER: InClusterPostgresArgs = {
   mode: "in-cluster",
+  namespace: "plex",
   version: "17",
   storageSize: "10Gi",
-  serviceType: "ClusterIP",
-  endpoint: { host: "127.0.0.1", port: 15432 },
-  port: 5432,
   adminUser: "postgres",
-  sslMode: "disable",
   protectData: true,
+  tunnel: { context: "homelab", localPort: 15432 },
+};
+
+const EXTERNAL: ExternalPostgresArgs = {
+  mode: "external",
+  host: "db.example.com",
+  port: 5433,
+  adminUser: "admin",
+  adminPassword: pulumi.secret("ext-secret-pw"),
+  sslMode: "require",
 };
 
 interface Built {
@@ -46,13 +54,13 @@ interface Built {
 }
 
 async function build(
-  args: Partial<PostgresInstanceArgs> = {},
+  args: PostgresInstanceArgs = IN_CLUSTER,
   options: { database?: boolean; protectData?: boolean } = {},
 ): Promise<Built> {
   let built: Omit<Built, "run"> | undefined;
   const run = await runWithMocks(
     () => {
-      const postgres = new PostgresInstance("postgres", { ...IN_CLUSTER, ...args });
+      const postgres = new PostgresInstance("postgres", args);
       let database: TautulliDatabase | undefined;
       let schema: SchemaMigrations | undefined;
       if (options.database) {
@@ -67,10 +75,14 @@ async function build(
             roleName: "tautulli",
             secretName: "tautulli-database",
             protectData: options.protectData ?? true,
+            serverInVolume: args.mode === "in-cluster",
           },
           { dependsOn: [postgres] },
         );
-        schema = new SchemaMigrations("tautulli-schema", { databaseUrl: database.databaseUrl });
+        schema = new SchemaMigrations("tautulli-schema", {
+          databaseUrl: database.databaseUrl,
+          reachedAt: postgres.reachedAt,
+        });
       }
       built = { postgres, database, schema };
       return {};
@@ -238,28 +250,49 @@ describe("PostgresInstance (mocks)", () => {
     assertNoPlainSecret(run, [GENERATED]);
   });
 
-  it("NodePort: the endpoint's port becomes the Service's nodePort", async () => {
-    const { run, postgres } = await build({
-      serviceType: "NodePort",
-      endpoint: { host: "192.168.1.50", port: 30432 },
-    });
-    const service = run.get("kubernetes:core/v1:Service", "postgres");
-    assert.deepEqual((inputs(service).spec as { ports: unknown[] }).ports, [
-      { name: "postgres", port: 5432, targetPort: "postgres", protocol: "TCP", nodePort: 30432 },
+  it("in-cluster: pulumi up reaches the server only through the tunnel to its pod", async () => {
+    const { run, postgres } = await build();
+    assert.deepEqual(run.tunnels, [
+      {
+        context: "homelab",
+        namespace: "plex",
+        target: {
+          selector: {
+            "app.kubernetes.io/name": "postgres",
+            "app.kubernetes.io/instance": "postgres",
+          },
+        },
+        remotePort: 5432,
+        localPort: 15432,
+      },
     ]);
-    const admin = (await unwrap(postgres.admin)).value;
-    assert.deepEqual([admin.host, admin.port], ["192.168.1.50", 30432]);
+    // The tunnel's selector is the StatefulSet's: it leads to that pod and no other.
+    const statefulSet = inputsOf(run, "kubernetes:apps/v1:StatefulSet", "postgres");
+    assert.deepEqual(statefulSet.spec.selector.matchLabels, run.tunnels[0].target.selector);
+    assert.equal(
+      (await unwrap(postgres.reachedAt)).value,
+      "127.0.0.1:15432 (the program's tunnel through the Kubernetes API to the Ready pod " +
+        "app.kubernetes.io/name=postgres,app.kubernetes.io/instance=postgres in namespace plex, port 5432)",
+    );
+    // Nothing is published: ClusterIP, no nodePort, no LoadBalancer.
+    const service = inputsOf(run, "kubernetes:core/v1:Service", "postgres");
+    assert.equal(service.spec.type, "ClusterIP");
+    assert.ok(!JSON.stringify(service).includes("nodePort"));
   });
 
-  it("LoadBalancer without an endpoint: pulumi up uses the balancer's address", async () => {
-    const { postgres } = await build({ serviceType: "LoadBalancer", endpoint: undefined });
-    const admin = await unwrap(postgres.admin);
-    assert.equal(admin.secret, true);
-    assert.deepEqual([admin.value.host, admin.value.port], ["192.0.2.10", 5432]);
+  it("the same args twice give the same inputs (the tunnel's port is fixed, not chosen)", async () => {
+    const first = await build(IN_CLUSTER, { database: true });
+    const second = await build(IN_CLUSTER, { database: true });
+    const inputsByUrn = (run: MockRun) =>
+      Object.fromEntries(run.registrations.map((r) => [r.urn, r.inputs]));
+    assert.deepEqual(inputsByUrn(second.run), inputsByUrn(first.run));
   });
 
   it("a configured admin password is used, stays secret, and nothing is generated", async () => {
-    const { run, postgres } = await build({ adminPassword: pulumi.secret("configured-Pa55word") });
+    const { run, postgres } = await build({
+      ...IN_CLUSTER,
+      adminPassword: pulumi.secret("configured-Pa55word"),
+    });
     assert.equal(run.byType("random:index/randomPassword:RandomPassword").length, 0);
     const secret = run.get("kubernetes:core/v1:Secret", "postgres-admin");
     assert.equal(
@@ -274,21 +307,14 @@ describe("PostgresInstance (mocks)", () => {
   });
 
   it("protectData false: the claim is neither protected nor retained", async () => {
-    const { run } = await build({ protectData: false });
+    const { run } = await build({ ...IN_CLUSTER, protectData: false });
     const claim = run.get("kubernetes:core/v1:PersistentVolumeClaim", "postgres-data");
     assert.deepEqual([claim.protect, claim.retainOnDelete], [false, false]);
   });
 
-  it("external: creates nothing and hands out the configured server", async () => {
-    const { run, postgres } = await build({
-      mode: "external",
-      host: "db.example.com",
-      port: 5433,
-      endpoint: undefined,
-      adminUser: "admin",
-      adminPassword: pulumi.secret("ext-secret-pw"),
-      sslMode: "require",
-    });
+  it("external: creates nothing, opens no tunnel, and hands out the configured server", async () => {
+    const { run, postgres } = await build(EXTERNAL);
+    assert.deepEqual(run.tunnels, []);
     assert.deepEqual(
       run.registrations.map((r) => r.type).filter((t) => t !== "pulumi:pulumi:Stack"),
       ["plex-migrate:postgres:Instance"],
@@ -305,47 +331,38 @@ describe("PostgresInstance (mocks)", () => {
     });
     assert.equal((await unwrap(postgres.serviceName)).value, "db.example.com:5433");
     assert.equal((await unwrap(postgres.clusterHost)).value, "db.example.com");
+    const viaEndpoint = await build({ ...EXTERNAL, endpoint: { host: "10.0.0.9", port: 6432 } });
+    const reached = (await unwrap(viaEndpoint.postgres.admin)).value;
+    assert.deepEqual([reached.host, reached.port], ["10.0.0.9", 6432]);
+    assert.equal((await unwrap(viaEndpoint.postgres.clusterHost)).value, "db.example.com");
+    assert.equal(
+      (await unwrap(viaEndpoint.postgres.reachedAt)).value,
+      "10.0.0.9:6432 (postgresEndpoint, else postgresHost:postgresPort)",
+    );
   });
 
   it("names each bad combination of args with the key and the fix", () => {
     assert.deepEqual(validatePostgresInstanceArgs(IN_CLUSTER), []);
-    assert.match(
-      validatePostgresInstanceArgs({ ...IN_CLUSTER, sslMode: "require" }).join(),
-      /postgresSslMode "require" needs a server with TLS/,
+    assert.deepEqual(validatePostgresInstanceArgs({ ...IN_CLUSTER, version: "12" }), [
+      'postgresVersion must be a major version 13 or newer, got "12"',
+    ]);
+    assert.deepEqual(
+      validatePostgresInstanceArgs({ ...IN_CLUSTER, tunnel: { localPort: 70000 } }),
+      ["postgresTunnelPort must be a TCP port from 1 to 65535, got 70000"],
     );
-    assert.match(
-      validatePostgresInstanceArgs({ ...IN_CLUSTER, endpoint: undefined }).join(),
-      /postgresEndpoint is required with postgresServiceType ClusterIP/,
-    );
-    assert.match(
-      validatePostgresInstanceArgs({
-        ...IN_CLUSTER,
-        serviceType: "NodePort",
-        endpoint: { host: "h", port: 5432 },
-      }).join(),
-      /port 5432 becomes the nodePort and must be from 30000 to 32767/,
-    );
-    assert.match(
-      validatePostgresInstanceArgs({ ...IN_CLUSTER, version: "12" }).join(),
-      /13 or newer/,
-    );
-    assert.deepEqual(validatePostgresInstanceArgs({ ...IN_CLUSTER, mode: "external" }), [
+    assert.deepEqual(validatePostgresInstanceArgs({ ...EXTERNAL, host: "" }), [
       'postgresHost is required when postgresMode is "external"',
-      'postgresAdminPassword is required when postgresMode is "external" (pulumi config set --secret postgresAdminPassword ...)',
     ]);
   });
 
   it("the constructor fails the deployment with those messages", async () => {
-    await assert.rejects(
-      build({ sslMode: "verify-full" }),
-      /postgresSslMode "verify-full" needs a server with TLS/,
-    );
+    await assert.rejects(build({ ...IN_CLUSTER, version: "9" }), /13 or newer, got "9"/);
   });
 });
 
 describe("TautulliDatabase and SchemaMigrations (mocks)", () => {
   it("creates the provider, role, database, revoke and Secret with exact inputs; secrets stay secret", async () => {
-    const { run, database, schema } = await build({}, { database: true });
+    const { run, database, schema } = await build(IN_CLUSTER, { database: true });
     const self = component(run, "plex-migrate:postgres:Database", "tautulli-db");
 
     const provider = run.get("pulumi:providers:postgresql", "tautulli-db-admin");
@@ -447,6 +464,7 @@ describe("TautulliDatabase and SchemaMigrations (mocks)", () => {
     assert.ok(isSecretInput(migrations, "databaseUrl"));
     assert.deepEqual(inputs(migrations).migrations, listMigrationNames());
     assert.equal(inputs(migrations).stamp, false);
+    assert.match(inputs(migrations).reachedAt, /^127\.0\.0\.1:15432 \(the program's tunnel/);
     assert.deepEqual(migrations.additionalSecretOutputs, ["databaseUrl"]);
     assert.equal(typeof inputs(migrations).__provider, "string");
     void schema;
@@ -454,23 +472,31 @@ describe("TautulliDatabase and SchemaMigrations (mocks)", () => {
     assertNoPlainSecret(run, [GENERATED, ROLE_PASSWORD]);
   });
 
-  it("protectData false: the database may be deleted with its role", async () => {
-    const { run } = await build({}, { database: true, protectData: false });
+  it("in-cluster, protectData false: role, database and grant leave the state only (they live in the volume)", async () => {
+    const { run } = await build(IN_CLUSTER, { database: true, protectData: false });
     const db = run.get("postgresql:index/database:Database", "tautulli-db-database");
     const role = run.get("postgresql:index/role:Role", "tautulli-db-role");
-    assert.deepEqual([db.protect, db.retainOnDelete, role.retainOnDelete], [false, false, false]);
+    const grant = run.get("postgresql:index/grant:Grant", "tautulli-db-revoke-public");
+    assert.deepEqual(
+      [db.protect, db.retainOnDelete, role.retainOnDelete, grant.retainOnDelete],
+      [false, true, true, true],
+    );
+  });
+
+  it("external, protectData false: the database may be deleted with its role", async () => {
+    const { run } = await build(EXTERNAL, { database: true, protectData: false });
+    const db = run.get("postgresql:index/database:Database", "tautulli-db-database");
+    const role = run.get("postgresql:index/role:Role", "tautulli-db-role");
+    const grant = run.get("postgresql:index/grant:Grant", "tautulli-db-revoke-public");
+    assert.deepEqual(
+      [db.protect, db.retainOnDelete, role.retainOnDelete, grant.retainOnDelete],
+      [false, false, false, false],
+    );
   });
 
   it("sslmode reaches the provider, the URL and the Secret (external server)", async () => {
     const { run, database } = await build(
-      {
-        mode: "external",
-        host: "db.example.com",
-        port: 5432,
-        endpoint: undefined,
-        adminPassword: pulumi.secret("ext-secret-pw"),
-        sslMode: "verify-full",
-      },
+      { ...EXTERNAL, port: 5432, sslMode: "verify-full" },
       { database: true },
     );
     assert.equal(

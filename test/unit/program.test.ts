@@ -18,6 +18,7 @@ import {
   unwrap,
 } from "../support/pulumi-mocks";
 import { sourceVmCommandOutputs } from "../support/fake-vm/mock-outputs";
+import { tunnelPortFor } from "../../lib/postgres/tunnel";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const SSH_KEY =
@@ -30,6 +31,8 @@ const CMD = "command:remote:Command";
 const RELEASE = "kubernetes:helm.sh/v3:Release";
 const SCHEMA = "pulumi-nodejs:dynamic/plex-migrate:SchemaMigrations";
 const IMPORT = "pulumi-nodejs:dynamic/plex-migrate:SqliteImport";
+/** The dev stack's tunnel to its in-cluster Postgres: a port fixed by the stack name. */
+const DEV_TUNNEL_PORT = tunnelPortFor("plex-migrate", "dev");
 
 /** Values of Pulumi.<stack>.yaml without the project prefix. */
 function stackFile(stack: string): Record<string, unknown> {
@@ -181,8 +184,8 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     const { __provider, ...inputs } = tautulliImport.inputs;
     assert.match(String(__provider), /exports\.handler/, "the serialized provider travels with it");
     assert.deepStrictEqual(inputs, {
-      databaseUrl:
-        "postgres://tautulli:mock-password-tautulli-db-role-password-0123456789@192.168.13.30:30432/tautulli",
+      databaseUrl: `postgres://tautulli:mock-password-tautulli-db-role-password-0123456789@127.0.0.1:${DEV_TUNNEL_PORT}/tautulli`,
+      reachedAt: `127.0.0.1:${DEV_TUNNEL_PORT} (the program's tunnel through the Kubernetes API to the Ready pod app.kubernetes.io/name=postgres,app.kubernetes.io/instance=postgres in namespace plex, port 5432)`,
       source: {
         url: `http://192.168.13.21:32499/${"mock-password-source-vm-serve-token-0123456789"}/tautulli.db`,
         sha256: "b".repeat(64),
@@ -194,6 +197,46 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.ok(isSecretInput(tautulliImport, "databaseUrl"), "database URL is secret");
     assert.ok(isSecretInput(tautulliImport, "source.url"), "snapshot URL (token) is secret");
     assert.ok(tautulliImport.additionalSecretOutputs.includes("databaseUrl"));
+  });
+
+  it("reaches the in-cluster Postgres only through the tunnel: every consumer is wired to it", async () => {
+    // One tunnel, through the stack's kubeContext, to the server's pod; no endpoint configured.
+    assert.strictEqual(stackFile("dev").postgresEndpoint, undefined);
+    assert.deepStrictEqual(dev.tunnels, [
+      {
+        context: "homelab",
+        namespace: "plex",
+        target: {
+          selector: {
+            "app.kubernetes.io/name": "postgres",
+            "app.kubernetes.io/instance": "postgres",
+          },
+        },
+        remotePort: 5432,
+        localPort: DEV_TUNNEL_PORT,
+      },
+    ]);
+    const local = `127.0.0.1:${DEV_TUNNEL_PORT}`;
+    const provider = dev.byType("pulumi:providers:postgresql")[0].inputs;
+    assert.strictEqual(`${provider.host}:${provider.port}`, local, "role, database, grant");
+    for (const type of [SCHEMA, IMPORT]) {
+      const url = new URL(String(dev.byType(type)[0].inputs.databaseUrl));
+      assert.strictEqual(url.host, local, type);
+    }
+    // Pods keep using the Service; the Service publishes nothing.
+    const connection = dev.get("kubernetes:core/v1:Secret", "tautulli-db-connection").inputs
+      .stringData as Record<string, string>;
+    assert.strictEqual(`${connection.host}:${connection.port}`, "postgres.plex.svc:5432");
+    const service = dev.get("kubernetes:core/v1:Service", "postgres").inputs.spec as {
+      type: string;
+    };
+    assert.strictEqual(service.type, "ClusterIP");
+    // An external server is reached directly: no tunnel.
+    assert.deepStrictEqual(prod.tunnels, []);
+    // A second run with the same config has the same inputs everywhere.
+    const again = await runStack("dev");
+    const inputsOf = (run: MockRun) => run.registrations.map((r) => [r.urn, r.rawInputs]);
+    assert.deepStrictEqual(inputsOf(again), inputsOf(dev));
   });
 
   it("keeps every secret out of plain inputs and plain stack outputs", async () => {
@@ -300,6 +343,10 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.strictEqual(devRelease.namespace, "plex");
     assert.strictEqual(prodRelease.namespace, "media");
     assert.strictEqual(devRelease.values.service.type, "LoadBalancer");
+    assert.strictEqual(
+      (devRelease.values as { extraEnv?: Record<string, string> }).extraEnv?.ADVERTISE_IP,
+      "http://192.168.13.40:32400",
+    );
     assert.strictEqual(prodRelease.values.service.type, "ClusterIP");
     assert.ok(!devRelease.values.ingress?.enabled);
     assert.strictEqual(prodRelease.values.ingress?.enabled, true);
@@ -345,8 +392,12 @@ describe("the program (index.ts) under Pulumi mocks", function () {
       run.byType("pulumi:providers:postgresql")[0].inputs as Record<string, unknown>;
     assert.strictEqual(pgProvider(prod).host, "pg.prod.internal");
     assert.strictEqual(pgProvider(prod).sslmode, "verify-full");
-    assert.strictEqual(pgProvider(dev).host, "192.168.13.30");
-    assert.strictEqual(String(pgProvider(dev).port), "30432", "provider inputs travel as strings");
+    assert.strictEqual(pgProvider(dev).host, "127.0.0.1");
+    assert.strictEqual(
+      String(pgProvider(dev).port),
+      String(DEV_TUNNEL_PORT),
+      "provider inputs travel as strings",
+    );
     const role = (run: MockRun) =>
       run.byType("postgresql:index/role:Role")[0].inputs as { name: string };
     assert.strictEqual(role(dev).name, "tautulli");
@@ -392,7 +443,9 @@ describe("the program (index.ts) under Pulumi mocks", function () {
       plexUid: 1001,
       plexGid: 1001,
       plexClaimToken: "claim-OTHER",
-      plexServiceType: "NodePort",
+      plexNetworking: "host",
+      plexAddress: "192.168.13.41",
+      plexAdvertiseUrls: ["http://plex.example.net:32400"],
       plexIngressHost: "plex.home.arpa",
       plexIngressClass: "traefik",
       plexIngressTlsSecret: "plex-tls",
@@ -403,8 +456,8 @@ describe("the program (index.ts) under Pulumi mocks", function () {
       postgresVersion: "16",
       postgresStorageSize: "20Gi",
       postgresStorageClass: "local-path",
-      postgresServiceType: "LoadBalancer",
       postgresEndpoint: "192.168.13.31:31432",
+      postgresTunnelPort: 24001,
       postgresHost: "db.lan",
       postgresPort: 5433,
       postgresAdminUser: "pgadmin",
@@ -420,12 +473,18 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     // Keys that only mean something next to another value: [baseline, changed] overrides, so
     // that only the key itself differs between the two runs.
     const external = { postgresMode: "external", postgresHost: "db.lan" };
-    const ingress = { plexIngressHost: "plex.home.arpa" };
+    const ingress = {
+      plexNetworking: "ingress",
+      plexAddress: "",
+      plexIngressHost: "plex.home.arpa",
+    };
     const pairs: Record<string, [Record<string, unknown>, Record<string, unknown>]> = {
       postgresMode: [{}, external],
       postgresHost: [external, { ...external, postgresHost: "db2.lan" }],
       postgresPort: [external, { ...external, postgresPort: 5433 }],
       postgresSslMode: [external, { ...external, postgresSslMode: "verify-full" }],
+      postgresEndpoint: [external, { ...external, postgresEndpoint: "192.168.13.31:31432" }],
+      plexIngressHost: [ingress, { ...ingress, plexIngressHost: "plex2.home.arpa" }],
       plexIngressClass: [ingress, { ...ingress, plexIngressClass: "traefik" }],
       plexIngressTlsSecret: [ingress, { ...ingress, plexIngressTlsSecret: "plex-tls" }],
     };
