@@ -15,13 +15,16 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { plexMigrateObjectNames } from "../lib/plex/chart";
 import {
+  knownHostsFor,
   loadInitScript,
   plexSyncValues,
   scriptDigest,
+  syncConnectionProblems,
   type DatabaseChecksum,
   type SyncConnection,
 } from "../lib/plex/init-script";
-import { resolveConfigSize } from "../lib/plex/sizing";
+import { parseImageRef } from "../lib/plex/helm-values";
+import { parseQuantity, resolveConfigSize } from "../lib/plex/sizing";
 import { syncScriptData, syncSecretData, warmCopyJob } from "../lib/plex/warm-copy";
 
 /** How the cluster pulls the library from the VM. */
@@ -85,6 +88,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
   ) {
     super("plex-migrate:plex:ConfigVolume", name, {}, opts);
     this.args = args;
+    this.validate(args);
     const own = plexMigrateObjectNames(args.releaseName);
     const labels = {
       "app.kubernetes.io/part-of": "plex-migrate",
@@ -201,6 +205,45 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     });
   }
 
+  private validate(args: PlexConfigVolumeArgs): void {
+    const problems: string[] = [];
+    if (!DNS_LABEL.test(args.namespace) || args.namespace.length > 63) {
+      problems.push(`namespace "${args.namespace}" must be a DNS label`);
+    }
+    if (args.configSize !== "auto") {
+      try {
+        parseQuantity(args.configSize);
+      } catch (error) {
+        problems.push(`configSize: ${(error as Error).message}, or "auto"`);
+      }
+    }
+    if (!Number.isInteger(args.configHeadroomPercent) || args.configHeadroomPercent < 0) {
+      problems.push(
+        `configHeadroomPercent ${args.configHeadroomPercent} must be a whole number >= 0`,
+      );
+    }
+    try {
+      parseImageRef(args.sync.image);
+    } catch (error) {
+      problems.push(`sync.image: ${(error as Error).message}`);
+    }
+    try {
+      knownHostsFor(args.sync.hostKey);
+    } catch (error) {
+      problems.push(`sync.hostKey: ${(error as Error).message}`);
+    }
+    problems.push(
+      ...syncConnectionProblems(args.sync.connection).map((p) => `sync.connection: ${p}`),
+    );
+    const timeout = args.sync.warmCopyTimeoutMinutes;
+    if (!Number.isInteger(timeout) || timeout < 1) {
+      problems.push(`sync.warmCopyTimeoutMinutes ${timeout} must be a whole number of minutes`);
+    }
+    if (problems.length > 0) {
+      throw new pulumi.ResourceError(`PlexConfigVolume ${problems.join("; ")}`, this);
+    }
+  }
+
   private secretData(privateKey: string): Record<string, string> {
     try {
       return syncSecretData(privateKey, this.args.sync.hostKey);
@@ -249,6 +292,8 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     );
   }
 }
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
 function withDependencies(

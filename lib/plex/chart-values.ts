@@ -30,6 +30,13 @@ export function loadChartValues(
   return { ...values, service };
 }
 
+/**
+ * Values whose default is `{}` but that the templates render as a raw list: statefulset.yaml puts
+ * `{{- with .Values.extraInitContainers }}{{- toYaml . | nindent 6 }}` under `initContainers:`,
+ * so only a list renders valid YAML (checked by real Helm in test/unit/plex-chart-render.test.ts).
+ */
+const LIST_VALUES_WITH_MAP_DEFAULT = new Set(["extraInitContainers"]);
+
 function isMap(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -53,7 +60,9 @@ export function unknownValueKeys(
       continue;
     }
     const chartDefault = chartDefaults[key];
-    if (Array.isArray(chartDefault)) {
+    if (!prefix && LIST_VALUES_WITH_MAP_DEFAULT.has(key)) {
+      if (!Array.isArray(value)) problems.push(`${keyPath}: the chart expects a list`);
+    } else if (Array.isArray(chartDefault)) {
       if (!Array.isArray(value)) problems.push(`${keyPath}: the chart expects a list`);
     } else if (isMap(chartDefault)) {
       if (!isMap(value)) {

@@ -33,6 +33,8 @@ export interface Registration {
   additionalSecretOutputs: string[];
   ignoreChanges: string[];
   deleteBeforeReplace: boolean;
+  /** customTimeouts as registered ("" where unset). */
+  customTimeouts: { create: string; update: string; delete: string };
 }
 
 export type OutputsFor = (registration: Registration) => Record<string, unknown>;
@@ -48,6 +50,7 @@ export const KNOWN_TYPES: Record<string, OutputsFor> = {
   "kubernetes:core/v1:PersistentVolumeClaim": () => ({}),
   "kubernetes:core/v1:Secret": () => ({}),
   "kubernetes:core/v1:ConfigMap": () => ({}),
+  "kubernetes:batch/v1:Job": () => ({}),
   "kubernetes:core/v1:Service": (r) => ({
     status:
       (r.inputs.spec as { type?: string } | undefined)?.type === "LoadBalancer"
@@ -149,6 +152,8 @@ interface RegisterResourceRequest {
   getAdditionalsecretoutputsList(): string[];
   getIgnorechangesList(): string[];
   getDeletebeforereplace(): boolean;
+  getCustomtimeouts():
+    { getCreate(): string; getUpdate(): string; getDelete(): string } | undefined;
 }
 
 function patchMonitor(): void {
@@ -183,6 +188,11 @@ function patchMonitor(): void {
       additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
       ignoreChanges: req.getIgnorechangesList(),
       deleteBeforeReplace: req.getDeletebeforereplace(),
+      customTimeouts: {
+        create: req.getCustomtimeouts()?.getCreate() ?? "",
+        update: req.getCustomtimeouts()?.getUpdate() ?? "",
+        delete: req.getCustomtimeouts()?.getDelete() ?? "",
+      },
     };
     capturing?.push(registration);
     return original.call(this, req, callback);

@@ -9,7 +9,7 @@ import { execFileSync } from "child_process";
 import { parseMediaVolume, type MediaVolume } from "../../lib/config";
 import { chartResourceNames } from "../../lib/plex/chart";
 import { buildPlexValues, type PlexValuesInput } from "../../lib/plex/helm-values";
-import { renderInitScript } from "../../lib/plex/init-script";
+import { plexSyncValues } from "../../lib/plex/init-script";
 import { HELM_MODULE_VERSION, helmBinary, renderChart, type Manifest } from "../support/helm";
 
 const NAMES = chartResourceNames("plex");
@@ -20,23 +20,30 @@ function media(entry: string): MediaVolume {
   return parsed;
 }
 
-const INIT_SCRIPT = renderInitScript({
-  archiveSha256: "c".repeat(64),
-  archiveBytes: 5_000_000,
-  archiveFormat: "tar.zst",
-  libraryBytes: 9_000_000,
+const SYNC = plexSyncValues({
+  containerName: NAMES.initContainer,
+  image: "instrumentisto/rsync-ssh:alpine3.23-r3",
+  connection: { host: "192.168.13.21", port: 2222, user: "admin" },
   uid: 999,
   gid: 999,
+  excludes: [],
+  databases: [
+    {
+      path: "Plug-in Support/Databases/com.plexapp.plugins.library.db",
+      sha256: "c".repeat(64),
+      bytes: 9_000_000,
+    },
+  ],
+  secretName: "plex-plex-media-server-sync",
+  scriptConfigMapName: "plex-plex-media-server-sync-script",
 });
 
 function input(overrides: Partial<PlexValuesInput> = {}): PlexValuesInput {
   return {
     releaseName: "plex",
     imageTag: "1.41.3.9314-a0bfb8370",
-    initImage: "alpine:3.22",
-    initScript: INIT_SCRIPT,
+    sync: SYNC,
     configClaimName: "plex-plex-media-server-config",
-    archiveSecretName: "plex-plex-media-server-archive",
     mediaVolumes: [
       media("/data/movies=nfs://192.168.13.5/volume1/movies"),
       media("/mnt/tv=hostpath:///srv/tv?rw"),
@@ -95,10 +102,20 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
   it("creates the objects under the names chartResourceNames gives (the outputs and hints)", () => {
     for (const releaseName of ["plex", "plex-media-server", "home-plex-media-server-1"]) {
       const names = chartResourceNames(releaseName);
-      const chart = renderChart(buildPlexValues(input({ releaseName })), { releaseName });
+      const sync = plexSyncValues({
+        containerName: names.initContainer,
+        image: "instrumentisto/rsync-ssh:alpine3.23-r3",
+        connection: { host: "vm", port: 22, user: "root" },
+        uid: 999,
+        gid: 999,
+        excludes: [],
+        databases: [],
+        secretName: "s",
+        scriptConfigMapName: "c",
+      });
+      const chart = renderChart(buildPlexValues(input({ releaseName, sync })), { releaseName });
       const kinds = chart.manifests.map((m) => `${m.kind}/${m.metadata.name}`).sort();
       assert.deepStrictEqual(kinds, [
-        `ConfigMap/${names.initScriptConfigMap}`,
         `Service/${names.service}`,
         `ServiceAccount/${names.serviceAccount}`,
         `StatefulSet/${names.statefulSet}`,
@@ -127,7 +144,7 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
     }
   });
 
-  it("renders the init container, ConfigMap, mounts and probe the move depends on", () => {
+  it("renders our init container, its volumes (the key in no other container), mounts and probe", () => {
     const chart = render();
     const statefulSet = chart.get("StatefulSet", NAMES.statefulSet);
     const spec = podSpec(statefulSet);
@@ -139,29 +156,30 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
       [NAMES.initContainer],
     );
     const init = spec.initContainers[0];
-    assert.strictEqual(init.image, "index.docker.io/alpine:3.22");
-    assert.deepStrictEqual(init.command, ["/init/init.sh"]);
-    assert.strictEqual(init.env, undefined, "the chart gives its init container no env");
+    // Our own container (extraInitContainers), byte for byte: the chart adds nothing to it.
+    assert.deepStrictEqual(init, SYNC.extraInitContainers[0]);
+    assert.strictEqual(init.image, "instrumentisto/rsync-ssh:alpine3.23-r3");
+    assert.deepStrictEqual(init.command, ["sh", "/plex-migrate-script/plex-init.sh"]);
+    assert.strictEqual(env(init).PLEX_SYNC_PHASE, "final");
+    assert.strictEqual(env(init).PLEX_SYNC_PORT, "2222");
     assert.deepStrictEqual(init.volumeMounts, [
       { name: "pms-config", mountPath: "/config" },
-      { name: "init-script-configmap", mountPath: "/init" },
-      { name: "media-data-movies", mountPath: "/data/movies", readOnly: true },
-      { name: "media-mnt-tv", mountPath: "/mnt/tv", readOnly: false },
-      { name: "plex-migrate-archive", mountPath: "/plex-migrate", readOnly: true },
+      { name: "plex-migrate-sync", mountPath: "/plex-migrate-sync", readOnly: true },
+      { name: "plex-migrate-script", mountPath: "/plex-migrate-script", readOnly: true },
     ]);
-
-    const configMap = chart.get("ConfigMap", NAMES.initScriptConfigMap);
-    assert.strictEqual(
-      (configMap.data as Record<string, string>)["init.sh"],
-      `${INIT_SCRIPT}\n`.replace(/\n+$/, "\n"),
-      "the script reaches the pod byte for byte (Helm's block scalar keeps one final newline)",
-    );
+    assert.strictEqual(chart.has("ConfigMap"), false, "the chart's own init script is not used");
     assert.deepStrictEqual(
-      spec.volumes.find((v) => v.name === "init-script-configmap"),
-      {
-        name: "init-script-configmap",
-        configMap: { defaultMode: 0o700, name: NAMES.initScriptConfigMap },
-      },
+      spec.volumes.filter((v) => String(v.name).startsWith("plex-migrate-")),
+      [
+        {
+          name: "plex-migrate-sync",
+          secret: { secretName: "plex-plex-media-server-sync", defaultMode: 0o400 },
+        },
+        {
+          name: "plex-migrate-script",
+          configMap: { name: "plex-plex-media-server-sync-script", defaultMode: 0o555 },
+        },
+      ],
     );
     assert.deepStrictEqual(
       spec.volumes.find((v) => v.name === "pms-config"),
@@ -180,7 +198,6 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
       { name: "pms-transcode", mountPath: "/transcode" },
       { name: "media-data-movies", mountPath: "/data/movies", readOnly: true },
       { name: "media-mnt-tv", mountPath: "/mnt/tv", readOnly: false },
-      { name: "plex-migrate-archive", mountPath: "/plex-migrate", readOnly: true },
     ]);
     assert.deepStrictEqual(plex.readinessProbe, {
       httpGet: { path: "/identity", port: 32400 },

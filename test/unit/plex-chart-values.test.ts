@@ -17,7 +17,7 @@ import {
 import { loadChartValues, unknownValueKeys } from "../../lib/plex/chart-values";
 import { buildPlexValues } from "../../lib/plex/helm-values";
 import type { PlexNetworking } from "../../lib/plex/networking";
-import { renderInitScript } from "../../lib/plex/init-script";
+import { plexSyncValues } from "../../lib/plex/init-script";
 
 const template = (name: string) =>
   fs.readFileSync(path.join(CHART_REFERENCE_DIR, "templates", name), "utf8");
@@ -40,17 +40,18 @@ function everyFeatureValues(networking: PlexNetworking): Record<string, unknown>
   return buildPlexValues({
     releaseName: "plex",
     imageTag: "1.41.3.9314-a0bfb8370",
-    initImage: "alpine:3.22",
-    initScript: renderInitScript({
-      archiveSha256: "a".repeat(64),
-      archiveBytes: 1000,
-      archiveFormat: "tar.zst",
-      libraryBytes: 4000,
+    sync: plexSyncValues({
+      containerName: "plex-plex-media-server-pms-init",
+      image: "instrumentisto/rsync-ssh:alpine3.23-r3",
+      connection: { host: "vm", port: 22, user: "root" },
       uid: 1000,
       gid: 1000,
+      excludes: ["Cache"],
+      databases: [{ path: "x.db", sha256: "a".repeat(64), bytes: 4000 }],
+      secretName: "plex-plex-media-server-sync",
+      scriptConfigMapName: "plex-plex-media-server-sync-script",
     }),
     configClaimName: "plex-plex-media-server-config",
-    archiveSecretName: "plex-plex-media-server-archive",
     claimSecretName: "plex-plex-media-server-claim",
     mediaVolumes: [
       media("/mnt/nas-plex/Movies=nfs://nas/volume1/movies"),
@@ -76,7 +77,7 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
     // The keys that carry the move are really among them.
     const pms = values.pms as Record<string, unknown>;
     assert.strictEqual(pms.configExistingClaim, "plex-plex-media-server-config");
-    assert.ok((values.initContainer as { script: string }).script.startsWith("#!/bin/sh\n"));
+    assert.strictEqual((values.extraInitContainers as unknown[]).length, 1);
   });
 
   it("the checker catches misspelt keys and wrong kinds (so the test above can fail)", () => {
@@ -86,6 +87,7 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
           pms: { configExistingClam: "x", resources: { limits: { cpu: "1" } } },
           initContainer: { image: { tag: "3.22", pullPolicy: "Always", digest: "x" } },
           extraVolumes: { name: "not-a-list" },
+          extraInitContainers: { name: "not-a-list" },
           extraEnv: ["PLEX_UID=1000"],
           image: "plexinc/pms-docker",
           ingres: { enabled: true },
@@ -96,6 +98,7 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
         "pms.configExistingClam: not a value of the chart",
         "initContainer.image.digest: not a value of the chart",
         "extraVolumes: the chart expects a list",
+        "extraInitContainers: the chart expects a list",
         "extraEnv: the chart expects a map",
         "image: the chart expects a map",
         "ingres: not a value of the chart",
@@ -137,7 +140,9 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
   it("names plex-migrate's own objects after the chart's fullname", () => {
     assert.deepStrictEqual(plexMigrateObjectNames("plex"), {
       configClaim: "plex-plex-media-server-config",
-      archiveSecret: "plex-plex-media-server-archive",
+      syncSecret: "plex-plex-media-server-sync",
+      syncScript: "plex-plex-media-server-sync-script",
+      warmCopyJob: "plex-plex-media-server-warm-copy",
       claimSecret: "plex-plex-media-server-claim",
     });
   });

@@ -8,7 +8,13 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parseImageRef, plexUrl, releaseTimeoutSeconds } from "../../lib/plex/helm-values";
-import { INIT_SCRIPT_PATH, renderInitScript } from "../../lib/plex/init-script";
+import {
+  INIT_EXIT_CODES,
+  INIT_SCRIPT_PATH,
+  databaseLines,
+  knownHostsFor,
+  syncContainer,
+} from "../../lib/plex/init-script";
 import {
   autoConfigSize,
   minimumConfigGiB,
@@ -19,14 +25,8 @@ import {
 } from "../../lib/plex/sizing";
 
 const GiB = 1024 ** 3;
-const SETTINGS = {
-  archiveSha256: "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
-  archiveBytes: 123_456_789,
-  archiveFormat: "tar.gz",
-  libraryBytes: 987_654_321,
-  uid: 1001,
-  gid: 100,
-};
+const SHA = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfTheVmxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 
 describe("lib/plex sizing", () => {
   it("parses Kubernetes quantities", () => {
@@ -190,71 +190,123 @@ describe("lib/plex helm values helpers", () => {
   });
 });
 
-describe("lib/plex/init-script.ts (rendering plex-init.sh for the chart)", () => {
-  it("fills the settings block, quoted, keeping the shebang first", () => {
-    const script = renderInitScript(SETTINGS);
-    assert.ok(script.startsWith("#!/bin/sh\n"));
-    const block = script.slice(
-      script.indexOf("# @plex-init-settings-begin"),
-      script.indexOf("# @plex-init-settings-end"),
+describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
+  const common = {
+    name: "plex-plex-media-server-pms-init",
+    image: "instrumentisto/rsync-ssh:alpine3.23-r3",
+    connection: { host: "192.168.13.21", port: 2222, user: "admin" },
+    uid: 1001,
+    gid: 100,
+    excludes: ["Cache", "Crash Reports"],
+  };
+
+  it("builds the final phase's container: settings as env, the key only from the Secret", () => {
+    const db = {
+      path: "Plug-in Support/Databases/com.plexapp.plugins.library.db",
+      sha256: SHA,
+      bytes: 4096,
+    };
+    assert.deepStrictEqual(syncContainer({ ...common, phase: "final", databases: [db] }), {
+      name: "plex-plex-media-server-pms-init",
+      image: "instrumentisto/rsync-ssh:alpine3.23-r3",
+      imagePullPolicy: "IfNotPresent",
+      command: ["sh", "/plex-migrate-script/plex-init.sh"],
+      env: [
+        { name: "PLEX_SYNC_PHASE", value: "final" },
+        { name: "PLEX_CONFIG_DIR", value: "/config" },
+        { name: "PLEX_SYNC_HOST", value: "192.168.13.21" },
+        { name: "PLEX_SYNC_PORT", value: "2222" },
+        { name: "PLEX_SYNC_USER", value: "admin" },
+        { name: "PLEX_SYNC_KEY_FILE", value: "/plex-migrate-sync/id_ed25519" },
+        { name: "PLEX_SYNC_KNOWN_HOSTS", value: "/plex-migrate-sync/known_hosts" },
+        { name: "PLEX_UID", value: "1001" },
+        { name: "PLEX_GID", value: "100" },
+        { name: "PLEX_SYNC_EXCLUDES", value: "Cache\nCrash Reports" },
+        {
+          name: "PLEX_SYNC_DATABASES",
+          value: `${SHA} 4096 Plug-in Support/Databases/com.plexapp.plugins.library.db`,
+        },
+      ],
+      securityContext: { runAsUser: 0, runAsGroup: 0, allowPrivilegeEscalation: false },
+      volumeMounts: [
+        { name: "pms-config", mountPath: "/config" },
+        { name: "plex-migrate-sync", mountPath: "/plex-migrate-sync", readOnly: true },
+        { name: "plex-migrate-script", mountPath: "/plex-migrate-script", readOnly: true },
+      ],
+    });
+    const warm = syncContainer({ ...common, phase: "warm", libraryBytes: 5_000_000 });
+    const env = Object.fromEntries(
+      (warm.env as { name: string; value: string }[]).map((e) => [e.name, e.value]),
     );
-    assert.deepStrictEqual(block.split("\n").slice(1, -1), [
-      "PLEX_ARCHIVE_URL_FILE='/plex-migrate/archive-url'",
-      `PLEX_ARCHIVE_SHA256='${SETTINGS.archiveSha256.toLowerCase()}'`,
-      "PLEX_ARCHIVE_BYTES='123456789'",
-      "PLEX_ARCHIVE_FORMAT='tar.gz'",
-      "PLEX_LIBRARY_BYTES='987654321'",
-      "PLEX_UID='1001'",
-      "PLEX_GID='100'",
-    ]);
-    assert.ok(
-      !block.includes("://"),
-      "the archive URL is not in the script: it comes from a Secret",
+    assert.strictEqual(env.PLEX_SYNC_PHASE, "warm");
+    assert.strictEqual(env.PLEX_LIBRARY_BYTES, "5000000");
+    assert.strictEqual(env.PLEX_SYNC_DATABASES, undefined);
+  });
+
+  it("refuses a connection, exclude or database the script could not carry", () => {
+    assert.throws(
+      () =>
+        syncContainer({
+          ...common,
+          phase: "warm",
+          libraryBytes: 1,
+          connection: { host: "vm;x", port: 0, user: "-o" },
+        }),
+      /"vm;x" is not a host name.*0 is not a TCP port.*"-o" is not a user name/,
     );
-    // Everything else is the script as committed.
-    const original = fs.readFileSync(INIT_SCRIPT_PATH, "utf8");
-    assert.strictEqual(
-      script.slice(script.indexOf("# @plex-init-settings-end")),
-      original.slice(original.indexOf("# @plex-init-settings-end")),
+    assert.throws(
+      () => syncContainer({ ...common, phase: "warm", libraryBytes: 1, excludes: ["Cache/Old"] }),
+      /exclude "Cache\/Old" must be a top-level folder name/,
+    );
+    assert.throws(
+      () => databaseLines([{ path: "a.db", sha256: "xyz", bytes: 1 }]),
+      /is not 64 lowercase hex/,
+    );
+    assert.throws(
+      () => databaseLines([{ path: "../a.db", sha256: SHA, bytes: 1 }]),
+      /must be relative/,
+    );
+    assert.throws(() => databaseLines([{ path: "a\n.db", sha256: SHA, bytes: 1 }]), /on one line/);
+    assert.throws(
+      () => databaseLines([{ path: "a.db", sha256: SHA, bytes: -1 }]),
+      /not a byte count/,
     );
   });
 
-  it("renders a script sh parses and that reads the rendered settings", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-init-render-"));
-    try {
-      const file = path.join(dir, "init.sh");
-      fs.writeFileSync(file, renderInitScript(SETTINGS), { mode: 0o700 });
-      const parse = spawnSync("sh", ["-n", file], { encoding: "utf8" });
-      assert.strictEqual(parse.status, 0, parse.stderr);
-      // With an empty config dir and no URL Secret it stops at the settings, naming the mount.
-      const config = path.join(dir, "config");
-      fs.mkdirSync(config);
-      const run = spawnSync(file, [], {
-        encoding: "utf8",
-        env: { PATH: process.env.PATH, PLEX_CONFIG_DIR: config },
-      });
-      assert.strictEqual(run.status, 2, run.stderr);
-      assert.match(run.stderr, /mount the URL Secret at \/plex-migrate\/archive-url/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+  it("pins the host key under the alias plex-init.sh connects with; refuses none or garbage", () => {
+    assert.strictEqual(knownHostsFor(HOST_KEY), `plex-migrate-vm ${HOST_KEY}\n`);
+    assert.strictEqual(
+      knownHostsFor(`[vm.lan]:22 ${HOST_KEY} root@vm\n`),
+      `plex-migrate-vm ${HOST_KEY}\n`,
+      "a known_hosts or ssh-keyscan line works too",
+    );
+    assert.throws(() => knownHostsFor(""), /no VM host key is pinned.*pulumi config set vmHostKey/);
+    assert.throws(() => knownHostsFor("hello"), /"hello" is not an SSH host key line/);
+  });
+
+  it("names the same exit codes as the script's header", () => {
+    const header = fs
+      .readFileSync(INIT_SCRIPT_PATH, "utf8")
+      .split("# Exit codes:")[1]
+      .split("set -eu")[0];
+    const codes = [...header.matchAll(/^#\s+(\d+) /gm)].map((m) => Number(m[1]));
+    assert.deepStrictEqual(codes, Object.values(INIT_EXIT_CODES));
+    const script = fs.readFileSync(INIT_SCRIPT_PATH, "utf8");
+    for (const [name, code] of Object.entries(INIT_EXIT_CODES)) {
+      if (code === 0) continue;
+      const variable = `EXIT_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+      assert.match(script, new RegExp(`^${variable}=${code}$`, "m"), `${variable}=${code}`);
     }
   });
 
-  it("refuses settings that would break the script", () => {
-    assert.throws(
-      () => renderInitScript({ ...SETTINGS, archiveSha256: "abc'; rm -rf /" }),
-      /archive sha256 .* is not 64 hex digits/,
-    );
-    assert.throws(() => renderInitScript({ ...SETTINGS, archiveBytes: 0 }), /archive length 0/);
-    assert.throws(
-      () => renderInitScript({ ...SETTINGS, archiveFormat: "zip" }),
-      /"zip" is not one of/,
-    );
-    assert.throws(() => renderInitScript({ ...SETTINGS, libraryBytes: 1.5 }), /library size 1.5/);
-    assert.throws(() => renderInitScript({ ...SETTINGS, uid: -3 }), /uid -3/);
-    assert.throws(
-      () => renderInitScript(SETTINGS, "#!/bin/sh\necho no block\n"),
-      /no settings block/,
-    );
+  it("is POSIX sh that busybox, dash and shellcheck accept", () => {
+    for (const shell of [["busybox", "sh"], ["dash"]]) {
+      const parse = spawnSync(shell[0], [...shell.slice(1), "-n", INIT_SCRIPT_PATH], {
+        encoding: "utf8",
+      });
+      assert.strictEqual(parse.status, 0, `${shell.join(" ")}: ${parse.stderr}`);
+    }
+    const lint = spawnSync("shellcheck", ["-s", "sh", INIT_SCRIPT_PATH], { encoding: "utf8" });
+    assert.strictEqual(lint.status, 0, lint.stdout);
   });
 });
