@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
+import type { PlexSyncSettings } from "../components/plex-config-volume";
 import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
 import { tunnelPortFor } from "./postgres/tunnel";
 import { reservedMountPathClash } from "./plex/helm-values";
@@ -80,7 +81,6 @@ export interface PlexConfig {
   chartRepo: string;
   /** Explicit image tag override, or undefined to use the VM's Plex version. */
   imageTag?: string;
-  initImage: string;
   storageClass?: string;
   /** "auto" or a Kubernetes quantity. */
   configSize: string;
@@ -118,6 +118,8 @@ export interface MigrationConfig {
   vm: SourceVmConfig;
   kubernetes: KubernetesConfig;
   plex: PlexConfig;
+  /** How the cluster pulls the Plex library from the VM (PlexConfigVolume's `sync`). */
+  sync: PlexSyncSettings;
   postgres: PostgresSettings;
   tautulli: TautulliConfig;
   protectData: boolean;
@@ -542,11 +544,6 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
         ? undefined
         : `expected an image tag such as "1.41.3.9314-a0bfb8370", got "${v}"`,
     ),
-    initImage: str("plexInitImage", (v) =>
-      IMAGE_REF.test(v)
-        ? undefined
-        : `expected an image reference such as "alpine:3.22", got "${v}"`,
-    ),
     storageClass: optionalStr("plexConfigStorageClass", (v) =>
       DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
     ),
@@ -681,10 +678,28 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     );
   }
 
+  // --- Sync (the Plex library over rsync/SSH) ---
+  const syncPort = int("syncPort", 0, 65535);
+  const sync: PlexSyncSettings = {
+    image: str("plexInitImage", (v) =>
+      IMAGE_REF.test(v)
+        ? undefined
+        : `expected an image reference such as "instrumentisto/rsync-ssh:alpine3.23-r3", got "${v}"`,
+    ),
+    connection: {
+      host: optionalStr("syncHost", host) ?? vm.host,
+      port: syncPort === 0 ? vm.port : syncPort,
+      user: vm.user,
+    },
+    hostKey: vm.hostKey ?? "",
+    excludes: [],
+    warmCopyTimeoutMinutes: int("warmCopyTimeoutMinutes", 10, 10080),
+  };
+
   for (const key of Object.keys(declarations)) {
     if (!used.has(key))
       throw new Error(`config key ${key} is declared in Pulumi.yaml but never read`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { vm, kubernetes, plex, postgres, tautulli, protectData };
+  return { vm, kubernetes, plex, sync, postgres, tautulli, protectData };
 }

@@ -10,6 +10,7 @@ const SECTIONS: Array<[string, RegExp]> = [
     /^(vm|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|archive|serve|keepArchive|rollbackOnDestroy)/,
   ],
   ["Kubernetes", /^(kubeContext|namespace|createNamespace)$/],
+  ["Library transfer (rsync over SSH)", /^(sync|warmCopy)/],
   ["Plex", /^plex/],
   ["PostgreSQL", /^postgres/],
   ["Tautulli database and import", /^(tautulli|import)/],

@@ -74,6 +74,30 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     for (const key of SECRET_KEYS) assert.strictEqual(declarations[key].secret, true, key);
   });
 
+  it("returns the sync settings PlexConfigVolume takes: the VM's address, port and user by default", () => {
+    const config = load({
+      vmHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    });
+    assert.deepStrictEqual(config.sync, {
+      image: "instrumentisto/rsync-ssh:alpine3.23-r3",
+      connection: { host: "192.168.13.21", port: 22, user: "ubuntu" },
+      hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+      excludes: [],
+      warmCopyTimeoutMinutes: 360,
+    });
+    const other = load({
+      syncHost: "vm.cluster.lan",
+      syncPort: "2222",
+      warmCopyTimeoutMinutes: "60",
+    });
+    assert.deepStrictEqual(other.sync.connection, {
+      host: "vm.cluster.lan",
+      port: 2222,
+      user: "ubuntu",
+    });
+    assert.strictEqual(other.sync.warmCopyTimeoutMinutes, 60);
+  });
+
   it("accepts the defaults and returns them typed", () => {
     const config = load();
     assert.strictEqual(config.vm.port, 22);
@@ -218,6 +242,9 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       { plexInitImage: "Alpine Latest" },
       /plexInitImage: expected an image reference/,
     ],
+    ["syncHost", { syncHost: "my vm" }, /syncHost: expected a host name or IP address/],
+    ["syncPort", { syncPort: "70000" }, /syncPort: /],
+    ["warmCopyTimeoutMinutes", { warmCopyTimeoutMinutes: "5" }, /warmCopyTimeoutMinutes: /],
     [
       "plexConfigStorageClass",
       { plexConfigStorageClass: "Fast_SSD" },
@@ -548,7 +575,10 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       const data = parseMediaVolume("/data/media=nfs://nas/export/media");
       assert.ok(typeof data !== "string", "the chart mounts under /data only for rclone");
       assert.deepStrictEqual(mediaVolumeProblems([data]), []);
-      for (const path of ["/config", "/transcode/x", "/init", "/plex-migrate"]) {
+      // The sync container's own mounts (/plex-migrate-sync, -script) are in no other container.
+      const sync = parseMediaVolume("/plex-migrate-sync=nfs://nas/export/media");
+      assert.ok(typeof sync !== "string", "media may use any path the PMS container leaves free");
+      for (const path of ["/config", "/transcode/x", "/init"]) {
         const parsed = parseMediaVolume(`${path}=nfs://nas/export/media`);
         assert.strictEqual(typeof parsed, "string", `${path} is refused by config`);
         assert.match(
