@@ -1,15 +1,16 @@
 /**
- * `npm run bench:transfer -- [--size 2GB] [--work-dir DIR] [--keep] [--no-verify]`
+ * `npm run bench:transfer -- [--size 2GB] [--changed 2] [--work-dir DIR] [--keep] [--no-verify]`
  *
  * Moves one generated Plex data directory over loopback twice and prints a table:
  *
- *   plan:  tar czf to a file -> python3 -m http.server -> curl -o to a file -> tar xzf (-> rm)
- *   ours:  plex-migrate-source.sh archive (tar | zstd -T0 | tee file | sha256sum) -> serve (the
- *          Range server) -> plex-init.sh (curl | tee sha256sum | zstd -d | tar -x into staging,
- *          verify, chown, rename)
+ *   plan:  (Plex stopped) tar czf to a file -> python3 -m http.server -> curl -o -> tar xzf
+ *   ours:  (Plex running) plex-init.sh warm: rsync over a real sshd to the VM script's forced
+ *          rrsync -ro; Plex changes --changed percent of the library (new posters, a rewritten
+ *          library database, logs, deletions); (Plex stopped) the stop step's database
+ *          checksums, plex-init.sh final: the delta, a second pass, the checksums, the rename
  *
- * Each is timed from the start of archiving (Plex already stopped) to the library being complete
- * on the target. The target is a fresh ext4 file system on a loop device, sampled every 50 ms, so
+ * Plex's downtime is the time from the stop to the library being complete on the target: all of
+ * the plan, only the checksums and the final pass of ours. The target is a fresh ext4 file system on a loop device, sampled every 50 ms, so
  * "peak extra disk" is exact: the most the target held beyond the finished library. The plan's
  * download lands on the target too (in the pod: the node's disk, /tmp of the init container). Page
  * caches are dropped before each pipeline so neither reads a warm source. Needs root.
@@ -21,15 +22,33 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { parseArgs } from "util";
-import { compareTrees, digestTree, generatePlexTree } from "../lib/samples/plex-tree";
-import { LocalSource, freePort, startPlexInit, startProcess } from "../lib/plex/local-run";
+import Database from "better-sqlite3";
+import {
+  compareTrees,
+  digestTree,
+  generatePlexTree,
+  LIBRARY_DB_RELATIVE,
+} from "../lib/samples/plex-tree";
+import {
+  LocalVmSync,
+  freePort,
+  generateSshKey,
+  knownHostsLine,
+  measureDatabases,
+  plexSyncEnv,
+  startLoopbackSshd,
+  startPlexInit,
+  startProcess,
+  type LocalSyncTarget,
+} from "../lib/plex/local-run";
 
 const DATA_ROOT = "Library/Application Support/Plex Media Server";
 const MB = 1_000_000;
 
-const USAGE = `usage: npm run bench:transfer -- [--size SIZE] [--work-dir DIR] [--keep] [--no-verify]
+const USAGE = `usage: npm run bench:transfer -- [--size SIZE] [--changed PERCENT] [--work-dir DIR] [--keep] [--no-verify]
 
   --size SIZE     size of the generated Plex data directory, e.g. 2GB (default), 500MB, 1GiB
+  --changed PCT   share of the library Plex changes between the warm copy and the stop (default 2)
   --work-dir DIR  where the source tree, archives and the target image go (default: OS temp dir)
   --keep          keep the work directory
   --no-verify     skip comparing both imported trees with the source`;
@@ -98,8 +117,11 @@ async function waitForPort(port: number): Promise<void> {
 interface PipelineResult {
   name: string;
   stages: Record<string, number>;
+  /** Plex down: from the stop to the library complete and verified on the target. */
+  downtime: number;
   total: number;
-  archiveBytes: number;
+  /** Extra disk the VM needed (the plan's archive). */
+  vmExtraBytes: number;
   peakExtraBytes: number;
   identical?: boolean;
 }
@@ -169,61 +191,90 @@ async function runPlan(
   return {
     name: "plan: tar czf → http.server → curl -o → tar xzf",
     stages,
+    downtime: total,
     total,
-    archiveBytes: fs.statSync(archive).size,
+    vmExtraBytes: fs.statSync(archive).size,
     peakExtraBytes: Math.max(0, peak - usedBytes(targetMount)),
   };
 }
 
-/** Ours: the VM script's archive + serve, then plex-init.sh streaming into the target. */
-async function runOurs(
-  dataDir: string,
-  work: string,
-  targetMount: string,
-  libraryBytes: number,
-): Promise<PipelineResult> {
-  const config = path.join(targetMount, "ours-config");
-  fs.mkdirSync(config);
-  const vm = new LocalSource({
+/** The VM end of ours on this machine: a real sshd, the migration key behind rrsync -ro. */
+async function startVmSync(dataDir: string, work: string, config: string) {
+  const dir = path.join(work, "ours-sync");
+  fs.mkdirSync(dir, { mode: 0o700 });
+  const sshd = await startLoopbackSshd();
+  const key = generateSshKey(dir, "migration-key");
+  const user = os.userInfo().username;
+  const vm = new LocalVmSync({
     dataDir,
     workDir: path.join(work, "ours-vm"),
-    token: crypto.randomBytes(24).toString("base64url"),
-    port: await freePort(),
+    user,
+    authorizedKeysFile: sshd.authorizedKeysFile(user),
+    publicKey: key.publicKey,
   });
-  const stages: Record<string, number> = {};
-  const usage = sampleUsage(targetMount);
-  const started = process.hrtime.bigint();
-  let t = process.hrtime.bigint();
-  const archive = await vm.archive();
-  stages.archive = seconds(t);
-  try {
-    t = process.hrtime.bigint();
-    await vm.serve();
-    stages.serve = seconds(t);
-    t = process.hrtime.bigint();
-    const init = await startPlexInit({
-      PLEX_CONFIG_DIR: config,
-      PLEX_ARCHIVE_URL: vm.url(archive),
-      PLEX_ARCHIVE_SHA256: archive.archive.sha256,
-      PLEX_ARCHIVE_BYTES: String(archive.archive.bytes),
-      PLEX_ARCHIVE_FORMAT: archive.archive.format,
-      PLEX_LIBRARY_BYTES: String(libraryBytes),
-      PLEX_INIT_INSTALL_TOOLS: "never",
-    }).done;
-    if (init.code !== 0) throw new Error(`plex-init.sh failed (${init.code}): ${init.stderr}`);
-    stages["download+extract"] = seconds(t);
-  } finally {
-    await vm.stopServing().catch(() => undefined);
-  }
-  const total = seconds(started);
-  const peak = usage.stop();
-  return {
-    name: "ours: tar + zstd → Range server → plex-init.sh (streamed)",
-    stages,
-    total,
-    archiveBytes: archive.archive.bytes,
-    peakExtraBytes: Math.max(0, peak - usedBytes(targetMount)),
+  await vm.authorize();
+  fs.writeFileSync(path.join(dir, "id"), key.privateKey, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, "known_hosts"), knownHostsLine(sshd.hostPublicKey));
+  const target: LocalSyncTarget = {
+    configDir: config,
+    host: sshd.host,
+    port: sshd.port,
+    user,
+    keyFile: path.join(dir, "id"),
+    knownHostsFile: path.join(dir, "known_hosts"),
   };
+  return { sshd, vm, target, vmWorkDir: path.join(work, "ours-vm") };
+}
+
+async function syncPhase(
+  phase: "warm" | "final",
+  target: LocalSyncTarget,
+  extra: Parameters<typeof plexSyncEnv>[2],
+): Promise<{ seconds: number; bytes: number }> {
+  const t = process.hrtime.bigint();
+  const result = await startPlexInit(plexSyncEnv(phase, target, extra), {
+    onStderrLine: (line) =>
+      process.stderr.write(`[bench:transfer]   +${seconds(t).toFixed(1)}s ${line}\n`),
+  }).done;
+  if (result.code !== 0)
+    throw new Error(`plex-init.sh ${phase} failed (${result.code}): ${result.stderr}`);
+  const match = /Total transferred file size: ([\d,]+)/.exec(result.stderr);
+  return { seconds: seconds(t), bytes: match ? Number(match[1].replace(/,/g, "")) : 0 };
+}
+
+/**
+ * What Plex does to its data directory in the hours a warm copy takes: new posters and
+ * metadata, a rewritten library database, grown logs, a few deletions.
+ */
+function changeLibrary(dataDir: string, share: number, totalBytes: number): number {
+  let changed = 0;
+  const added = path.join(dataDir, "Metadata/Movies/f/bench-new.bundle/Contents");
+  fs.mkdirSync(added, { recursive: true });
+  const target = Math.max(1, Math.round(totalBytes * share));
+  for (let i = 0; changed < target * 0.6; i++) {
+    const bytes = crypto.randomBytes(64 * 1024);
+    fs.writeFileSync(path.join(added, `poster-${i}.jpg`), bytes);
+    changed += bytes.length;
+  }
+  const db = new Database(path.join(dataDir, LIBRARY_DB_RELATIVE));
+  db.exec("CREATE TABLE IF NOT EXISTS bench_plays (n INTEGER, note TEXT)");
+  const insert = db.prepare("INSERT INTO bench_plays VALUES (?, ?)");
+  db.transaction(() => {
+    for (let i = 0; i < Math.max(100, (target * 0.3) / 200); i++) insert.run(i, "x".repeat(180));
+  })();
+  db.pragma("wal_checkpoint(TRUNCATE)");
+  db.close();
+  changed += fs.statSync(path.join(dataDir, LIBRARY_DB_RELATIVE)).size;
+  const log = path.join(dataDir, "Logs/Plex Media Server.log");
+  const more = "Dec 01, 2026 21:00:00.000 [1] DEBUG - Request: GET /library/sections\n".repeat(
+    Math.max(10, Math.round((target * 0.1) / 70)),
+  );
+  fs.appendFileSync(log, more);
+  changed += more.length;
+  for (const old of ["Logs/Plex Media Server.3.log", "Logs/Plex Media Server.2.log"]) {
+    fs.rmSync(path.join(dataDir, old), { force: true });
+  }
+  return changed;
 }
 
 function formatBytes(bytes: number): string {
@@ -237,6 +288,7 @@ async function main(): Promise<void> {
     ({ values } = parseArgs({
       options: {
         size: { type: "string", default: "2GB" },
+        changed: { type: "string", default: "2" },
         "work-dir": { type: "string" },
         keep: { type: "boolean", default: false },
         "no-verify": { type: "boolean", default: false },
@@ -257,6 +309,11 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const size = parseSize(values.size ?? "2GB");
+  const changedPercent = Number(values.changed);
+  if (!(changedPercent > 0 && changedPercent < 100)) {
+    process.stderr.write(`--changed "${values.changed}" must be a percentage between 0 and 100\n`);
+    process.exit(2);
+  }
   const base = values["work-dir"] ?? os.tmpdir();
   const work = fs.mkdtempSync(path.join(base, "plex-bench-transfer-"));
   const log = (line: string) => process.stderr.write(`[bench:transfer] ${line}\n`);
@@ -264,7 +321,10 @@ async function main(): Promise<void> {
   const image = path.join(work, "target.img");
   let mounted = false;
   let loopDevice = "";
-  const cleanup = () => {
+  let vmSync: Awaited<ReturnType<typeof startVmSync>> | undefined;
+  const cleanup = async () => {
+    await vmSync?.sshd.stop().catch(() => undefined);
+    vmSync = undefined;
     if (mounted) spawnSync("umount", [mount]);
     if (loopDevice) spawnSync("losetup", ["-d", loopDevice]);
     mounted = false;
@@ -272,8 +332,7 @@ async function main(): Promise<void> {
     if (!values.keep) fs.rmSync(work, { recursive: true, force: true });
   };
   process.once("SIGINT", () => {
-    cleanup();
-    process.exit(130);
+    void cleanup().then(() => process.exit(130));
   });
   try {
     const sourceRoot = path.join(work, "vm");
@@ -289,6 +348,7 @@ async function main(): Promise<void> {
       largeFiles: 4,
       largeFileBytes: Math.max(4 * 1024 * 1024, Math.round(size / 40)),
       totalBytes: size,
+      awkwardShapes: true,
     });
     const libraryBytes = Number(sh("du", ["-s", "-B1", dataDir]).split("\t")[0]);
     log(
@@ -306,53 +366,99 @@ async function main(): Promise<void> {
     sh("mount", [loopDevice, mount]);
     mounted = true;
     log(`target: ext4 on ${loopDevice} (${formatBytes(imageBytes)}) at ${mount}`);
-
     const loadBefore = os.loadavg()[0].toFixed(1);
+
+    // Ours, phase 1 while "Plex runs": the warm copy.
+    const oursConfig = path.join(mount, "ours-config");
+    fs.mkdirSync(oursConfig);
+    vmSync = await startVmSync(dataDir, work, oursConfig);
     dropCaches();
-    log("plan: tar czf, python3 -m http.server, curl -o, tar xzf ...");
+    log(
+      "ours: warm copy (plex-init.sh warm, rsync over SSH to rrsync -ro) while Plex would run...",
+    );
+    const usage = sampleUsage(mount);
+    const warm = await syncPhase("warm", vmSync.target, {
+      PLEX_LIBRARY_BYTES: String(libraryBytes),
+    });
+    log(`  ${warm.seconds.toFixed(1)} s, ${formatBytes(warm.bytes)}`);
+
+    const changed = changeLibrary(dataDir, changedPercent / 100, manifest.bytes);
+    log(
+      `Plex changed ${formatBytes(changed)} meanwhile (${changedPercent}% of the library); stop.`,
+    );
+
+    // Ours, phase 2 after the stop: the stop step's database checksums, then the final pass.
+    dropCaches();
+    const t = process.hrtime.bigint();
+    const databases = measureDatabases(dataDir);
+    const checksums = seconds(t);
+    const final = await syncPhase("final", vmSync.target, { databases });
+    const oursPeak = usage.stop();
+    await vmSync.vm.revoke();
+    const vmWork = Number(sh("du", ["-s", "-B1", vmSync.vmWorkDir]).split("\t")[0]);
+    await vmSync.sshd.stop();
+    vmSync = undefined;
+    const ours: PipelineResult = {
+      name: "ours: warm rsync (Plex up) → stop → final rsync + verify (init container)",
+      stages: { "warm copy": warm.seconds, "db checksums": checksums, "final sync": final.seconds },
+      downtime: checksums + final.seconds,
+      total: warm.seconds + checksums + final.seconds,
+      // The VM keeps only its log and state in the work dir (no archive, no copy).
+      vmExtraBytes: Math.max(0, vmWork - 64 * 1024),
+      peakExtraBytes: Math.max(0, oursPeak - usedBytes(mount)),
+    };
+    log(`  final: ${final.seconds.toFixed(1)} s, ${formatBytes(final.bytes)}`);
+
+    // The plan: everything after the stop.
+    dropCaches();
+    log("plan: tar czf, python3 -m http.server, curl -o, tar xzf (all while Plex is down)...");
     const plan = await runPlan(sourceRoot, work, mount);
     log(`  ${plan.total.toFixed(1)} s`);
 
-    dropCaches();
-    log("ours: plex-migrate-source.sh archive + serve, plex-init.sh ...");
-    const ours = await runOurs(dataDir, work, mount, libraryBytes);
-    log(`  ${ours.total.toFixed(1)} s`);
-
     if (!values["no-verify"]) {
-      log("comparing both imported trees with the source...");
+      log("comparing both copies with the stopped source...");
       const source = await digestTree(dataDir);
-      for (const [result, dir] of [
-        [plan, "plan-config"],
-        [ours, "ours-config"],
-      ] as const) {
-        const target = await digestTree(path.join(mount, dir, DATA_ROOT));
-        result.identical = compareTrees(source, target).length === 0;
-      }
+      plan.identical =
+        compareTrees(source, await digestTree(path.join(mount, "plan-config", DATA_ROOT)))
+          .length === 0;
+      ours.identical =
+        compareTrees(source, await digestTree(path.join(oursConfig, DATA_ROOT)), {
+          nanoseconds: true,
+          sparse: true,
+        }).length === 0;
     }
 
-    const stageNames = ["archive", "serve", "download", "extract", "download+extract"];
-    const cell = (r: PipelineResult, s: string) =>
-      r.stages[s] === undefined ? "–" : r.stages[s].toFixed(1);
+    const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], {
+      encoding: "utf8",
+    }).stdout.trim();
+    const rsyncVersion = sh("rsync", ["--version"])
+      .split("\n")[0]
+      .replace(/\s+protocol.*/, "");
+    const sshVersion = spawnSync("ssh", ["-V"], { encoding: "utf8" }).stderr.trim();
     const load = os.loadavg()[0].toFixed(1);
     const lines = [
-      `Plex transfer over loopback: ${formatBytes(manifest.bytes)} data directory, ${manifest.files} files ` +
-        `(${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "unknown CPU"}; load average ${loadBefore} before, ${load} after)`,
+      `Plex library over loopback, ${new Date().toISOString().slice(0, 10)}: ${formatBytes(manifest.bytes)} data directory, ` +
+        `${manifest.files} files, ${formatBytes(changed)} changed between the phases ` +
+        `(${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "unknown CPU"}; ${rsyncVersion}; ${sshVersion}; ` +
+        `load average ${loadBefore} before, ${load} after; commit ${commit || "unknown"})`,
       "",
-      `| pipeline | ${stageNames.map((s) => `${s} (s)`).join(" | ")} | total (s) | archive | peak extra disk on target | identical |`,
-      `|---|${stageNames.map(() => "---:").join("|")}|---:|---:|---:|---|`,
+      "| pipeline | Plex downtime (s) | total (s) | stages (s) | extra disk on the VM | peak extra disk on target | identical |",
+      "|---|---:|---:|---|---:|---:|---|",
       ...[plan, ours].map(
         (r) =>
-          `| ${r.name} | ${stageNames.map((s) => cell(r, s)).join(" | ")} | ${r.total.toFixed(1)} | ` +
-          `${formatBytes(r.archiveBytes)} | ${formatBytes(r.peakExtraBytes)} | ` +
+          `| ${r.name} | ${r.downtime.toFixed(1)} | ${r.total.toFixed(1)} | ` +
+          `${Object.entries(r.stages)
+            .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+            .join(", ")} | ${formatBytes(r.vmExtraBytes)} | ${formatBytes(r.peakExtraBytes)} | ` +
           `${r.identical === undefined ? "not checked" : r.identical ? "yes" : "NO"} |`,
       ),
       "",
-      `ours / plan wall time: ${(ours.total / plan.total).toFixed(2)} (target: at most 0.50)`,
+      `ours / plan downtime: ${(ours.downtime / plan.downtime).toFixed(3)} (target: at most 0.1)`,
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
     if (plan.identical === false || ours.identical === false) process.exitCode = 1;
   } finally {
-    cleanup();
+    await cleanup();
   }
 }
 

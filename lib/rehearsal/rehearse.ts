@@ -1,20 +1,32 @@
 /**
  * The dress rehearsal: the whole migration on this machine, with the real pieces, on copies.
  *
- * It runs exactly what `pulumi up` runs, minus the cluster: the VM script's preflight, stop,
- * archive and serve (through the same stdin bundle SourceVm sends over SSH, in rehearsal mode:
- * no systemctl, no dpkg), the init container's `plex-init.sh` into a temp directory standing in
- * for the config volume, a byte-for-byte comparison of the result with the source, an embedded
- * PostgreSQL, the Umzug migrations, and the Tautulli import (downloaded from the archive server
- * and verified like the SqliteImport provider does). The given Plex directory and Tautulli
- * database are only read; checksums taken before and after prove it.
+ * It runs what `pulumi up` runs, minus the cluster, as named phases: the VM script's preflight
+ * (through the same stdin bundle SourceVm sends over SSH, in rehearsal mode: no systemctl, no
+ * dpkg), authorize-sync for a migration key generated here, the warm copy and, after the stop
+ * step, the final sync: scripts/plex-init.sh pulling over a real sshd on loopback from the same
+ * forced read-only rsync server a VM runs, into a temp directory standing in for the config
+ * volume; a byte-for-byte comparison with the source, an embedded PostgreSQL, the migrations and
+ * the Tautulli import of the stop step's snapshot. The given Plex directory and Tautulli database
+ * are only read; checksums taken before and after prove it. The downtime projection counts only
+ * what runs while Plex is stopped: the stop, the final sync and the pod's start.
  */
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { startPlexInit, startProcess } from "../plex/local-run";
+import {
+  LocalVmSync,
+  generateSshKey,
+  knownHostsLine,
+  plexSyncEnv,
+  startLoopbackSshd,
+  startPlexInit,
+  startProcess,
+  type LocalSyncTarget,
+  type LoopbackSshd,
+} from "../plex/local-run";
+import type { SyncPhase } from "../plex/init-script";
 import { autoConfigSize } from "../plex/sizing";
-import { freePort } from "../net";
 import { startEmbeddedPostgres } from "../postgres/embedded";
 import {
   offlineVerificationWarnings,
@@ -22,7 +34,6 @@ import {
   verifyCopiedLibrary,
 } from "../plex/verify-offline";
 import { listMigrationNames, migrateUp } from "../postgres/migrator";
-import { downloadVerified } from "../import/download";
 import type { ImportReport } from "../import/report";
 import { runImport } from "../import/run-import";
 import { REQUIRED_TAUTULLI_TABLES } from "../import/plan";
@@ -30,7 +41,6 @@ import { inspectSourceFile, SqliteSource } from "../import/sqlite-source";
 import {
   loadScriptSources,
   scriptBundle,
-  servedUrl,
   SourceScriptSettings,
   SourceStep,
   stepEnvironment,
@@ -76,7 +86,7 @@ export interface RehearsalOptions {
   workDir?: string;
   /** The rehearsal folder itself, already created by the caller. @default a new folder in workDir */
   rehearsalDir?: string;
-  /** Keep the archive, the config-volume copy and the PostgreSQL data dir. @default false */
+  /** Keep the config-volume copy, the VM work dir and the PostgreSQL data dir. @default false */
   keep?: boolean;
   /** Network speed assumed between the VM and the cluster, for the downtime projection. @default 1000 */
   linkMbps?: number;
@@ -124,13 +134,14 @@ export interface RehearsalReport {
     recommendedConfigSize: string;
     mediaRoots: string[];
   };
-  archive: {
-    format: string;
-    compression: string;
-    bytes: number;
-    sha256: string;
-    /** archive bytes / library bytes */
-    ratio: number;
+  /** The library's two passes over rsync/SSH (read-only forced command on the "VM"). */
+  sync: {
+    /** While Plex runs: the whole library. */
+    warm: SyncPass;
+    /** After the stop: what changed since, and the proof the copy equals the source. */
+    final: SyncPass;
+    /** The forced command the migration key was authorized for. */
+    forcedCommand: string;
   };
   transfer: {
     /** The tree in the stand-in config volume equals the source, byte for byte. */
@@ -153,6 +164,12 @@ export interface RehearsalReport {
   };
   warnings: string[];
   nextSteps: string[];
+}
+
+export interface SyncPass {
+  seconds: number;
+  /** Bytes rsync sent ("Total transferred file size"). */
+  bytes: number;
 }
 
 function now(): number {
@@ -235,135 +252,353 @@ export function checkTautulliDb(file: string): void {
 }
 
 /** Runs the whole rehearsal; throws RehearsalInputError for bad inputs, Error for failures. */
+interface RehearsalDirs {
+  sample: string;
+  vm: string;
+  volume: string;
+  sync: string;
+  postgres: string;
+}
+
+interface Inputs {
+  plexDir: string;
+  tautulliDb: string;
+}
+
+type Log = (line: string) => void;
+
+/** Runs one VM step exactly as SourceVm sends it (stdin bundle, `bash -s`), parsed. */
+async function runVmStep<S extends SourceStep>(
+  name: S,
+  settings: SourceScriptSettings,
+  log: Log,
+): Promise<StepResults[S]> {
+  const bundle = scriptBundle(name, stepEnvironment(name, settings), loadScriptSources());
+  const result = await startProcess("bash", ["-s", "--", name], {
+    input: bundle,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: "C.UTF-8" },
+    onStderrLine: (line) => line.trim() && log(`  vm ${name}: ${line}`),
+  }).done;
+  if (result.code !== 0) {
+    const summary = result.stdout.trim().split("\n").pop() ?? "";
+    let problems = "";
+    try {
+      const parsed = JSON.parse(summary) as { problems?: string[] };
+      if (parsed.problems?.length) problems = ` Problems: ${parsed.problems.join("; ")}`;
+    } catch {
+      /* no JSON summary: stderr says why */
+    }
+    const detail = result.stderr.trim().split("\n").slice(-5).join("\n");
+    throw new StepFailure(
+      `The VM script's ${name} step failed (exit ${result.code}).${problems}\n${detail}`,
+      `VM ${name}`,
+      "scripts/plex-migrate-source.sh",
+      result.code ?? 1,
+    );
+  }
+  return parseStepOutput(name, result.stdout);
+}
+
+/** Space for the samples, the copy in the stand-in volume and the database copies. */
+async function checkFreeSpace(options: RehearsalOptions, rehearsalDir: string): Promise<void> {
+  const small = options.sample === "small";
+  const libraryBytes = options.plexDir
+    ? await dirBytes(path.resolve(options.plexDir))
+    : sampleLibraryBytes(small);
+  const tautulliDb = options.tautulliDb ? path.resolve(options.tautulliDb) : "";
+  const tautulliBytes = tautulliDb
+    ? fs.statSync(tautulliDb).size +
+      (fs.existsSync(`${tautulliDb}-wal`) ? fs.statSync(`${tautulliDb}-wal`).size : 0)
+    : (small ? 2 : 40) * 1024 * 1024;
+  const needed = Math.ceil(
+    libraryBytes * (options.plexDir ? 1.1 : 2.1) +
+      tautulliBytes * (tautulliDb ? 4 : 5) +
+      256 * 1024 * 1024,
+  );
+  const available = await freeBytes(rehearsalDir);
+  if (available < needed) {
+    throw new RehearsalInputError(
+      `The work directory ${path.dirname(rehearsalDir)} has ${mib(available)} free; the rehearsal needs about ${mib(needed)} (a copy of the ${mib(libraryBytes)} library, plus the database).`,
+      "give --work-dir a directory on a disk with more free space",
+    );
+  }
+}
+
+function sampleLibraryBytes(small: boolean): number {
+  return (small ? 16 : 160) * 1024 * 1024;
+}
+
+/** The user's inputs, or generated samples (the same generators the tests use). */
+async function prepareInputs(
+  options: RehearsalOptions,
+  dirs: RehearsalDirs,
+  log: Log,
+): Promise<Inputs> {
+  const small = options.sample === "small";
+  let plexDir = options.plexDir ? path.resolve(options.plexDir) : "";
+  let tautulliDb = options.tautulliDb ? path.resolve(options.tautulliDb) : "";
+  if (!plexDir) {
+    log("Generating a sample Plex data directory (no --plex-dir given)...");
+    const manifest = await generatePlexTree(path.join(dirs.sample, "Plex Media Server"), {
+      metadataFiles: small ? 300 : 3000,
+      largeFiles: 2,
+      largeFileBytes: (small ? 2 : 16) * 1024 * 1024,
+      totalBytes: sampleLibraryBytes(small),
+      awkwardShapes: true,
+      sparseFiles: 2,
+    });
+    plexDir = manifest.dataDir;
+  }
+  if (!tautulliDb) {
+    log("Generating a sample tautulli.db (no --tautulli-db given)...");
+    tautulliDb = path.join(dirs.sample, "tautulli.db");
+    generateTautulliDb(tautulliDb, { plays: small ? 500 : 20000, uncheckpointedPlays: 20 });
+  }
+  return { plexDir, tautulliDb };
+}
+
+/** The "VM" end of the sync on this machine: a real sshd and the authorized migration key. */
+interface SyncSetup {
+  sshd: LoopbackSshd;
+  vm: LocalVmSync;
+  target: LocalSyncTarget;
+  forcedCommand: string;
+}
+
+async function authorizeSync(inputs: Inputs, dirs: RehearsalDirs, log: Log): Promise<SyncSetup> {
+  log("Starting sshd on loopback (the VM's SSH server) and authorizing a migration key...");
+  const sshd = await startLoopbackSshd();
+  try {
+    const key = generateSshKey(dirs.sync, "migration-key");
+    const user = os.userInfo().username;
+    const vm = new LocalVmSync({
+      dataDir: inputs.plexDir,
+      workDir: dirs.vm,
+      user,
+      authorizedKeysFile: sshd.authorizedKeysFile(user),
+      publicKey: key.publicKey,
+      allowedCidrs: ["127.0.0.0/8"],
+    });
+    const authorized = await vm.authorize();
+    const keyFile = path.join(dirs.sync, "id_ed25519");
+    fs.writeFileSync(keyFile, key.privateKey, { mode: 0o600 });
+    const knownHostsFile = path.join(dirs.sync, "known_hosts");
+    fs.writeFileSync(knownHostsFile, knownHostsLine(sshd.hostPublicKey));
+    log(`  forced command: ${String(authorized.json.forcedCommand)}`);
+    return {
+      sshd,
+      vm,
+      target: {
+        configDir: dirs.volume,
+        host: sshd.host,
+        port: sshd.port,
+        user,
+        keyFile,
+        knownHostsFile,
+      },
+      forcedCommand: String(authorized.json.forcedCommand),
+    };
+  } catch (error) {
+    await sshd.stop();
+    throw error;
+  }
+}
+
+/** One phase of plex-init.sh into the stand-in volume; its time and the bytes rsync sent. */
+async function runSyncPhase(
+  phase: SyncPhase,
+  setup: SyncSetup,
+  extra: Parameters<typeof plexSyncEnv>[2],
+  log: Log,
+): Promise<SyncPass> {
+  const t = now();
+  const result = await startPlexInit(plexSyncEnv(phase, setup.target, extra), {
+    onStderrLine: (line) => line.trim() && log(`  init ${phase}: ${line}`),
+  }).done;
+  if (result.code !== 0) {
+    throw new StepFailure(
+      `plex-init.sh (${phase} phase) failed (exit ${result.code}):\n${result.stderr.trim().split("\n").slice(-5).join("\n")}`,
+      `plex-init.sh ${phase}`,
+      "scripts/plex-init.sh",
+      result.code ?? 1,
+    );
+  }
+  const match = /Total transferred file size: ([\d,]+)/.exec(result.stderr);
+  return { seconds: now() - t, bytes: match ? Number(match[1].replace(/,/g, "")) : 0 };
+}
+
+/** Copies the stop step's Tautulli snapshot as the importer would, checking its sha256. */
+async function fetchSnapshot(
+  snapshot: { path: string; sha256: string; bytes: number } | null,
+  dir: string,
+): Promise<string> {
+  if (!snapshot) throw new Error("The VM's stop step made no Tautulli snapshot.");
+  const file = path.join(dir, "tautulli.db");
+  fs.copyFileSync(snapshot.path, file);
+  const sha256 = await sha256File(file);
+  if (sha256 !== snapshot.sha256) {
+    throw new Error(
+      `The Tautulli snapshot's sha256 is ${sha256}, the stop step measured ${snapshot.sha256}.`,
+    );
+  }
+  return file;
+}
+
+/** What Plex's downtime will be: only what runs between the stop and Plex answering. */
+export function projectDowntime(input: {
+  stopSeconds: number;
+  final: SyncPass;
+  linkMbps: number;
+  podStartSeconds: number;
+}): RehearsalReport["downtime"] {
+  const linkBytesPerSecond = (input.linkMbps * 1e6) / 8;
+  // The final pass walks both trees (measured) and sends what changed (at the link's speed).
+  const finalSeconds = Math.max(input.final.seconds, input.final.bytes / linkBytesPerSecond);
+  const parts = [
+    {
+      step: "stop Plex and Tautulli, re-check databases, Tautulli snapshot",
+      seconds: input.stopSeconds + 15,
+      basis: "measured here + 15 s for systemctl stop",
+    },
+    {
+      step: "final sync in the init container (changes since the warm copy, second pass, database checksums)",
+      seconds: finalSeconds,
+      basis:
+        finalSeconds === input.final.seconds
+          ? "measured here"
+          : `its ${input.final.bytes} bytes at the ${input.linkMbps} Mbit/s link`,
+    },
+    {
+      step: "Plex pod start",
+      seconds: input.podStartSeconds,
+      basis: "assumed: image pull and Plex start-up",
+    },
+  ];
+  return {
+    projectedSeconds: parts.reduce((sum, p) => sum + p.seconds, 0),
+    parts,
+    assumptions: [
+      "the warm copy ran while Plex was serving, so only the final sync adds to the downtime",
+      `as few changes between the warm copy and the stop as in this rehearsal (here: ${input.final.bytes} bytes)`,
+      `${input.linkMbps} Mbit/s between the VM and the cluster (--link-mbps)`,
+      `${input.podStartSeconds} s for the Plex pod to pull its image and start (--pod-start-seconds)`,
+      "Tautulli's import runs while Plex starts and does not add to Plex's downtime",
+    ],
+  };
+}
+
+function nextStepsFor(mediaRoots: string[]): string[] {
+  const hints = mediaRoots.map((root) => `${root}=nfs://<nas>/<export>`);
+  return [
+    "pulumi stack init dev            # or use Pulumi.dev.yaml as a starting point",
+    "pulumi config set vmHost <VM address> && pulumi config set vmUser <user with passwordless sudo>",
+    "pulumi config set vmHostKey \"$(ssh-keyscan -t ed25519 <VM address> | cut -d' ' -f2-)\"",
+    "pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519",
+    ...(hints.length > 0
+      ? [
+          `pulumi config set --path 'plexMediaVolumes[0]' '${hints[0]}'   # one entry per media root`,
+        ]
+      : []),
+    "pulumi preview",
+    "pulumi up",
+  ];
+}
+
+/** Embedded PostgreSQL, the migrations, the import of the snapshot. */
+async function importTautulli(
+  snapshotFile: string,
+  dirs: RehearsalDirs,
+  options: RehearsalOptions,
+  timings: StepTiming[],
+  log: Log,
+  onServer: (server: Awaited<ReturnType<typeof startEmbeddedPostgres>>) => void,
+): Promise<{ migrated: Awaited<ReturnType<typeof migrateUp>>; importReport: ImportReport }> {
+  let t = now();
+  log("Starting an embedded PostgreSQL and applying the migrations...");
+  const server = await startEmbeddedPostgres({
+    parentDir: postgresParentDir(dirs.postgres),
+    keep: options.keep,
+  });
+  onServer(server);
+  const databaseUrl = await server.createDatabase("tautulli");
+  const migrated = await migrateUp(databaseUrl);
+  timings.push({ step: "postgres + migrations", seconds: now() - t });
+
+  t = now();
+  log("Importing tautulli.db (one transaction, verified by counts and checksums)...");
+  let lastProgress = 0;
+  const importReport = await runImport({
+    sqlitePath: snapshotFile,
+    databaseUrl,
+    integrityCheck: "full",
+    onProgress: (p) => {
+      if (p.phase === "copy" && now() - lastProgress > 2) {
+        lastProgress = now();
+        log(
+          `  ${p.table ?? ""}: ${p.rows}/${p.totalRows} rows, ${Math.round(p.rowsPerSecond)} rows/s`,
+        );
+      }
+    },
+  });
+  timings.push({
+    step: "tautulli import",
+    seconds: now() - t,
+    bytes: importReport.source.bytes + importReport.source.walBytes,
+    rows: importReport.totals.rows,
+  });
+  return { migrated, importReport };
+}
+
+/** Runs the whole rehearsal; throws RehearsalInputError for bad inputs, Error for failures. */
 export async function runRehearsal(options: RehearsalOptions = {}): Promise<RehearsalReport> {
   const log = options.log ?? (() => undefined);
   const startedAt = new Date();
   const started = now();
   const timings: StepTiming[] = [];
   const warnings: string[] = [];
-  const linkMbps = options.linkMbps ?? 1000;
-  const podStartSeconds = options.podStartSeconds ?? 120;
 
   if (options.plexDir) checkPlexDir(path.resolve(options.plexDir));
   if (options.tautulliDb) checkTautulliDb(path.resolve(options.tautulliDb));
   const rehearsalDir = options.rehearsalDir ?? createRehearsalDir(options.workDir);
-  const parent = path.dirname(rehearsalDir);
-  const dirs = {
+  const dirs: RehearsalDirs = {
     sample: path.join(rehearsalDir, "sample"),
     vm: path.join(rehearsalDir, "vm"),
     volume: path.join(rehearsalDir, "config-volume"),
-    download: path.join(rehearsalDir, "download"),
+    sync: path.join(rehearsalDir, "sync"),
     postgres: path.join(rehearsalDir, "postgres"),
   };
   for (const dir of Object.values(dirs)) fs.mkdirSync(dir, { recursive: true });
   // The embedded server runs as the postgres user when we are root; it must reach its dir.
   fs.chmodSync(rehearsalDir, 0o755);
   fs.chmodSync(dirs.postgres, 0o777);
+  fs.chmodSync(dirs.sync, 0o700);
 
-  let serving = false;
-  let settings: SourceScriptSettings | undefined;
-  const sources = loadScriptSources();
-  const step = async <S extends SourceStep>(
-    name: S,
-    serveToken?: string,
-  ): Promise<StepResults[S]> => {
-    const env = stepEnvironment(name, settings!);
-    const bundle = scriptBundle(name, env, sources, serveToken ? { serveToken } : {});
-    const result = await startProcess("bash", ["-s", "--", name], {
-      input: bundle,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: "C.UTF-8" },
-      onStderrLine: (line) => line.trim() && log(`  vm ${name}: ${line}`),
-    }).done;
-    if (result.code !== 0) {
-      const summary = result.stdout.trim().split("\n").pop() ?? "";
-      let problems = "";
-      try {
-        const parsed = JSON.parse(summary) as { problems?: string[] };
-        if (parsed.problems?.length) problems = ` Problems: ${parsed.problems.join("; ")}`;
-      } catch {
-        /* no JSON summary: stderr says why */
-      }
-      const detail = result.stderr.trim().split("\n").slice(-5).join("\n");
-      throw new StepFailure(
-        `The VM script's ${name} step failed (exit ${result.code}).${problems}\n${detail}`,
-        `VM ${name}`,
-        "scripts/plex-migrate-source.sh",
-        result.code ?? 1,
-      );
-    }
-    return parseStepOutput(name, result.stdout);
-  };
-
+  let sync: SyncSetup | undefined;
   let postgresServer: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
   let finished = false;
   try {
-    // --- Space first: the samples, an archive and an extracted copy, the database copies. ---
-    let plexDir = options.plexDir ? path.resolve(options.plexDir) : "";
-    let tautulliDb = options.tautulliDb ? path.resolve(options.tautulliDb) : "";
-    const small = options.sample === "small";
-    const sampleLibraryBytes = (small ? 16 : 160) * 1024 * 1024;
-    const libraryBytesEstimate = plexDir ? await dirBytes(plexDir) : sampleLibraryBytes;
-    const tautulliBytes = tautulliDb
-      ? fs.statSync(tautulliDb).size +
-        (fs.existsSync(`${tautulliDb}-wal`) ? fs.statSync(`${tautulliDb}-wal`).size : 0)
-      : (small ? 2 : 40) * 1024 * 1024;
-    const needed = Math.ceil(
-      libraryBytesEstimate * (plexDir ? 2.1 : 3.1) +
-        tautulliBytes * (tautulliDb ? 4 : 5) +
-        256 * 1024 * 1024,
-    );
-    const available = await freeBytes(rehearsalDir);
-    if (available < needed) {
-      throw new RehearsalInputError(
-        `The work directory ${parent} has ${mib(available)} free; the rehearsal needs about ${mib(needed)} (an archive and an extracted copy of the ${mib(libraryBytesEstimate)} library, plus the database).`,
-        "give --work-dir a directory on a disk with more free space",
-      );
-    }
-
-    // --- Inputs: the user's, or generated samples (the same generators the tests use). ---
-    if (!plexDir) {
-      log("Generating a sample Plex data directory (no --plex-dir given)...");
-      const manifest = await generatePlexTree(path.join(dirs.sample, "Plex Media Server"), {
-        metadataFiles: small ? 300 : 3000,
-        largeFiles: 2,
-        largeFileBytes: (small ? 2 : 16) * 1024 * 1024,
-        totalBytes: sampleLibraryBytes,
-      });
-      plexDir = manifest.dataDir;
-    }
-    if (!tautulliDb) {
-      log("Generating a sample tautulli.db (no --tautulli-db given)...");
-      tautulliDb = path.join(dirs.sample, "tautulli.db");
-      generateTautulliDb(tautulliDb, { plays: small ? 500 : 20000, uncheckpointedPlays: 20 });
-    }
-
+    await checkFreeSpace(options, rehearsalDir);
+    const inputs = await prepareInputs(options, dirs, log);
     const before = {
-      plex: await treeFingerprint(plexDir),
-      tautulli: await databaseFingerprint(tautulliDb),
+      plex: await treeFingerprint(inputs.plexDir),
+      tautulli: await databaseFingerprint(inputs.tautulliDb),
     };
-
-    settings = {
+    const settings: SourceScriptSettings = {
       workDir: dirs.vm,
-      plexDataDir: plexDir,
+      plexDataDir: inputs.plexDir,
       plexService: "plexmediaserver",
       tautulliService: "",
-      tautulliDbPath: tautulliDb,
+      tautulliDbPath: inputs.tautulliDb,
       archiveExcludes: [],
       archiveCompression: "auto",
-      serve: {
-        address: "127.0.0.1",
-        port: await freePort(),
-        lifetimeMinutes: 30,
-        allowedCidrs: ["127.0.0.0/8"],
-      },
-      keepArchive: Boolean(options.keep),
+      serve: { address: "127.0.0.1", port: 32499, lifetimeMinutes: 30, allowedCidrs: [] },
+      keepArchive: false,
       rehearsal: true,
     };
 
-    // --- The VM steps, exactly as SourceVm sends them (in rehearsal mode). ---
     let t = now();
     log("VM preflight (read-only)...");
-    const preflight = await step("preflight");
+    const preflight = await runVmStep("preflight", settings, log);
     timings.push({ step: "preflight", seconds: now() - t });
     if (!preflight.ok) throw new Error(`Preflight refused: ${preflight.problems.join("; ")}`);
     log(
@@ -372,147 +607,73 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
     warnings.push(...preflight.notes.map((n) => `VM preflight: ${n}`));
 
     t = now();
-    log("VM stop (rehearsal: no services; databases re-checked)...");
-    await step("stop");
-    timings.push({ step: "stop", seconds: now() - t });
+    sync = await authorizeSync(inputs, dirs, log);
+    const forcedCommand = sync.forcedCommand;
+    timings.push({ step: "authorize-sync", seconds: now() - t });
+
+    log("Warm copy (Plex would still be serving): rsync over SSH into the stand-in volume...");
+    const warm = await runSyncPhase(
+      "warm",
+      sync,
+      { PLEX_LIBRARY_BYTES: String(preflight.libraryBytes) },
+      log,
+    );
+    timings.push({ step: "warm copy", ...warm, bytesPerSecond: warm.bytes / warm.seconds });
 
     t = now();
-    log("VM archive (streaming, with sha256) and Tautulli snapshot (SQLite backup API)...");
-    const archive = await step("archive");
-    const archiveSeconds = now() - t;
-    timings.push({
-      step: "archive",
-      seconds: archiveSeconds,
-      bytes: preflight.libraryBytes,
-      bytesPerSecond: preflight.libraryBytes / archiveSeconds,
+    log("VM stop (rehearsal: no services; databases re-checked and hashed, Tautulli snapshot)...");
+    const stopped = await runVmStep("stop", settings, log);
+    const stopSeconds = now() - t;
+    timings.push({ step: "stop", seconds: stopSeconds });
+
+    log("Final sync (Plex stopped): the changes, a second pass, the database checksums...");
+    const final = await runSyncPhase("final", sync, { databases: stopped.plexDatabases }, log);
+    timings.push({ step: "final sync", ...final });
+
+    t = now();
+    await sync.vm.revoke();
+    await sync.sshd.stop();
+    sync = undefined;
+    timings.push({ step: "revoke-sync", seconds: now() - t });
+
+    t = now();
+    log("Comparing the copied tree with the source, byte for byte...");
+    const copiedDataDir = path.join(dirs.volume, ARCHIVE_ROOT);
+    const sourceDigest = await digestTree(inputs.plexDir);
+    const targetDigest = await digestTree(copiedDataDir);
+    const differences = compareTrees(sourceDigest, targetDigest, {
+      nanoseconds: true,
+      sparse: true,
     });
-    log(
-      `  ${archive.archive.name}: ${mib(archive.archive.bytes)} (${archive.archive.compression}) in ${archiveSeconds.toFixed(1)} s`,
-    );
-
-    const serveToken = require("crypto").randomBytes(24).toString("base64url") as string;
-    t = now();
-    const served = await step("serve", serveToken);
-    serving = true;
-    timings.push({ step: "serve", seconds: now() - t });
-    const archiveUrl = servedUrl("127.0.0.1", served.port, serveToken, archive.archive.name);
-    const snapshotUrl = servedUrl("127.0.0.1", served.port, serveToken, "tautulli.db");
-    log(
-      `  serving on 127.0.0.1:${served.port} at a token URL for ${Math.round(served.lifetimeSeconds / 60)} min`,
-    );
-
-    // --- The init container's script into the stand-in config volume. ---
-    t = now();
-    log(
-      "plex-init.sh: download (streamed, resumable), verify sha256, extract, rename into place...",
-    );
-    const uid = typeof process.getuid === "function" ? process.getuid() : 1000;
-    const gid = typeof process.getgid === "function" ? process.getgid() : 1000;
-    const init = await startPlexInit(
-      {
-        PLEX_CONFIG_DIR: dirs.volume,
-        PLEX_ARCHIVE_URL: archiveUrl,
-        PLEX_ARCHIVE_SHA256: archive.archive.sha256,
-        PLEX_ARCHIVE_BYTES: String(archive.archive.bytes),
-        PLEX_ARCHIVE_FORMAT: archive.archive.format,
-        PLEX_LIBRARY_BYTES: String(preflight.libraryBytes),
-        PLEX_UID: String(uid),
-        PLEX_GID: String(gid),
-        PLEX_INIT_INSTALL_TOOLS: "never",
-      },
-      { onStderrLine: (line) => line.trim() && log(`  init: ${line}`) },
-    ).done;
-    if (init.code !== 0) {
-      throw new StepFailure(
-        `plex-init.sh failed (exit ${init.code}):\n${init.stderr.trim().split("\n").slice(-5).join("\n")}`,
-        "plex-init.sh",
-        "scripts/plex-init.sh",
-        init.code ?? 1,
-      );
-    }
-    const transferSeconds = now() - t;
-    timings.push({
-      step: "transfer+extract",
-      seconds: transferSeconds,
-      bytes: archive.archive.bytes,
-      bytesPerSecond: archive.archive.bytes / transferSeconds,
-    });
-
-    t = now();
-    log("Comparing the imported tree with the source, byte for byte...");
-    const sourceDigest = await digestTree(plexDir, { exclude: preflight.excludes });
-    const targetDigest = await digestTree(path.join(dirs.volume, ARCHIVE_ROOT));
-    const differences = compareTrees(sourceDigest, targetDigest, { owners: false });
     timings.push({ step: "compare", seconds: now() - t });
     if (differences.length > 0) {
       warnings.push(
-        `The imported tree differs from the source in ${differences.length} places (see transfer.differences).`,
+        `The copied tree differs from the source in ${differences.length} places (see transfer.differences).`,
       );
     }
 
     log("Verifying the copy as the pod's Plex will see it (identity, sampled library files)...");
     const verification = await verifyCopiedLibrary({
-      sourceDataDir: plexDir,
-      copiedDataDir: path.join(dirs.volume, ARCHIVE_ROOT),
+      sourceDataDir: inputs.plexDir,
+      copiedDataDir,
       mediaVolumes: [],
     });
     warnings.push(...offlineVerificationWarnings(verification));
 
-    // --- Tautulli: embedded PostgreSQL, migrations, import of the served snapshot. ---
-    t = now();
-    log(
-      "Downloading the Tautulli snapshot as SqliteImport does (streamed, resumable, sha256-checked)...",
+    const snapshotFile = await fetchSnapshot(stopped.tautulliSnapshot, dirs.sync);
+    const { migrated, importReport } = await importTautulli(
+      snapshotFile,
+      dirs,
+      options,
+      timings,
+      log,
+      (server) => (postgresServer = server),
     );
-    if (!archive.tautulli) throw new Error("The VM's archive step made no Tautulli snapshot.");
-    const snapshotFile = path.join(dirs.download, "tautulli.db");
-    await downloadVerified(snapshotUrl, archive.tautulli.sha256, snapshotFile, { log });
-    timings.push({
-      step: "tautulli snapshot download",
-      seconds: now() - t,
-      bytes: archive.tautulli.bytes,
-    });
-
-    await step("stop-serving");
-    serving = false;
-
-    t = now();
-    log("Starting an embedded PostgreSQL and applying the migrations...");
-    postgresServer = await startEmbeddedPostgres({
-      parentDir: postgresParentDir(dirs.postgres),
-      keep: options.keep,
-    });
-    const databaseUrl = await postgresServer.createDatabase("tautulli");
-    const migrated = await migrateUp(databaseUrl);
-    timings.push({ step: "postgres + migrations", seconds: now() - t });
-
-    t = now();
-    log("Importing tautulli.db (one transaction, verified by counts and checksums)...");
-    let lastProgress = 0;
-    const importReport = await runImport({
-      sqlitePath: snapshotFile,
-      databaseUrl,
-      integrityCheck: "full",
-      onProgress: (p) => {
-        if (p.phase === "copy" && now() - lastProgress > 2) {
-          lastProgress = now();
-          log(
-            `  ${p.table ?? ""}: ${p.rows}/${p.totalRows} rows, ${Math.round(p.rowsPerSecond)} rows/s`,
-          );
-        }
-      },
-    });
-    timings.push({
-      step: "tautulli import",
-      seconds: now() - t,
-      bytes: importReport.source.bytes + importReport.source.walBytes,
-      rows: importReport.totals.rows,
-    });
     for (const w of importReport.warnings) warnings.push(`Tautulli import: ${w.message}`);
 
-    // --- The inputs must be exactly as they were. ---
     const after = {
-      plex: await treeFingerprint(plexDir),
-      tautulli: await databaseFingerprint(tautulliDb),
+      plex: await treeFingerprint(inputs.plexDir),
+      tautulli: await databaseFingerprint(inputs.tautulliDb),
     };
     const unchanged = {
       plexDir: before.plex === after.plex,
@@ -523,40 +684,6 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         "AN INPUT CHANGED during the rehearsal (see inputs.unchanged): report this as a bug.",
       );
     }
-
-    // --- What the real run will look like. ---
-    const linkBytesPerSecond = (linkMbps * 1e6) / 8;
-    const localTransferRate = archive.archive.bytes / transferSeconds;
-    const transferRate = Math.min(linkBytesPerSecond, localTransferRate);
-    const stopTiming = timings.find((x) => x.step === "stop")!.seconds;
-    const parts = [
-      {
-        step: "stop Plex and Tautulli, re-check databases",
-        seconds: stopTiming + 15,
-        basis: "measured database re-check + 15 s for systemctl stop",
-      },
-      {
-        step: "archive + sha256",
-        seconds: archiveSeconds,
-        basis: "measured here on the same data",
-      },
-      {
-        step: "download + verify + extract in the init container",
-        seconds: archive.archive.bytes / transferRate,
-        basis:
-          transferRate === linkBytesPerSecond
-            ? `archive bytes at the ${linkMbps} Mbit/s link`
-            : "measured here (slower than the link)",
-      },
-      {
-        step: "Plex pod start",
-        seconds: podStartSeconds,
-        basis: "assumed: image pull and Plex start-up",
-      },
-    ];
-    const projectedSeconds = parts.reduce((sum, p) => sum + p.seconds, 0);
-
-    const imageTag = preflight.plexVersion;
     if (preflight.mediaRoots.length > 0) {
       warnings.push(
         `Plex's libraries live under ${preflight.mediaRoots.join(", ")}: mount these paths in the pod with plexMediaVolumes, or Plex will show the media as unavailable.`,
@@ -571,20 +698,6 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
       );
     }
 
-    const mediaVolumeHints = preflight.mediaRoots.map((root) => `${root}=nfs://<nas>/<export>`);
-    const nextSteps = [
-      "pulumi stack init dev            # or use Pulumi.dev.yaml as a starting point",
-      "pulumi config set vmHost <VM address> && pulumi config set vmUser <user with passwordless sudo>",
-      "pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519",
-      ...(mediaVolumeHints.length > 0
-        ? [
-            `pulumi config set --path 'plexMediaVolumes[0]' '${mediaVolumeHints[0]}'   # one entry per media root`,
-          ]
-        : []),
-      "pulumi preview",
-      "pulumi up",
-    ];
-
     const report: RehearsalReport = {
       reportVersion: 1,
       startedAt: startedAt.toISOString(),
@@ -593,16 +706,16 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
       rehearsalDir,
       kept: Boolean(options.keep),
       inputs: {
-        plexDir,
+        plexDir: inputs.plexDir,
         plexDirGenerated: !options.plexDir,
-        tautulliDb,
+        tautulliDb: inputs.tautulliDb,
         tautulliDbGenerated: !options.tautulliDb,
         unchanged,
       },
       plex: {
         version: preflight.plexVersion,
         versionSource: preflight.plexVersionSource,
-        imageTag,
+        imageTag: preflight.plexVersion,
         libraryBytes: preflight.libraryBytes,
         libraryFiles: preflight.libraryFiles,
         databasesOk: preflight.databasesOk,
@@ -610,29 +723,19 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         recommendedConfigSize: autoConfigSize(preflight.libraryBytes, 50),
         mediaRoots: preflight.mediaRoots,
       },
-      archive: {
-        format: archive.archive.format,
-        compression: archive.archive.compression,
-        bytes: archive.archive.bytes,
-        sha256: archive.archive.sha256,
-        ratio: archive.archive.bytes / Math.max(1, preflight.libraryBytes),
-      },
+      sync: { warm, final, forcedCommand },
       transfer: {
         identical: differences.length === 0,
         differences: differences.slice(0, 50),
         filesCompared: sourceDigest.files,
       },
       timings,
-      downtime: {
-        projectedSeconds,
-        parts,
-        assumptions: [
-          `VM disk and CPU like this machine's (archive time measured here)`,
-          `${linkMbps} Mbit/s between the VM and the cluster (--link-mbps)`,
-          `${podStartSeconds} s for the Plex pod to pull its image and start (--pod-start-seconds)`,
-          "Tautulli's import runs while Plex starts and does not add to Plex's downtime",
-        ],
-      },
+      downtime: projectDowntime({
+        stopSeconds,
+        final,
+        linkMbps: options.linkMbps ?? 1000,
+        podStartSeconds: options.podStartSeconds ?? 120,
+      }),
       verification,
       tautulli: {
         migrations: migrated.applied.length ? migrated.applied : listMigrationNames(),
@@ -640,7 +743,7 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         import: importReport,
       },
       warnings,
-      nextSteps,
+      nextSteps: nextStepsFor(preflight.mediaRoots),
     };
     finished = true;
     return report;
@@ -650,7 +753,10 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
       fs.rmSync(rehearsalDir, { recursive: true, force: true });
     throw error;
   } finally {
-    if (serving && settings) await step("stop-serving").catch(() => undefined);
+    if (sync) {
+      await sync.vm.revoke().catch(() => undefined);
+      await sync.sshd.stop().catch(() => undefined);
+    }
     await postgresServer?.stop().catch(() => undefined);
     // After a report only the report files stay.
     if (finished && !options.keep) {

@@ -59,10 +59,13 @@ export function formatMarkdown(report: RehearsalReport): string {
     `| Recommended config volume (plexConfigSize auto) | ${report.plex.recommendedConfigSize} |`,
   );
   lines.push(
-    `| Archive | ${mib(report.archive.bytes)} ${report.archive.format} (${report.archive.compression}), ${(report.archive.ratio * 100).toFixed(0)}% of the library |`,
+    `| Warm copy (Plex still serving) | ${mib(report.sync.warm.bytes)} in ${report.sync.warm.seconds.toFixed(1)} s |`,
   );
   lines.push(
-    `| Imported tree vs source | ${report.transfer.identical ? `identical (${report.transfer.filesCompared} files: content, modes, mtimes, symlinks)` : `${report.transfer.differences.length} DIFFERENCES`} |`,
+    `| Final sync (Plex stopped) | ${mib(report.sync.final.bytes)} in ${report.sync.final.seconds.toFixed(1)} s, verified (second pass, database checksums) |`,
+  );
+  lines.push(
+    `| Copied tree vs source | ${report.transfer.identical ? `identical (${report.transfer.filesCompared} files: content, modes, mtimes, symlinks, hard links, holes)` : `${report.transfer.differences.length} DIFFERENCES`} |`,
   );
   lines.push(
     `| Inputs after the rehearsal | ${report.inputs.unchanged.plexDir && report.inputs.unchanged.tautulliDb ? "unchanged (checksums before = after)" : "CHANGED"} |`,

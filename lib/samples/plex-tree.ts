@@ -50,11 +50,16 @@ export interface PlexTreeOptions {
   /** Add empty directories. @default true */
   emptyDirectories?: boolean;
   /**
-   * Shapes that break naive copies, all off by default: hard links, symlinks pointing outside
-   * the tree (absolute and "../.."), names with a newline and with bytes that are not UTF-8,
-   * more 0600 files.
+   * Shapes that break naive copies, all off by default: hard links, names with a newline and
+   * with bytes that are not UTF-8, more 0600 files.
    */
   awkwardShapes?: boolean;
+  /**
+   * Symlinks pointing outside the tree (absolute, and "../.." up and out). The VM's preflight
+   * refuses these (the copy would hold only the link), so only the transfer tests use them.
+   * @default false
+   */
+  outsideSymlinks?: boolean;
   /** Sparse files (8 MiB apparent, three 4 KiB data blocks, the rest holes). @default 0 */
   sparseFiles?: number;
   /** One sparse file of this apparent size (e.g. 4.1 GiB: over 4 GiB, little disk). @default none */
@@ -259,7 +264,7 @@ export async function generatePlexTree(
     stats.bytes += length;
   };
 
-  /** Hard links, symlinks out of the tree, a newline and non-UTF-8 bytes in names, 0600 files. */
+  /** Hard links, a newline and non-UTF-8 bytes in names, 0600 files (and links out, if asked). */
   function writeAwkwardShapes(): void {
     writeFile(
       "Plug-in Support/Data/com.plexapp.system/HardLinked/original.dat",
@@ -272,8 +277,10 @@ export async function generatePlexTree(
         path.join(dir, "Plug-in Support/Data/com.plexapp.system/HardLinked", name),
       );
     }
-    symlink(DEFAULT_MEDIA_ROOTS[0], "Plug-in Support/Data/com.plexapp.system/media-root");
-    symlink("../../../../../etc/hostname", "Plug-in Support/Data/com.plexapp.system/up-and-out");
+    if (options.outsideSymlinks) {
+      symlink(DEFAULT_MEDIA_ROOTS[0], "Plug-in Support/Data/com.plexapp.system/media-root");
+      symlink("../../../../../etc/hostname", "Plug-in Support/Data/com.plexapp.system/up-and-out");
+    }
     writeFile("Plug-in Support/Data/com.plexapp.system/line\nbreak.txt", "a newline in the name\n");
     writeFile("Cache/private-0600.dat", noise(seed, "private", 3000), 0o600);
     writeFile("Plug-in Support/Preferences/private.xml", "<Prefs secret='1'/>\n", 0o600);

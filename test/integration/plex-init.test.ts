@@ -90,7 +90,12 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
   });
 
   it("warm copy while Plex runs, then a final pass: every change arrives, every shape survives", async () => {
-    fixture = await createSyncFixture({ metadataFiles: 400, awkwardShapes: true, sparseFiles: 2 });
+    fixture = await createSyncFixture({
+      metadataFiles: 400,
+      awkwardShapes: true,
+      outsideSymlinks: true,
+      sparseFiles: 2,
+    });
     const warm = await fixture.run("warm", {
       ...asOwner,
       PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
