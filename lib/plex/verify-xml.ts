@@ -55,7 +55,7 @@ const parser = new XMLParser({
 /** A parse failure: the answer was not the XML Plex sends. */
 export class PlexXmlError extends Error {
   constructor(what: string, detail: string) {
-    super(`Plex's answer to ${what} is not the XML Plex Media Server sends: ${detail}`);
+    super(`${what} is not the XML Plex Media Server writes: ${detail}`);
     this.name = "PlexXmlError";
   }
 }
@@ -65,11 +65,11 @@ function mediaContainer(xml: string, what: string): XmlNode {
   try {
     doc = parser.parse(xml, true) as XmlNode;
   } catch (error) {
-    throw new PlexXmlError(what, (error as Error).message);
+    throw new PlexXmlError(`Plex's answer to ${what}`, (error as Error).message);
   }
   const containers = doc.MediaContainer as XmlNode[] | undefined;
   if (!containers || containers.length !== 1) {
-    throw new PlexXmlError(what, "no MediaContainer element");
+    throw new PlexXmlError(`Plex's answer to ${what}`, "no MediaContainer element");
   }
   return containers[0];
 }
@@ -105,7 +105,10 @@ export function parseIdentity(xml: string): PlexIdentity {
   const machineIdentifier = attr(container, "machineIdentifier");
   const version = attr(container, "version");
   if (!machineIdentifier || !version) {
-    throw new PlexXmlError("/identity", "the MediaContainer has no machineIdentifier or version");
+    throw new PlexXmlError(
+      "Plex's answer to /identity",
+      "the MediaContainer has no machineIdentifier or version",
+    );
   }
   return { machineIdentifier, version, claimed: flag(attr(container, "claimed")) };
 }
@@ -114,7 +117,8 @@ export function parseSections(xml: string): PlexSection[] {
   const container = mediaContainer(xml, "/library/sections");
   return children(container, "Directory").map((directory) => {
     const key = attr(directory, "key");
-    if (!key) throw new PlexXmlError("/library/sections", "a Directory has no key");
+    if (!key)
+      throw new PlexXmlError("Plex's answer to /library/sections", "a Directory has no key");
     return {
       key,
       title: attr(directory, "title") ?? `section ${key}`,
@@ -134,7 +138,10 @@ export function parseItemsPage(xml: string, what: string): PlexItemsPage {
     .filter((item): item is { ratingKey: string; title: string } => !!item.ratingKey);
   const total = Number(attr(container, "totalSize") ?? attr(container, "size") ?? items.length);
   if (!Number.isInteger(total) || total < 0) {
-    throw new PlexXmlError(what, "the MediaContainer's totalSize is not a count");
+    throw new PlexXmlError(
+      `Plex's answer to ${what}`,
+      "the MediaContainer's totalSize is not a count",
+    );
   }
   return { totalSize: total, items };
 }
@@ -162,4 +169,17 @@ export function parsePreference(xml: string, id: string): string | undefined {
   const container = mediaContainer(xml, "/:/prefs");
   const setting = children(container, "Setting").find((node) => attr(node, "id") === id);
   return setting ? attr(setting, "value") : undefined;
+}
+
+/** ProcessedMachineIdentifier of a Preferences.xml (the identity /identity reports), or null. */
+export function parsePreferencesIdentity(xml: string): string | null {
+  let doc: XmlNode;
+  try {
+    doc = parser.parse(xml, true) as XmlNode;
+  } catch (error) {
+    throw new PlexXmlError("Preferences.xml", (error as Error).message);
+  }
+  const preferences = (doc.Preferences as XmlNode[] | undefined)?.[0];
+  if (!preferences) throw new PlexXmlError("Preferences.xml", "no Preferences element");
+  return attr(preferences, "ProcessedMachineIdentifier") ?? null;
 }

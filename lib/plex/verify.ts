@@ -9,34 +9,19 @@ import { PlexClient, PlexRequestError } from "./verify-http";
 import {
   AdvertisedResult,
   assembleReport,
-  DEFAULT_SAMPLES_PER_SECTION,
-  describeMediaVolume,
   formatReport,
   IdentityResult,
-  locationOf,
-  MAX_FILES_SHOWN,
-  mediaVolumeCovering,
   SectionResult,
-  sectionStatus,
   VerificationReport,
 } from "./verify-report";
+import { LibraryReader, sampleSection } from "./verify-sample";
 import {
   parseIdentity,
   parseItemsPage,
   parseMetadataParts,
   parsePreference,
   parseSections,
-  PlexPart,
-  PlexSection,
 } from "./verify-xml";
-
-/** The item type sampled per section type (python-plexapi utils.SEARCHTYPES): files live there. */
-export const SAMPLED_ITEM_TYPE: Record<string, { type: number; name: string }> = {
-  movie: { type: 1, name: "movies" },
-  show: { type: 4, name: "episodes" },
-  artist: { type: 10, name: "tracks" },
-  photo: { type: 13, name: "photos" },
-};
 
 /** Fails `up`: the report (when there is one) says what is wrong and the fix. */
 export class PlexVerificationError extends Error {
@@ -64,16 +49,6 @@ export interface VerifyPlexOptions {
   advertised: { url: string; fetchIdentity: (url: string) => Promise<string> } | null;
   log?: (line: string) => void;
   now?: () => Date;
-}
-
-/** Offsets of `n` items spread evenly over a listing of `total` (all of them when fewer). */
-export function sampleOffsets(total: number, n: number): number[] {
-  if (total <= n) return Array.from({ length: total }, (_, i) => i);
-  return Array.from({ length: n }, (_, i) => Math.floor((i * total) / n));
-}
-
-function partReadable(part: PlexPart): boolean {
-  return part.exists === true && part.accessible === true;
 }
 
 async function readIdentity(options: VerifyPlexOptions): Promise<IdentityResult> {
@@ -126,91 +101,30 @@ async function authenticatedGet(
   }
 }
 
-async function readSections(options: VerifyPlexOptions): Promise<PlexSection[]> {
-  return parseSections(await authenticatedGet(options, "/library/sections"));
-}
-
-async function sampleSection(
-  options: VerifyPlexOptions,
-  section: PlexSection,
-): Promise<SectionResult> {
-  const locations = section.locations.map((path) => {
-    const volume = mediaVolumeCovering(path, options.mediaVolumes);
-    return { path, volume: volume ? describeMediaVolume(volume) : null, sampled: 0, readable: 0 };
-  });
-  const base = { key: section.key, title: section.title, type: section.type, locations };
-  const itemType = SAMPLED_ITEM_TYPE[section.type];
-  if (!itemType) {
-    return {
-      ...base,
-      status: "not-checked",
-      items: 0,
-      sampled: 0,
-      readable: 0,
-      unreadableFiles: [],
-      note: `sections of type "${section.type}" are not sampled`,
-    };
-  }
-  const listing = `/library/sections/${section.key}/all`;
-  const count = parseItemsPage(
-    await authenticatedGet(options, listing, {
-      type: itemType.type,
-      "X-Plex-Container-Start": 0,
-      "X-Plex-Container-Size": 0,
-    }),
-    listing,
-  );
-  const offsets = sampleOffsets(
-    count.totalSize,
-    options.samplesPerSection ?? DEFAULT_SAMPLES_PER_SECTION,
-  );
-  let readable = 0;
-  const unreadableFiles: SectionResult["unreadableFiles"] = [];
-  for (const offset of offsets) {
-    const page = parseItemsPage(
+/** The libraries as the running Plex reports them (checkFiles=1: Plex looks at each file). */
+function plexLibraryReader(options: VerifyPlexOptions): LibraryReader {
+  const page = async (key: string, type: number, start: number, size: number) => {
+    const listing = `/library/sections/${key}/all`;
+    return parseItemsPage(
       await authenticatedGet(options, listing, {
-        type: itemType.type,
-        "X-Plex-Container-Start": offset,
-        "X-Plex-Container-Size": 1,
+        type,
+        "X-Plex-Container-Start": start,
+        "X-Plex-Container-Size": size,
       }),
       listing,
     );
-    const item = page.items[0];
-    if (!item) continue;
-    const metadata = `/library/metadata/${item.ratingKey}`;
-    const parts = parseMetadataParts(
-      await authenticatedGet(options, metadata, { checkFiles: 1 }),
-      metadata,
-    );
-    const ok = parts.length > 0 && parts.every(partReadable);
-    const location = locations.find(
-      (l) => l.path === locationOf(parts[0]?.file ?? "", section.locations),
-    );
-    if (location) {
-      location.sampled += 1;
-      if (ok) location.readable += 1;
-    }
-    if (ok) readable += 1;
-    else {
-      const bad = parts.find((p) => !partReadable(p)) ?? {
-        file: `(${item.title}: no file)`,
-        exists: null,
-        accessible: null,
-      };
-      if (unreadableFiles.length < MAX_FILES_SHOWN) unreadableFiles.push(bad);
-    }
-  }
-  const sampled = offsets.length;
-  options.log?.(
-    `library "${section.title}": ${readable}/${sampled} sampled ${itemType.name} readable (of ${count.totalSize})`,
-  );
+  };
   return {
-    ...base,
-    status: sectionStatus(sampled, readable),
-    items: count.totalSize,
-    sampled,
-    readable,
-    unreadableFiles,
+    sections: async () => parseSections(await authenticatedGet(options, "/library/sections")),
+    countItems: async (key, type) => (await page(key, type, 0, 0)).totalSize,
+    itemAt: async (key, type, offset) => (await page(key, type, offset, 1)).items[0],
+    partsOf: async (ratingKey) => {
+      const metadata = `/library/metadata/${ratingKey}`;
+      return parseMetadataParts(
+        await authenticatedGet(options, metadata, { checkFiles: 1 }),
+        metadata,
+      );
+    },
   };
 }
 
@@ -250,8 +164,9 @@ export async function verifyPlex(options: VerifyPlexOptions): Promise<Verificati
   // Another server's libraries say nothing about the migrated one: report the identity alone.
   const sections: SectionResult[] = [];
   if (sameServer) {
-    for (const section of await readSections(options)) {
-      sections.push(await sampleSection(options, section));
+    const reader = plexLibraryReader(options);
+    for (const section of await reader.sections()) {
+      sections.push(await sampleSection(reader, section, options));
     }
   }
   const report = assembleReport({

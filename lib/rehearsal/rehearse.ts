@@ -16,6 +16,11 @@ import { startPlexInit, startProcess } from "../plex/local-run";
 import { autoConfigSize } from "../plex/sizing";
 import { freePort } from "../net";
 import { startEmbeddedPostgres } from "../postgres/embedded";
+import {
+  offlineVerificationWarnings,
+  OfflineVerification,
+  verifyCopiedLibrary,
+} from "../plex/verify-offline";
 import { listMigrationNames, migrateUp } from "../postgres/migrator";
 import { downloadVerified } from "../import/download";
 import type { ImportReport } from "../import/report";
@@ -119,6 +124,8 @@ export interface RehearsalReport {
     parts: { step: string; seconds: number; basis: string }[];
     assumptions: string[];
   };
+  /** The copy verified as the pod's Plex will see it (files looked at on this machine). */
+  verification: OfflineVerification;
   tautulli: {
     migrations: string[];
     schemaVersion: string;
@@ -424,6 +431,14 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
       );
     }
 
+    log("Verifying the copy as the pod's Plex will see it (identity, sampled library files)...");
+    const verification = await verifyCopiedLibrary({
+      sourceDataDir: plexDir,
+      copiedDataDir: path.join(dirs.volume, ARCHIVE_ROOT),
+      mediaVolumes: [],
+    });
+    warnings.push(...offlineVerificationWarnings(verification));
+
     // --- Tautulli: embedded PostgreSQL, migrations, import of the served snapshot. ---
     t = now();
     log(
@@ -594,6 +609,7 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
           "Tautulli's import runs while Plex starts and does not add to Plex's downtime",
         ],
       },
+      verification,
       tautulli: {
         migrations: migrated.applied.length ? migrated.applied : listMigrationNames(),
         schemaVersion: migrated.schemaVersion,

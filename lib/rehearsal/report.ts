@@ -3,6 +3,7 @@
  * admin can act on. The JSON form is the RehearsalReport object itself.
  */
 import { formatSummary } from "../import/report";
+import { formatOfflineVerification } from "../plex/verify-offline";
 import { mib, RehearsalReport } from "./rehearse";
 
 function duration(seconds: number): string {
@@ -56,6 +57,8 @@ export function formatMarkdown(report: RehearsalReport): string {
   if (!report.transfer.identical) {
     lines.push("Differences:", "", ...report.transfer.differences.map((d) => `- ${d}`), "");
   }
+
+  lines.push(...formatOfflineVerification(report.verification), "");
 
   lines.push("## Measured here", "", "| step | time | throughput |", "|---|---|---|");
   for (const t of report.timings)

@@ -116,6 +116,22 @@ describe("npm run rehearse (bash, sh, embedded PostgreSQL, SQLite)", function ()
         (w) => w.includes("/srv/media/Kids TV") && w.includes("plexMediaVolumes"),
       ),
     );
+    // The copy starts as the same server; its media is not on this machine, so it reads as unreadable.
+    assert.deepStrictEqual(report.verification.identity, {
+      expectedMachineIdentifier: manifest.processedMachineIdentifier,
+      machineIdentifier: manifest.processedMachineIdentifier,
+      same: true,
+    });
+    const movies = report.verification.sections.find((s) => s.title === "Movies");
+    assert.ok(movies && movies.sampled > 0 && movies.readable === 0, JSON.stringify(movies));
+    assert.strictEqual(movies.status, "unreadable");
+    assert.ok(
+      report.warnings.some((w) =>
+        w.startsWith(
+          `Library "Movies": none of ${movies.sampled} sampled files is readable on this machine`,
+        ),
+      ),
+    );
     assert.ok(report.nextSteps.some((s) => s.startsWith("pulumi up")));
     assert.ok(
       lines.some((l) => l.includes("plex-init")),
@@ -140,6 +156,14 @@ describe("npm run rehearse (bash, sh, embedded PostgreSQL, SQLite)", function ()
     );
     assert.match(result.stdout, /Projected Plex downtime for the real run: about/);
     assert.match(result.stdout, /Imported [\d,]+ rows from 22 tables/);
+    assert.match(
+      result.stdout,
+      /## Verification of the copy\n\nIdentity Plex starts with: [0-9a-f]{40} \(the source's\)/,
+    );
+    assert.match(
+      result.stdout,
+      /\| Movies \| movie \| unreadable \| 0 \/ 5 \(\d+\) \| \/mnt\/nas-plex\/Movies \|/,
+    );
     assert.match(result.stderr, /\[rehearse +[\d.]+s\] VM archive/);
     const [dir] = fs.readdirSync(workDir);
     const kept = fs.readdirSync(path.join(workDir, dir)).sort();
