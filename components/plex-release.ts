@@ -64,6 +64,11 @@ export interface PlexReleaseArgs {
   configHeadroomPercent: number;
   /** Bytes of the Plex data directory, measured on the VM by the preflight. */
   libraryBytes: pulumi.Input<number>;
+  /**
+   * Files, directories and links in the data directory (the preflight's fileCount): the inodes
+   * the volume must have. @default 0 (inodes not considered)
+   */
+  fileCount?: pulumi.Input<number>;
   /** Media roots, mounted in the pod at the paths the VM used. @default [] */
   mediaVolumes: MediaVolume[];
   /**
@@ -151,13 +156,20 @@ export class PlexRelease extends pulumi.ComponentResource {
         ).metadata.name
       : pulumi.output(args.namespace);
 
-    const size = pulumi.output(args.libraryBytes).apply((libraryBytes) => {
-      try {
-        return resolveConfigSize(args.configSize, libraryBytes, args.configHeadroomPercent);
-      } catch (error) {
-        throw new pulumi.ResourceError((error as Error).message, this);
-      }
-    });
+    const size = pulumi
+      .all([args.libraryBytes, args.fileCount ?? 0])
+      .apply(([libraryBytes, files]) => {
+        try {
+          return resolveConfigSize(
+            args.configSize,
+            libraryBytes,
+            args.configHeadroomPercent,
+            files,
+          );
+        } catch (error) {
+          throw new pulumi.ResourceError((error as Error).message, this);
+        }
+      });
     const autoSized = args.configSize === "auto";
     const configClaim = new k8s.core.v1.PersistentVolumeClaim(
       `${name}-config`,

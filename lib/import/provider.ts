@@ -20,7 +20,7 @@ import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { downloadVerified } from "./download";
 import { isImportError } from "./errors";
-import { databaseUrlSecrets, redactText } from "./redact";
+import { redactMessage } from "../redact";
 import { formatSummary, ImportReport } from "./report";
 import { runImport } from "./run-import";
 import { sourceFingerprint } from "./sqlite-source";
@@ -54,21 +54,6 @@ export interface SqliteImportOutputs extends SqliteImportInputs {
 }
 
 const isUnknown = (value: unknown): boolean => value === UNKNOWN_VALUE;
-
-function secretsOf(inputs: Partial<SqliteImportInputs>): string[] {
-  const secrets =
-    typeof inputs.databaseUrl === "string" ? databaseUrlSecrets(inputs.databaseUrl) : [];
-  const source = inputs.source as { url?: string } | undefined;
-  if (typeof source?.url === "string") {
-    secrets.push(source.url);
-    try {
-      secrets.push(new URL(source.url).pathname);
-    } catch {
-      // not a URL: check() reports it
-    }
-  }
-  return secrets.filter((s) => s.length > 1);
-}
 
 /** Problems with the inputs, as the engine's check failures (empty when fine). */
 export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic.CheckFailure[] {
@@ -158,7 +143,7 @@ async function importFrom(
   }
 }
 
-/** Runs `work`, rethrowing failures with every secret of `inputs` scrubbed from the message. */
+/** Runs `work`, rethrowing failures with the URLs of `inputs` redacted where a message quotes them. */
 async function scrubbed<T>(
   inputs: Partial<SqliteImportInputs>,
   work: () => Promise<T>,
@@ -166,7 +151,13 @@ async function scrubbed<T>(
   try {
     return await work();
   } catch (error) {
-    const message = redactText((error as Error).message ?? String(error), secretsOf(inputs));
+    const databaseUrl = typeof inputs.databaseUrl === "string" ? inputs.databaseUrl : undefined;
+    const sourceUrl = (inputs.source as { url?: unknown } | undefined)?.url;
+    const message = redactMessage(
+      redactMessage((error as Error).message ?? String(error), [databaseUrl]),
+      [typeof sourceUrl === "string" ? sourceUrl : undefined],
+      { userInfo: true, path: true },
+    );
     const clean = new Error(message);
     if (isImportError(error)) Object.assign(clean, { code: error.code });
     throw clean;

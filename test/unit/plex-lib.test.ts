@@ -11,8 +11,10 @@ import { parseImageRef, plexUrl, releaseTimeoutSeconds } from "../../lib/plex/he
 import { INIT_SCRIPT_PATH, renderInitScript } from "../../lib/plex/init-script";
 import {
   autoConfigSize,
+  minimumConfigGiB,
   parseQuantity,
   requiredConfigBytes,
+  requiredConfigInodes,
   resolveConfigSize,
 } from "../../lib/plex/sizing";
 
@@ -35,31 +37,108 @@ describe("lib/plex sizing", () => {
     assert.throws(() => parseQuantity("10GB"), /"10GB" is not a Kubernetes quantity/);
   });
 
-  it("auto: library + headroom, whole GiB up, at least 10Gi", () => {
+  it("auto: library and files + headroom, as an ext4 claim that holds them, whole GiB up, at least 10Gi", () => {
     assert.strictEqual(autoConfigSize(0, 50), "10Gi");
-    assert.strictEqual(autoConfigSize(6 * GiB, 50), "10Gi");
-    assert.strictEqual(autoConfigSize(8 * GiB, 50), "12Gi");
-    assert.strictEqual(autoConfigSize(8 * GiB + 1, 50), "13Gi");
-    assert.strictEqual(autoConfigSize(100 * GiB, 0), "100Gi");
-    assert.strictEqual(autoConfigSize(100 * GiB, 100), "200Gi");
+    assert.strictEqual(autoConfigSize(5 * GiB, 50), "10Gi");
+    // 12 GiB with headroom -> 12.6 GiB + 16 MiB + 1 GiB journal, / 0.93 = 14.7 -> 15Gi.
+    assert.strictEqual(autoConfigSize(8 * GiB, 50), "15Gi");
+    assert.strictEqual(autoConfigSize(30 * GiB, 0), "35Gi");
+    assert.strictEqual(autoConfigSize(100 * GiB, 0), "114Gi");
+    assert.strictEqual(autoConfigSize(100 * GiB, 100), "227Gi");
+    // Three million small files need 3.3M inodes: 51 GiB at one inode per 16 KiB.
+    assert.strictEqual(autoConfigSize(2 * GiB, 0, 3_000_000), "51Gi");
   });
 
-  it("an explicit size must hold the library (same margin as plex-init.sh)", () => {
+  it("an explicit size must hold the library once formatted, naming the size that does", () => {
     assert.strictEqual(requiredConfigBytes(0), 16 * 1024 * 1024);
+    assert.strictEqual(requiredConfigInodes(3000), 4300);
     assert.deepStrictEqual(resolveConfigSize("50Gi", 40 * GiB, 50), {
       quantity: "50Gi",
       auto: false,
     });
     assert.deepStrictEqual(resolveConfigSize("auto", 40 * GiB, 50), {
-      quantity: "60Gi",
+      quantity: "69Gi",
       auto: true,
     });
+    // The library x 1.05 + 16 MiB alone would call 32Gi enough for 30 GiB; formatted, it is not.
     assert.throws(
-      () => resolveConfigSize("40Gi", 40 * GiB, 50),
-      /plexConfigSize 40Gi cannot hold the Plex library \(40\.00 GiB measured on the VM\)\. Fix: pulumi config set plexConfigSize 43Gi/,
+      () => resolveConfigSize("32Gi", 30 * GiB, 50, 250_000),
+      /plexConfigSize 32Gi cannot hold the Plex library \(30\.00 GiB and 250000 files measured on the VM\) once formatted: ext4 keeps 5% for root and about 2% for its own metadata, and has one inode per 16 KiB\. Fix: pulumi config set plexConfigSize 35Gi/,
+    );
+    assert.throws(
+      () => resolveConfigSize("20Gi", 1 * GiB, 50, 2_000_000),
+      /\(here the file count decides\)\. Fix: pulumi config set plexConfigSize 34Gi/,
     );
     assert.throws(() => resolveConfigSize("auto", Number.NaN, 50), /library size of NaN bytes/);
     assert.throws(() => resolveConfigSize("auto", -1, 50), /not a byte count/);
+    assert.throws(() => resolveConfigSize("auto", 1, 50, 1.5), /1\.5 files in the library/);
+  });
+
+  describe("against real ext4 filesystems (mke2fs on sparse images, read back with dumpe2fs)", () => {
+    let dir: string;
+    before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "plexk8s-ext4-"))));
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    /** What a non-root user can use on a fresh ext4 of `bytes` made with `mkfsArgs`. */
+    function ext4(bytes: number, mkfsArgs: string[] = []): { freeBytes: number; inodes: number } {
+      const image = path.join(dir, `fs-${bytes}-${mkfsArgs.join("")}.img`);
+      fs.writeFileSync(image, "");
+      fs.truncateSync(image, bytes);
+      const mkfs = spawnSync(
+        "mke2fs",
+        [
+          "-F",
+          "-q",
+          "-t",
+          "ext4",
+          "-E",
+          "lazy_itable_init=1,lazy_journal_init=1",
+          ...mkfsArgs,
+          image,
+        ],
+        { encoding: "utf8" },
+      );
+      assert.strictEqual(mkfs.status, 0, mkfs.stderr);
+      const dump = spawnSync("dumpe2fs", ["-h", image], { encoding: "utf8" });
+      fs.rmSync(image);
+      const field = (name: string) => {
+        const match = new RegExp(`^${name}:\\s+(\\d+)$`, "m").exec(dump.stdout);
+        assert.ok(match, `dumpe2fs printed no ${name}`);
+        return Number(match[1]);
+      };
+      const blockSize = field("Block size");
+      return {
+        // statfs's f_bavail: free blocks minus the ones kept for root.
+        freeBytes: (field("Free blocks") - field("Reserved block count")) * blockSize,
+        inodes: field("Free inodes"),
+      };
+    }
+
+    const libraries: [string, number, number][] = [
+      ["a small library", 3 * GiB, 40_000],
+      ["30 GiB", 30 * GiB, 250_000],
+      ["many small files", 4 * GiB, 1_500_000],
+      ["150 GiB", 150 * GiB, 900_000],
+    ];
+    for (const [label, libraryBytes, fileCount] of libraries) {
+      it(`${label}: the smallest claim the rule accepts holds it with and without -m0`, () => {
+        const gib = minimumConfigGiB(libraryBytes, fileCount);
+        for (const mkfsArgs of [[], ["-m0"]]) {
+          const fsys = ext4(gib * GiB, mkfsArgs);
+          assert.ok(
+            fsys.freeBytes >= requiredConfigBytes(libraryBytes),
+            `${gib}Gi ${mkfsArgs}: bytes`,
+          );
+          assert.ok(fsys.inodes >= requiredConfigInodes(fileCount), `${gib}Gi ${mkfsArgs}: inodes`);
+        }
+      });
+    }
+
+    it("the old rule's size for 30 GiB (32Gi) really is too small, so the check can fail", () => {
+      const fsys = ext4(32 * GiB);
+      assert.ok(fsys.freeBytes < requiredConfigBytes(30 * GiB));
+      assert.ok(ext4(4 * GiB).inodes < requiredConfigInodes(300_000), "4Gi has 262144 inodes");
+    });
   });
 });
 

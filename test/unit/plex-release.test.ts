@@ -293,8 +293,8 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     assert.deepStrictEqual(claim.inputs.spec, {
       accessModes: ["ReadWriteOnce"],
       storageClassName: "local-zfs",
-      // 30 GiB + 50% = 45 GiB
-      resources: { requests: { storage: "45Gi" } },
+      // 30 GiB + 50% = 45 GiB, + 5% + 16 MiB + 1 GiB journal, / 0.93 for ext4: 52 GiB
+      resources: { requests: { storage: "52Gi" } },
     });
     assert.strictEqual(claim.retainOnDelete, true);
     assert.strictEqual(claim.protect, true);
@@ -319,7 +319,9 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const justOver = await build(
       baseArgs({ libraryBytes: 20 * GiB + 1, configHeadroomPercent: 0 }),
     );
-    assert.strictEqual(storage(justOver), "21Gi");
+    assert.strictEqual(storage(justOver), "24Gi");
+    const manyFiles = await build(baseArgs({ libraryBytes: 2 * GiB, fileCount: 3_000_000 }));
+    assert.strictEqual(storage(manyFiles), "76Gi", "3M files + 50%: 4.95M inodes of 16 KiB");
     const explicit = await build(baseArgs({ configSize: "200Gi" }));
     assert.strictEqual(storage(explicit), "200Gi");
     assert.deepStrictEqual(explicit.claim.ignoreChanges, [], "an explicit size is applied");
@@ -413,7 +415,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const value = async (name: string) => (await unwrap(plain.outputs[name])).value;
     assert.strictEqual(await value("namespace"), "plex");
     assert.strictEqual(await value("configClaimName"), "plex-plex-media-server-config");
-    assert.strictEqual(await value("configSize"), "45Gi");
+    assert.strictEqual(await value("configSize"), "52Gi");
     assert.strictEqual(await value("imageTag"), VM_VERSION);
     assert.strictEqual(
       await value("plexUrl"),
@@ -564,7 +566,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [
         { configSize: "20Gi" },
-        /plexConfigSize 20Gi cannot hold the Plex library \(30\.00 GiB measured on the VM\)\. Fix: pulumi config set plexConfigSize 32Gi/,
+        /plexConfigSize 20Gi cannot hold the Plex library \(30\.00 GiB and 0 files measured on the VM\) once formatted: .*Fix: pulumi config set plexConfigSize 35Gi/,
       ],
       [{ plexVersion: "" }, /the VM reported Plex version "", which is not a pms-docker image tag/],
       [{ archive: { sha256: "not-a-sha" } }, /archive sha256 "not-a-sha" is not 64 hex digits/],
