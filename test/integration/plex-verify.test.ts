@@ -12,7 +12,12 @@ import { freePort } from "../../lib/net";
 import { isReadOnlyPath, plexClient } from "../../lib/plex/verify-http";
 import { PlexVerificationError, verifyPlex, VerifyPlexOptions } from "../../lib/plex/verify";
 import { sampleOffsets } from "../../lib/plex/verify-sample";
-import { EMPTY_TRASH_ADVICE, formatReport, VerificationReport } from "../../lib/plex/verify-report";
+import {
+  EMPTY_TRASH_ADVICE,
+  formatReport,
+  OUTSIDE_CHECK_ADVICE,
+  VerificationReport,
+} from "../../lib/plex/verify-report";
 import { parseItemsPage, parseSections } from "../../lib/plex/verify-xml";
 import { FakePlex, FakeSection } from "../support/fake-plex";
 
@@ -164,6 +169,9 @@ describe("Plex verification against a server answering as Plex Media Server", fu
       /advertised address: not checked \(the Plex networking mode advertises no address\)/,
     );
     assert.equal(report.autoEmptyTrash, false);
+    // Off now, and the report still says to keep it off until it passes.
+    assert.match(formatReport(report), /empty trash automatically: off/);
+    assert.deepEqual(report.advice, [EMPTY_TRASH_ADVICE, OUTSIDE_CHECK_ADVICE]);
     // Samples spread over the listing (offsets 0, 2, 4, 7, 9 of 12), each file checked by Plex.
     const metadata = fake.requests.filter((r) => r.path.startsWith("/library/metadata/"));
     assert.deepEqual(
