@@ -383,6 +383,31 @@ describe("Plex verification against a server answering as Plex Media Server", fu
     assert.ok(!error.message.includes("not-the-server-token"));
   });
 
+  it("asks again while Plex answers 503 (starting), and fails with the fix when it stays busy", async () => {
+    const sections: FakeSection[] = [
+      {
+        key: "1",
+        title: "Movies",
+        type: "movie",
+        locations: [path.join(media, "movies")],
+        items: items("movies", 2, 2, 100),
+      },
+    ];
+    const starting = await plex(sections, { busyResponses: 2 });
+    const report = await verifyPlex(options(starting, { busyRetry: { tries: 3, delayMs: 0 } }));
+    assert.equal(report.passed, true);
+    assert.deepEqual(
+      starting.requests.slice(0, 4).map((r) => r.path),
+      ["/identity", "/library/sections", "/library/sections", "/library/sections"],
+    );
+    const busy = await plex(sections, { busyResponses: 100 });
+    const error = await failure(verifyPlex(options(busy, { busyRetry: { tries: 3, delayMs: 0 } })));
+    assert.match(
+      error.message,
+      /answered HTTP 503 \(busy\) to \/library\/sections 3 times: it is still starting/,
+    );
+  });
+
   it("fails with the fix when Plex does not answer", async () => {
     const port = await freePort();
     const error = await failure(verifyPlex(options(`http://127.0.0.1:${port}`)));
