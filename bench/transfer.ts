@@ -360,8 +360,9 @@ async function main(): Promise<void> {
         `${formatBytes(manifest.bytes)} (${formatBytes(libraryBytes)} on disk)`,
     );
 
-    // A target file system of its own: 2.5x the library plus 1 GB, sparse.
-    const imageBytes = Math.ceil((libraryBytes * 2.5 + 1e9) / 4096) * 4096;
+    // A target file system of its own, sparse: room for our copy, the plan's download and its
+    // extracted copy side by side, and ext4's metadata for tens of thousands of small files.
+    const imageBytes = Math.ceil((libraryBytes * 4 + 2e9) / 4096) * 4096;
     fs.closeSync(fs.openSync(image, "w"));
     fs.truncateSync(image, imageBytes);
     sh("mkfs.ext4", ["-q", "-F", "-m", "0", image]);

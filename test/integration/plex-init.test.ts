@@ -21,6 +21,7 @@ import {
   INIT_WARM_DONE,
 } from "../../lib/plex/init-script";
 import { imageLikePath, killGroup, measureDatabases } from "../../lib/plex/local-run";
+import { addPlexCollationsToFile, usesPlexCollations } from "../../lib/samples/plex-library-db";
 import { compareTrees, digestTree, LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { createSyncFixture, transferredBytes, type SyncFixture } from "../support/sync-fixture";
 
@@ -96,6 +97,8 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       outsideSymlinks: true,
       sparseFiles: 2,
     });
+    // The library database declares Plex's own collations (icu_root, naturalsort), as a real one.
+    addPlexCollationsToFile(fixture.tree.libraryDb);
     const warm = await fixture.run("warm", {
       ...asOwner,
       PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
@@ -123,6 +126,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       500,
     );
     probe.close();
+    assert.ok(usesPlexCollations(path.join(fixture.libraryDataDir, LIBRARY_DB_RELATIVE)));
     assert.ok(fs.existsSync(path.join(fixture.target.configDir, INIT_MARKER)));
     assert.ok(!fs.existsSync(path.join(fixture.target.configDir, INIT_STAGING)));
     assert.strictEqual(fs.statSync(path.join(fixture.target.configDir, "Library")).uid, OWNER.uid);
