@@ -34,6 +34,10 @@ export interface SourceScriptSettings {
   plexVersion?: string;
   /** Roll back even though the migrated Plex may be running. @default false */
   rollbackForce?: boolean;
+  /** The migration's public key, for authorize-sync and revoke-sync. */
+  syncPublicKey?: string;
+  /** Networks the migration key may connect from (`from=`); empty allows any. */
+  syncAllowedCidrs?: string[];
 }
 
 export const SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-source.sh");
