@@ -32,17 +32,19 @@ import {
   LIBRARY_DB_RELATIVE,
 } from "../lib/samples/plex-tree";
 import {
-  LocalVmSync,
   freePort,
-  generateSshKey,
-  knownHostsLine,
   measureDatabases,
   plexSyncEnv,
-  startLoopbackSshd,
   startPlexInit,
   startProcess,
   type LocalSyncTarget,
 } from "../lib/plex/local-run";
+import {
+  LocalVmSync,
+  generateSshKey,
+  knownHostsLine,
+  startLoopbackSshd,
+} from "../lib/plex/local-sync";
 
 const DATA_ROOT = "Library/Application Support/Plex Media Server";
 const MB = 1_000_000;

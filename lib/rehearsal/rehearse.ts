@@ -14,17 +14,14 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { plexSyncEnv, startPlexInit, startProcess, type LocalSyncTarget } from "../plex/local-run";
 import {
   LocalVmSync,
   generateSshKey,
   knownHostsLine,
-  plexSyncEnv,
   startLoopbackSshd,
-  startPlexInit,
-  startProcess,
-  type LocalSyncTarget,
   type LoopbackSshd,
-} from "../plex/local-run";
+} from "../plex/local-sync";
 import type { SyncPhase } from "../plex/init-script";
 import { autoConfigSize } from "../plex/sizing";
 import { startEmbeddedPostgres } from "../postgres/embedded";

@@ -11,14 +11,14 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { startProcess } from "../../lib/plex/local-run";
 import {
   LocalVmSync,
   generateSshKey,
   knownHostsLine,
   startLoopbackSshd,
-  startProcess,
   type LoopbackSshd,
-} from "../../lib/plex/local-run";
+} from "../../lib/plex/local-sync";
 import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { generatePlexTree } from "../../lib/samples/plex-tree";
 

@@ -11,21 +11,23 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import {
-  LocalVmSync,
-  generateSshKey,
   imageLikePath,
-  knownHostsLine,
   measureDatabases,
   plexSyncEnv,
-  startLoopbackSshd,
   startPlexInit,
   type LocalSyncTarget,
-  type LoopbackSshd,
   type PlexInitOptions,
   type PlexSyncEnv,
   type ProcessResult,
   type RunningProcess,
 } from "../../lib/plex/local-run";
+import {
+  LocalVmSync,
+  generateSshKey,
+  knownHostsLine,
+  startLoopbackSshd,
+  type LoopbackSshd,
+} from "../../lib/plex/local-sync";
 import type { SyncPhase } from "../../lib/plex/init-script";
 import {
   generatePlexTree,
