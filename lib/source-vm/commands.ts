@@ -24,10 +24,15 @@ export interface SourceScriptSettings {
   plexService: string;
   tautulliService: string;
   tautulliDbPath: string;
-  archiveExcludes: string[];
-  archiveCompression: ArchiveCompression;
-  serve: { address: string; port: number; lifetimeMinutes: number; allowedCidrs: string[] };
-  keepArchive: boolean;
+  /** The archive flow's settings (absent for the sync flow's steps). */
+  archiveExcludes?: string[];
+  archiveCompression?: ArchiveCompression;
+  serve?: { address: string; port: number; lifetimeMinutes: number; allowedCidrs: string[] };
+  keepArchive?: boolean;
+  /** The migration's public key ("ssh-ed25519 AAAA..."), for authorize-sync and revoke-sync. */
+  syncPublicKey?: string;
+  /** Networks the migration key may connect from (`from=`); empty allows any. */
+  syncAllowedCidrs?: string[];
   /** Run without systemctl/dpkg-query (a machine without Plex). @default false */
   rehearsal?: boolean;
   /** Plex version to report instead of asking dpkg-query. */
@@ -35,6 +40,12 @@ export interface SourceScriptSettings {
   /** Roll back even though the migrated Plex may be running. @default false */
   rollbackForce?: boolean;
 }
+
+/** The settings of the archive flow's steps (archive, serve, stop-serving): all of them set. */
+export type ArchiveScriptSettings = SourceScriptSettings &
+  Required<
+    Pick<SourceScriptSettings, "archiveExcludes" | "archiveCompression" | "serve" | "keepArchive">
+  >;
 
 export const SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-source.sh");
 export const SERVER_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-serve.py");

@@ -205,9 +205,30 @@ export interface RollbackResult {
   notes: string[];
 }
 
+export interface AuthorizeSyncResult {
+  step: "authorize-sync";
+  /** The account whose authorized_keys holds the migration key. */
+  user: string;
+  authorizedKeysFile: string;
+  forcedCommand: string;
+  /** "SHA256:..." of the authorized migration key. */
+  keyFingerprint: string;
+  changed: boolean;
+  notes: string[];
+}
+
+export interface RevokeSyncResult {
+  step: "revoke-sync";
+  revoked: boolean;
+  removed: string[];
+  notes: string[];
+}
+
 export interface StepResults {
   preflight: PreflightResult;
+  "authorize-sync": AuthorizeSyncResult;
   stop: StopResult;
+  "revoke-sync": RevokeSyncResult;
   archive: ArchiveResult;
   serve: ServeResult;
   "stop-serving": StopServingResult;

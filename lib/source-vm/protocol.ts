@@ -7,7 +7,15 @@
  */
 import type { SourceScriptSettings } from "./commands";
 
-export type SourceStep = "preflight" | "stop" | "archive" | "serve" | "stop-serving" | "rollback";
+export type SourceStep =
+  | "preflight"
+  | "authorize-sync"
+  | "stop"
+  | "revoke-sync"
+  | "archive"
+  | "serve"
+  | "stop-serving"
+  | "rollback";
 
 interface Setting {
   /** The variable the script reads. */
@@ -23,19 +31,24 @@ export const SETTINGS = {
   plexService: { env: "PLEX_MIGRATE_PLEX_SERVICE", value: (s) => s.plexService },
   tautulliService: { env: "PLEX_MIGRATE_TAUTULLI_SERVICE", value: (s) => s.tautulliService },
   tautulliDbPath: { env: "PLEX_MIGRATE_TAUTULLI_DB", value: (s) => s.tautulliDbPath },
-  archiveExcludes: { env: "PLEX_MIGRATE_EXCLUDES", value: (s) => s.archiveExcludes.join(",") },
+  archiveExcludes: { env: "PLEX_MIGRATE_EXCLUDES", value: (s) => s.archiveExcludes?.join(",") },
   archiveCompression: { env: "PLEX_MIGRATE_COMPRESSION", value: (s) => s.archiveCompression },
-  serveAddress: { env: "PLEX_MIGRATE_SERVE_ADDRESS", value: (s) => s.serve.address },
-  servePort: { env: "PLEX_MIGRATE_SERVE_PORT", value: (s) => String(s.serve.port) },
+  serveAddress: { env: "PLEX_MIGRATE_SERVE_ADDRESS", value: (s) => s.serve?.address },
+  servePort: { env: "PLEX_MIGRATE_SERVE_PORT", value: (s) => s.serve && String(s.serve.port) },
   serveLifetimeMinutes: {
     env: "PLEX_MIGRATE_SERVE_LIFETIME_MINUTES",
-    value: (s) => String(s.serve.lifetimeMinutes),
+    value: (s) => s.serve && String(s.serve.lifetimeMinutes),
   },
   serveAllowedCidrs: {
     env: "PLEX_MIGRATE_SERVE_ALLOWED_CIDRS",
-    value: (s) => s.serve.allowedCidrs.join(","),
+    value: (s) => s.serve?.allowedCidrs.join(","),
   },
   keepArchive: { env: "PLEX_MIGRATE_KEEP_ARCHIVE", value: (s) => (s.keepArchive ? "1" : "0") },
+  syncPublicKey: { env: "PLEX_MIGRATE_SYNC_PUBLIC_KEY", value: (s) => s.syncPublicKey },
+  syncAllowedCidrs: {
+    env: "PLEX_MIGRATE_SYNC_ALLOWED_CIDRS",
+    value: (s) => (s.syncAllowedCidrs ?? []).join(","),
+  },
   rehearsal: { env: "PLEX_MIGRATE_REHEARSAL", value: (s) => (s.rehearsal ? "1" : undefined) },
   plexVersion: { env: "PLEX_MIGRATE_PLEX_VERSION", value: (s) => s.plexVersion || undefined },
   rollbackForce: {
@@ -121,6 +134,22 @@ export const STEP_PROTOCOL = {
       notes: "array",
       problems: "array",
     },
+  },
+  "authorize-sync": {
+    settings: ["workDir", "plexDataDir", "syncPublicKey", "syncAllowedCidrs", "rehearsal"],
+    keys: {
+      step: "string",
+      user: "string",
+      authorizedKeysFile: "string",
+      forcedCommand: "string",
+      keyFingerprint: "string",
+      changed: "boolean",
+      notes: "array",
+    },
+  },
+  "revoke-sync": {
+    settings: ["workDir", "syncPublicKey", "rehearsal"],
+    keys: { step: "string", revoked: "boolean", removed: "array", notes: "array" },
   },
   stop: {
     settings: [
