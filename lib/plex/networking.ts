@@ -141,3 +141,22 @@ export function noDirectPathWarning(
     `(or plexIngressHost), or list the URLs clients use in plexAdvertiseUrls.`
   );
 }
+
+/**
+ * Preferences.xml's LanNetworksBandwidth for the pod: the VM's LAN networks plus the cluster's
+ * pod and node ranges, so clients reaching Plex from cluster addresses (through an Ingress, or
+ * SNAT by kube-proxy) count as local as they did on the VM's LAN. Undefined when no cluster range
+ * is configured: Preferences.xml then keeps the VM's value. allowedNetworks (access without
+ * sign-in) is never widened: it moves unchanged with Preferences.xml.
+ */
+export function podLanNetworks(
+  vmLanNetworks: string,
+  clusterNetworks: string[],
+): string | undefined {
+  if (clusterNetworks.length === 0) return undefined;
+  const vm = vmLanNetworks
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
+  return [...new Set([...vm, ...clusterNetworks])].join(",");
+}
