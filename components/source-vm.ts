@@ -43,7 +43,7 @@ export interface SourceVmArgs {
   };
   /** Run the steps with `sudo -n` when the user is not root. @default true */
   sudo: boolean;
-  /** Work directory on the VM (archive, snapshot, migration log). @default /var/tmp/plex-migrate */
+  /** Work directory on the VM (snapshot, state, migration log); see the vmWorkDir key. */
   workDir: string;
   /** Plex data directory on the VM, never modified. @default /var/lib/plexmediaserver/Library/Application Support/Plex Media Server */
   plexDataDir: string;
@@ -184,7 +184,13 @@ export class SourceVm extends pulumi.ComponentResource {
         connection,
         // Always present, so turning rollbackOnDestroy off is an update, not a delete that runs it.
         delete: args.rollbackOnDestroy ? remoteCommandLine("rollback", who) : undefined,
-        stdin: bundle("rollback"),
+        // Forced: this delete runs after everything that depends on preflight (the Plex release
+        // among them) is deleted, since Pulumi deletes dependents first; the migrated Plex is gone.
+        stdin: scriptBundle(
+          "rollback",
+          stepEnvironment("rollback", { ...settings, rollbackForce: true }),
+          sources,
+        ),
         logging: "stderr",
         addPreviousOutputInEnv: false,
       },

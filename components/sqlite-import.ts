@@ -10,6 +10,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type * as ProviderModule from "../lib/import/provider";
 import type { ImportReport } from "../lib/import/report";
+import type { SshConnection } from "../lib/import/ssh-download";
 import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
 
 export interface SqliteImportArgs {
@@ -18,11 +19,20 @@ export interface SqliteImportArgs {
   /** How `pulumi up` reaches the server, named when it cannot (PostgresInstance's reachedAt). */
   reachedAt?: pulumi.Input<string>;
   /**
-   * Where tautulli.db comes from: a local file (`path`, absolute; a `-wal` beside it is read too),
-   * or the source VM's snapshot URL (secret, it holds an access token) with its sha256; the
-   * download is streamed and verified before anything is imported.
+   * Where tautulli.db comes from: a local file (`path`, absolute; a `-wal` beside it is read too);
+   * the VM's snapshot over SSH (`ssh`: SourceVm's admin connection, secret; `path`, `sha256`,
+   * `bytes`: the stop step's tautulliSnapshot), copied with the host key pinned and verified; or a
+   * snapshot URL the VM serves (secret, it holds an access token) with its sha256.
    */
-  source: { path: string } | { url: pulumi.Input<string>; sha256: pulumi.Input<string> };
+  source:
+    | { path: string }
+    | {
+        ssh: pulumi.Input<SshConnection>;
+        path: pulumi.Input<string>;
+        sha256: pulumi.Input<string>;
+        bytes: pulumi.Input<number>;
+      }
+    | { url: pulumi.Input<string>; sha256: pulumi.Input<string> };
   /**
    * Confirms that a non-empty Tautulli database may be replaced by the SQLite data.
    * @default false
@@ -75,10 +85,13 @@ export class SqliteImport extends pulumi.dynamic.Resource {
   declare readonly targetIdentity: pulumi.Output<string>;
 
   constructor(name: string, args: SqliteImportArgs, opts?: pulumi.CustomResourceOptions) {
+    const secretSource = "url" in args.source || "ssh" in args.source;
     const source =
-      "url" in args.source
-        ? { url: pulumi.secret(args.source.url), sha256: args.source.sha256 }
-        : { path: args.source.path };
+      "ssh" in args.source
+        ? { ...args.source, ssh: pulumi.secret(args.source.ssh) }
+        : "url" in args.source
+          ? { url: pulumi.secret(args.source.url), sha256: args.source.sha256 }
+          : { path: args.source.path };
     super(
       sqliteImportProvider,
       name,
@@ -99,7 +112,7 @@ export class SqliteImport extends pulumi.dynamic.Resource {
         additionalSecretOutputs: [
           ...(opts?.additionalSecretOutputs ?? []),
           "databaseUrl",
-          ...("url" in args.source ? ["source"] : []),
+          ...(secretSource ? ["source"] : []),
         ],
       },
       "plex-migrate",

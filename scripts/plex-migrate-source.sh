@@ -7,14 +7,18 @@
 # stderr) and appends timestamped lines to the migration log. The Plex data directory is only
 # ever read. Configuration comes from the environment (defaults in brackets):
 #
-#   PLEX_MIGRATE_WORK_DIR              work dir for archive, snapshot, log [/var/tmp/plex-migrate]
+#   PLEX_MIGRATE_WORK_DIR              work dir for snapshot, state, log [/var/lib/plex-migrate]; it and
+#                                      every parent must be a real directory owned by root (or by the
+#                                      user running the script) that no one else can write to
 #   PLEX_MIGRATE_LOG                   migration log [$PLEX_MIGRATE_WORK_DIR/migration.log]
 #   PLEX_MIGRATE_DATA_DIR              Plex data dir, the folder holding Preferences.xml
 #                                      [/var/lib/plexmediaserver/Library/Application Support/Plex Media Server]
 #   PLEX_MIGRATE_PLEX_SERVICE          systemd unit of Plex [plexmediaserver]
 #   PLEX_MIGRATE_PLEX_PACKAGE          dpkg package of Plex [plexmediaserver]
-#   PLEX_MIGRATE_PLEX_SQLITE           Plex's SQLite [/usr/lib/plexmediaserver/Plex SQLite]; when
-#                                      absent: "Plex SQLite" on PATH, then sqlite3, then python3
+#   PLEX_MIGRATE_PLEX_SQLITE           Plex's SQLite [the deb's /usr/lib/plexmediaserver/Plex SQLite,
+#                                      else the snap's /snap/plexmediaserver/current/Plex SQLite, else
+#                                      "Plex SQLite" on PATH]; without it stock sqlite3/python3 check what
+#                                      they can and a database using Plex's collations is "not checked"
 #   PLEX_MIGRATE_TAUTULLI_SERVICE      systemd unit of Tautulli, "" for none [tautulli]
 #   PLEX_MIGRATE_TAUTULLI_DB           tautulli.db, "" for none [/opt/Tautulli/tautulli.db]
 #   PLEX_MIGRATE_EXCLUDES              comma-separated top-level folders left out of the archive,
@@ -31,6 +35,8 @@
 #   PLEX_MIGRATE_SERVER_PY_SOURCE      its source text instead (used when this script arrives on stdin)
 #   PLEX_MIGRATE_KEEP_ARCHIVE          1 keeps archive and snapshot at stop-serving [0]
 #   PLEX_MIGRATE_STOP_TIMEOUT_SECONDS  how long stop waits for processes to let go [180]
+#   PLEX_MIGRATE_ROLLBACK_FORCE        1: roll back even though the migrated Plex may be running [0]
+#   PLEX_MIGRATE_PROGRESS_SECONDS      seconds between progress lines of long operations [10]
 #   PLEX_MIGRATE_REHEARSAL             1: no systemctl/dpkg-query (a machine without Plex); the
 #                                      version comes from PLEX_MIGRATE_PLEX_VERSION or Logs/ [0]
 #   PLEX_MIGRATE_PLEX_VERSION          Plex version to report instead of asking dpkg-query [""]
@@ -38,6 +44,9 @@
 # Exit codes: 0 done; 1 failed (see stderr); 2 bad configuration or usage; 3 refused: a check
 # found something that would make the migration fail (nothing was changed).
 set -euo pipefail
+shopt -s inherit_errexit
+# `>` never replaces an existing file: every file the script writes is created fresh.
+set -o noclobber
 umask 077
 export LC_ALL=C
 
@@ -47,12 +56,12 @@ readonly ARCHIVE_ROOT="Library/Application Support/Plex Media Server"
 readonly LIBRARY_DB="Plug-in Support/Databases/com.plexapp.plugins.library.db"
 readonly BLOBS_DB="Plug-in Support/Databases/com.plexapp.plugins.library.blobs.db"
 
-WORK_DIR=${PLEX_MIGRATE_WORK_DIR:-/var/tmp/plex-migrate}
+WORK_DIR=${PLEX_MIGRATE_WORK_DIR:-/var/lib/plex-migrate}
 LOG_FILE=${PLEX_MIGRATE_LOG:-$WORK_DIR/migration.log}
 DATA_DIR=${PLEX_MIGRATE_DATA_DIR:-/var/lib/plexmediaserver/Library/Application Support/Plex Media Server}
 PLEX_SERVICE=${PLEX_MIGRATE_PLEX_SERVICE-plexmediaserver}
 PLEX_PACKAGE=${PLEX_MIGRATE_PLEX_PACKAGE:-plexmediaserver}
-PLEX_SQLITE=${PLEX_MIGRATE_PLEX_SQLITE:-/usr/lib/plexmediaserver/Plex SQLite}
+PLEX_SQLITE=${PLEX_MIGRATE_PLEX_SQLITE:-}
 TAUTULLI_SERVICE=${PLEX_MIGRATE_TAUTULLI_SERVICE-tautulli}
 TAUTULLI_DB=${PLEX_MIGRATE_TAUTULLI_DB-/opt/Tautulli/tautulli.db}
 EXCLUDES=${PLEX_MIGRATE_EXCLUDES:-}
@@ -67,6 +76,8 @@ SERVER_PY=${PLEX_MIGRATE_SERVER_PY:-}
 SERVER_PY_SOURCE=${PLEX_MIGRATE_SERVER_PY_SOURCE:-}
 KEEP_ARCHIVE=${PLEX_MIGRATE_KEEP_ARCHIVE:-0}
 STOP_TIMEOUT=${PLEX_MIGRATE_STOP_TIMEOUT_SECONDS:-180}
+ROLLBACK_FORCE=${PLEX_MIGRATE_ROLLBACK_FORCE:-0}
+PROGRESS_SECONDS=${PLEX_MIGRATE_PROGRESS_SECONDS:-10}
 REHEARSAL=${PLEX_MIGRATE_REHEARSAL:-0}
 PLEX_VERSION_OVERRIDE=${PLEX_MIGRATE_PLEX_VERSION:-}
 # The token stays in this shell only; children (tar, python) never see it in their environment.
@@ -76,6 +87,7 @@ ARCHIVE_DIR="$WORK_DIR/archive"
 SERVE_DIR="$WORK_DIR/serve"
 STATE_DIR="$WORK_DIR/state"
 CHECK_DIR="$WORK_DIR/check"
+SNAPSHOT_DIR="$WORK_DIR/snapshot"
 STEP="plex-migrate"
 LOG_READY=0
 NOTES=()
@@ -134,6 +146,23 @@ json_list() {
 }
 json_bool() { if [ "$1" = 1 ] || [ "$1" = true ]; then printf true; else printf false; fi; }
 json_notes() { json_list ${NOTES[@]+"${NOTES[@]}"}; }
+json_raw_list() {
+  local IFS=,
+  printf '[%s]' "$*"
+}
+json_int() { if [[ $1 =~ ^-?[0-9]+$ ]]; then printf '%s' "$1"; else printf null; fi; }
+# json_obj KEY JSON KEY JSON ...: one object from already-encoded values, keys in the order given.
+# A step's summary is `json_obj step '"<step>"' ...`; lib/source-vm/protocol.ts lists its keys.
+json_obj() {
+  local first=1
+  printf '{'
+  while [ $# -ge 2 ]; do
+    if [ "$first" = 1 ]; then first=0; else printf ','; fi
+    printf '"%s":%s' "$1" "$2"
+    shift 2
+  done
+  printf '}'
+}
 now_iso() { date -u '+%Y-%m-%dT%H:%M:%SZ'; }
 
 # --- configuration checks -------------------------------------------------------------------
@@ -187,13 +216,134 @@ check_config() {
   fi
 }
 
-# The work dir holds the archive (with the Plex token inside) and the log: root-only.
+# --- the work dir ---------------------------------------------------------------------------
+
+# Refuses unless every component of the absolute path $1 is a real directory (not a symlink) owned
+# by root or by the user running this script. The directory itself must not be writable by group
+# or others; a parent may be, only with the sticky bit (like /tmp: others cannot rename or remove
+# what they do not own there). Missing components are created 0700 by this script; an existing
+# directory is never chmod-ed. $2 names the setting in messages.
+ensure_private_dir() {
+  local target=$1 setting=$2 current="" part parts=() owner mode last=0 i
+  local fix="choose a path whose every directory is owned by root and writable only by root (the default is /var/lib/plex-migrate)"
+  IFS=/ read -r -a parts <<<"${target#/}"
+  for ((i = -1; i < ${#parts[@]}; i++)); do
+    if [ "$i" -ge 0 ]; then
+      part=${parts[i]}
+      if [ -z "$part" ] || [ "$part" = . ]; then continue; fi
+      [ "$part" != .. ] || usage_error "$setting ($target) must not contain '..'"
+      current="$current/$part"
+    fi
+    [ "$i" -lt $((${#parts[@]} - 1)) ] || last=1
+    if [ -L "${current:-/}" ]; then
+      refuse "$setting: ${current} is a symlink (to $(readlink -- "$current")); $fix, or use the real path $(realpath -m -- "$target")"
+    fi
+    if [ ! -e "${current:-/}" ]; then
+      mkdir -m 0700 -- "$current" || die "cannot create $current for $setting"
+      continue
+    fi
+    [ -d "${current:-/}" ] || refuse "$setting: ${current} is not a directory; $fix"
+    read -r owner mode < <(stat -c '%u %a' -- "${current:-/}")
+    if [ "$owner" != 0 ] && [ "$owner" != "$EUID" ]; then
+      refuse "$setting: ${current:-/} is owned by uid $owner, not root: another user could swap what this script reads and writes there; $fix"
+    fi
+    mode=$((8#$mode))
+    if [ "$last" = 1 ] && [ $((mode & 8#022)) != 0 ]; then
+      refuse "$setting: ${current} is writable by group or others (mode $(printf '%o' "$mode")); $fix"
+    elif [ $((mode & 8#022)) != 0 ] && [ $((mode & 8#1000)) = 0 ]; then
+      refuse "$setting: ${current:-/} is writable by group or others without the sticky bit (mode $(printf '%o' "$mode")); $fix"
+    fi
+  done
+}
+
 ensure_work_dir() {
-  mkdir -p -- "$WORK_DIR" || die "cannot create the work dir $WORK_DIR"
-  chmod 0700 -- "$WORK_DIR"
-  mkdir -p -- "$(dirname -- "$LOG_FILE")"
-  touch -- "$LOG_FILE" || die "cannot write the migration log $LOG_FILE"
+  ensure_private_dir "$WORK_DIR" "the work dir (vmWorkDir, PLEX_MIGRATE_WORK_DIR)"
+  ensure_private_dir "$(dirname -- "$LOG_FILE")" "the log's directory (PLEX_MIGRATE_LOG)"
+  if [ -L "$LOG_FILE" ] || { [ -e "$LOG_FILE" ] && [ ! -f "$LOG_FILE" ]; }; then
+    refuse "the migration log $LOG_FILE is not a regular file; remove it"
+  fi
+  if [ ! -e "$LOG_FILE" ]; then : >"$LOG_FILE" || die "cannot create the migration log $LOG_FILE"; fi
   LOG_READY=1
+}
+
+# A fresh private directory inside the work dir (the work dir is checked, so nobody else can have
+# put anything in it).
+fresh_dir() {
+  rm -rf -- "$1"
+  mkdir -m 0700 -- "$1"
+}
+
+# --- failure cleanup -------------------------------------------------------------------------
+
+# Files and directories that only exist while a step runs (database copies, partial snapshots):
+# removed whatever way the step ends, so a dropped SSH connection leaves no copy behind.
+SCRATCH=()
+scratch() { SCRATCH+=("$@"); }
+on_exit() {
+  local rc=$? item
+  trap - EXIT HUP INT TERM PIPE
+  for item in ${SCRATCH[@]+"${SCRATCH[@]}"}; do rm -rf -- "$item" 2>/dev/null || true; done
+  if [ "$rc" -ge 128 ] && [ "$LOG_READY" = 1 ]; then
+    printf '%s\n' "[$(date '+%Y-%m-%d %H:%M:%S %z')] [$STEP] interrupted (signal $((rc - 128))); partial files removed" >>"$LOG_FILE" 2>/dev/null || true
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 141' PIPE
+
+# --- progress --------------------------------------------------------------------------------
+
+human_bytes() {
+  local b=$1
+  if [ "$b" -ge $((1 << 30)) ]; then printf '%d.%02d GiB' $((b >> 30)) $(((b % (1 << 30)) * 100 >> 30))
+  elif [ "$b" -ge $((1 << 20)) ]; then printf '%d.%02d MiB' $((b >> 20)) $(((b % (1 << 20)) * 100 >> 20))
+  else printf '%d bytes' "$b"; fi
+}
+
+# rate BYTES SECONDS: "12.34 MiB/s"
+rate() { human_bytes $(($1 / ($2 > 0 ? $2 : 1))) | sed 's,$,/s,'; }
+
+# with_progress LABEL TOTAL WATCH CMD...: runs CMD, logging every PROGRESS_SECONDS how far it got
+# (bytes of the file WATCH, or with WATCH "fd:N" the read offset of CMD's descriptor N) and the
+# rate, then one line with the total and the time taken. CMD's stdout is passed through.
+with_progress() {
+  local label=$1 total=$2 watch=$3 pid done_bytes=0 started=$SECONDS next rc=0
+  shift 3
+  "$@" 0<&0 &
+  pid=$!
+  next=$((SECONDS + PROGRESS_SECONDS))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$next" ]; then
+      case "$watch" in
+        fd:*) done_bytes=$(awk '/^pos:/ {print $2}' "/proc/$pid/fdinfo/${watch#fd:}" 2>/dev/null || echo 0) ;;
+        "") done_bytes="" ;;
+        *) done_bytes=$(stat -c %s -- "$watch" 2>/dev/null || echo 0) ;;
+      esac
+      if [ -z "$done_bytes" ]; then
+        log "$label: running, $(human_bytes "$total") to go through, $((SECONDS - started))s"
+      else
+        log "$label: $(human_bytes "$done_bytes") of $(human_bytes "$total"), $(rate "$done_bytes" $((SECONDS - started))), $((SECONDS - started))s"
+      fi
+      next=$((SECONDS + PROGRESS_SECONDS))
+    fi
+    sleep 0.2
+  done
+  wait "$pid" || rc=$?
+  [ "$rc" = 0 ] || return "$rc"
+  log "$label: done, $(human_bytes "$total") in $((SECONDS - started))s ($(rate "$total" $((SECONDS - started))))"
+}
+
+# sha256 of a file, with progress lines for large ones.
+sha256_of() {
+  local file=$1 size
+  size=$(stat -c %s -- "$file")
+  local sum label
+  label="sha256 $(basename -- "$file")"
+  sum=$(with_progress "$label" "$size" fd:0 sha256sum <"$file")
+  printf '%s' "${sum%% *}"
 }
 
 # --- Plex facts -----------------------------------------------------------------------------
@@ -253,44 +403,94 @@ version_from_logs() {
 
 # --- systemd --------------------------------------------------------------------------------
 
-unit_found() { [ "$(systemctl show -p LoadState --value -- "$1" 2>/dev/null || true)" = loaded ]; }
+# A masked unit (what stop leaves) shows LoadState=masked.
+unit_found() {
+  case "$(systemctl show -p LoadState --value -- "$1" 2>/dev/null || true)" in loaded | masked) return 0 ;; *) return 1 ;; esac
+}
 unit_active() { systemctl is-active --quiet -- "$1" 2>/dev/null; }
 unit_enabled_state() { systemctl is-enabled -- "$1" 2>/dev/null || true; }
 
-# A drop-in can move the data dir (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR); archiving another
-# folder than the one Plex uses would move stale data, so refuse on a clear mismatch.
-check_unit_data_dir() {
-  local env dir
-  env=$(systemctl show -p Environment --value -- "$PLEX_SERVICE" 2>/dev/null || true)
-  # systemctl shows assignments with spaces quoted whole ("VAR=a b"), or with \x20 escapes.
-  if [[ $env =~ \"PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=([^\"]*)\" ]]; then
-    dir=${BASH_REMATCH[1]}
-  elif [[ $env =~ (^|[[:space:]])PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=([^[:space:]]*) ]]; then
-    dir=${BASH_REMATCH[2]//\\x20/ }
+# unit_env UNIT NAME: the value NAME has in UNIT's environment, from every source systemd uses:
+# Environment= (unit file and drop-ins, as `systemctl show` merges them), then the
+# EnvironmentFile= files in order, which override it (systemd.exec(5)). Empty when unset.
+unit_env() {
+  local unit=$1 name=$2 value="" line files="" file re
+  while IFS= read -r line; do
+    case "$line" in
+      Environment=*) env_assignment "${line#Environment=}" "$name" && value=$ENV_VALUE ;;
+      EnvironmentFiles=*) files+="${line#EnvironmentFiles=}"$'\n' ;;
+    esac
+  done < <(systemctl show -p Environment -p EnvironmentFiles -- "$unit" 2>/dev/null || true)
+  re='^[[:space:]]*(export[[:space:]]+)?'"$name"'=(.*)$'
+  # Each EnvironmentFiles line is "PATH (ignore_errors=yes|no)".
+  while IFS= read -r file; do
+    file=${file% (ignore_errors=*}
+    if [ -z "$file" ] || [ ! -f "$file" ] || [ ! -r "$file" ]; then continue; fi
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $re ]]; then value=$(env_file_value "${BASH_REMATCH[2]}"); fi
+    done <"$file"
+  done <<<"$files"
+  printf '%s' "$value"
+}
+
+# env_assignment "A=1 \"B=x y\" C=\x20z" NAME: ENV_VALUE=NAME's value; false when absent.
+# `systemctl show` quotes an assignment holding spaces whole, or escapes them as \x20.
+env_assignment() {
+  local env=$1 name=$2
+  if [[ $env =~ \"$name=([^\"]*)\" ]]; then
+    ENV_VALUE=${BASH_REMATCH[1]}
+  elif [[ $env =~ (^|[[:space:]])$name=([^[:space:]]*) ]]; then
+    ENV_VALUE=${BASH_REMATCH[2]//\\x20/ }
   else
-    return 0
+    return 1
   fi
+}
+
+# A value in an EnvironmentFile: quotes stripped, trailing spaces dropped.
+env_file_value() {
+  local v=$1
+  v="${v%"${v##*[![:space:]]}"}"
+  if [[ $v =~ ^\"(.*)\"$ ]] || [[ $v =~ ^\'(.*)\'$ ]]; then v=${BASH_REMATCH[1]}; fi
+  printf '%s' "$v"
+}
+
+# Plex's data dir as its unit sets it (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR + "/Plex Media
+# Server"); copying another folder than the one Plex uses would move stale data, so refuse on a
+# clear mismatch.
+check_unit_data_dir() {
+  local dir
+  dir=$(unit_env "$PLEX_SERVICE" PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR)
+  [ -n "$dir" ] || return 0
   dir="$dir/Plex Media Server"
   if [ -f "$dir/Preferences.xml" ] && [ "$(realpath -- "$dir")" != "$(realpath -- "$DATA_DIR")" ]; then
-    refuse "$PLEX_SERVICE keeps its data in $dir (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR in its unit), not $DATA_DIR; set plexDataDir to $dir"
+    refuse "$PLEX_SERVICE keeps its data in $dir (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR in its unit's environment), not $DATA_DIR; set plexDataDir to $dir"
   fi
 }
 
 # --- processes holding files ----------------------------------------------------------------
 
-# Prints "pid name file" for every process with a file open at or under $1.
+# Prints "pid name file" for every process with a file open at or under $1. Files are compared
+# by device and inode (stat through /proc/PID/fd/N), not by path: a process in another mount
+# namespace (a container with the folder bind-mounted) shows its own path for the same file.
 holders_of() {
-  local target pattern
-  target=$(realpath -m -- "$1")
-  pattern=$(printf '%s' "$target" | sed 's/[][*?\\]/\\&/g')
-  find /proc/[0-9]*/fd -maxdepth 1 -type l \( -lname "$pattern" -o -lname "$pattern/*" \) \
-    -printf '%h %l\n' 2>/dev/null |
-    while read -r fddir file; do
-      local pid=${fddir#/proc/}
-      pid=${pid%/fd}
-      [ "$pid" = "$$" ] && continue
-      printf '%s %s %s\n' "$pid" "$(tr -d '\n' <"/proc/$pid/comm" 2>/dev/null || echo '?')" "$file"
+  local target=$1 inodes
+  [ -e "$target" ] || return 0
+  inodes=$(mktemp -- "$CHECK_DIR.inodes.XXXXXX")
+  scratch "$inodes"
+  if [ -d "$target" ]; then
+    find "$target" -printf '%D:%i\n' 2>/dev/null >>"$inodes" || true
+  else
+    stat -L -c '%d:%i' -- "$target" >>"$inodes"
+  fi
+  # shellcheck disable=SC2046 # one argument per process
+  find -L /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -printf '%D:%i %p\n' 2>/dev/null |
+    awk -v self="$$" -v bashpid="$BASHPID" 'NR == FNR { want[$1] = 1; next }
+      ($1 in want) { split($2, p, "/"); if (p[3] != self && p[3] != bashpid) print p[3], $2 }' "$inodes" - |
+    while read -r pid fd; do
+      printf '%s %s %s\n' "$pid" "$(tr -d '\n' <"/proc/$pid/comm" 2>/dev/null || echo '?')" \
+        "$(readlink -- "$fd" 2>/dev/null || echo '?')"
     done | sort -u -k1,1n || true
+  rm -f -- "$inodes"
 }
 
 # Waits until no process has anything under $1 open; fails naming the holders after the timeout.
@@ -309,25 +509,46 @@ wait_released() {
 
 # --- SQLite ---------------------------------------------------------------------------------
 
+# Where each install method puts Plex's own SQLite shell (the only one with Plex's collations
+# icu_root and naturalsort): the deb/rpm package, the snap (as PlexDBRepair's DBRepair.sh finds
+# them). A Docker install has it inside the container only: PLEX_MIGRATE_PLEX_SQLITE can name a
+# wrapper such as `docker exec -i plex "/usr/lib/plexmediaserver/Plex SQLite" "$@"` with the data
+# dir mounted at the same path.
+readonly PLEX_SQLITE_CANDIDATES=("/usr/lib/plexmediaserver/Plex SQLite" "/snap/plexmediaserver/current/Plex SQLite")
+readonly PLEX_SQLITE_HELP="the check needs Plex's own SQLite (it has Plex's collations): /usr/lib/plexmediaserver/Plex SQLite from the plexmediaserver package, /snap/plexmediaserver/current/Plex SQLite for the snap, or PLEX_MIGRATE_PLEX_SQLITE naming it"
+
 INTEGRITY_TOOL=""
 INTEGRITY_TOOL_NAME=""
 pick_integrity_tool() {
-  if [ -x "$PLEX_SQLITE" ]; then
+  local candidate
+  INTEGRITY_TOOL=""
+  if [ -n "$PLEX_SQLITE" ]; then
+    [ -x "$PLEX_SQLITE" ] || usage_error "PLEX_MIGRATE_PLEX_SQLITE ($PLEX_SQLITE) is not an executable file"
     INTEGRITY_TOOL=$PLEX_SQLITE
-    INTEGRITY_TOOL_NAME="Plex SQLite"
-  elif command -v "Plex SQLite" >/dev/null 2>&1; then
-    INTEGRITY_TOOL=$(command -v "Plex SQLite")
+  else
+    for candidate in "${PLEX_SQLITE_CANDIDATES[@]}"; do
+      if [ -x "$candidate" ]; then
+        INTEGRITY_TOOL=$candidate
+        break
+      fi
+    done
+    if [ -z "$INTEGRITY_TOOL" ] && command -v "Plex SQLite" >/dev/null 2>&1; then
+      INTEGRITY_TOOL=$(command -v "Plex SQLite")
+    fi
+  fi
+  if [ -n "$INTEGRITY_TOOL" ]; then
     INTEGRITY_TOOL_NAME="Plex SQLite"
   elif command -v sqlite3 >/dev/null 2>&1; then
     INTEGRITY_TOOL=$(command -v sqlite3)
     INTEGRITY_TOOL_NAME="sqlite3"
-    note "Plex SQLite not found at $PLEX_SQLITE; checked the databases with stock sqlite3 instead (reads only, which stock SQLite handles)"
+    note "Plex SQLite not found; checking the databases with stock sqlite3, which cannot check what uses Plex's collations"
   elif command -v python3 >/dev/null 2>&1; then
     INTEGRITY_TOOL=$(command -v python3)
     INTEGRITY_TOOL_NAME="python3"
-    note "neither Plex SQLite ($PLEX_SQLITE) nor sqlite3 found; checked the databases with python3's sqlite3 module"
+    note "neither Plex SQLite nor sqlite3 found; checking the databases with python3's sqlite3 module, which cannot check what uses Plex's collations"
   else
-    refuse "no tool to check the Plex databases: Plex SQLite ($PLEX_SQLITE), sqlite3 and python3 are all missing"
+    INTEGRITY_TOOL_NAME=""
+    note "no SQLite on the VM (Plex SQLite, sqlite3, python3): the Plex databases are not checked; $PLEX_SQLITE_HELP"
   fi
 }
 
@@ -357,52 +578,70 @@ PY
 # database open, so the copy is consistent; opening it there cannot touch the original.
 copy_db_set() {
   local db=$1 dest=$2
-  cp --preserve=timestamps -- "$db" "$dest"
+  scratch "$dest" "$dest-wal" "$dest-shm" "$dest-journal"
+  with_progress "copying $(basename -- "$db")" "$(stat -c %s -- "$db")" "$dest" \
+    cp --preserve=timestamps -- "$db" "$dest"
   if [ -f "$db-wal" ]; then cp --preserve=timestamps -- "$db-wal" "$dest-wal"; fi
 }
 
-# check_database DB -> DB_OK (1/0), DB_RESULT, DB_CHECKED_ON, DB_MEDIA_ROOTS (library db only)
+# check_database DB -> DB_VERDICT (ok|not-checked|failed), DB_RESULT, DB_CHECKED_ON,
+# DB_MEDIA_ROOTS (library db only).
 check_database() {
-  local db=$1 target result rc=0
-  DB_OK=0
+  local db=$1 target result rc=0 ro=0
+  DB_VERDICT=not-checked
   DB_RESULT=""
   DB_MEDIA_ROOTS=()
+  DB_CHECKED_ON=""
+  if [ -z "$INTEGRITY_TOOL_NAME" ]; then
+    DB_RESULT="no SQLite on the VM"
+    return 0
+  fi
   if [ -e "$db-shm" ] && [ -n "$(holders_of "$db")" ]; then
     # Live database (Plex running): a read-only connection sees a consistent snapshot and writes
     # nothing; the -shm it needs already exists.
     DB_CHECKED_ON="live database, read-only"
     target=$db
-    result=$(run_sql "$target" "PRAGMA integrity_check(1);" 1 2>&1) || rc=$?
-    if [ "$rc" = 0 ] && [ "$result" = ok ] && [[ $db == *library.db ]]; then
-      mapfile -t DB_MEDIA_ROOTS < <(run_sql "$target" "SELECT root_path FROM section_locations ORDER BY id;" 1 2>/dev/null || true)
-    fi
+    ro=1
   else
     # Opening a WAL database, even read-only, creates -shm and may checkpoint: check a copy.
     DB_CHECKED_ON="copy"
-    mkdir -p -- "$CHECK_DIR"
+    [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
     target="$CHECK_DIR/$(basename -- "$db")"
     rm -f -- "$target" "$target-wal" "$target-shm"
     copy_db_set "$db" "$target"
-    result=$(run_sql "$target" "PRAGMA integrity_check(1);" 2>&1) || rc=$?
-    if [ "$rc" = 0 ] && [ "$result" = ok ] && [[ $db == *library.db ]]; then
-      mapfile -t DB_MEDIA_ROOTS < <(run_sql "$target" "SELECT root_path FROM section_locations ORDER BY id;" 2>/dev/null || true)
-    fi
-    rm -f -- "$target" "$target-wal" "$target-shm"
   fi
+  log "integrity check of $(basename -- "$db") with $INTEGRITY_TOOL_NAME ($DB_CHECKED_ON)"
+  result=$(with_progress "integrity check of $(basename -- "$db")" "$(stat -c %s -- "$db")" "" \
+    run_sql "$target" "PRAGMA integrity_check(1);" "$ro" 2>&1) || rc=$?
+  if [[ $db == *library.db ]]; then
+    # section_locations uses no Plex collation: readable by any SQLite.
+    mapfile -t DB_MEDIA_ROOTS < <(run_sql "$target" "SELECT root_path FROM section_locations ORDER BY id;" "$ro" 2>/dev/null || true)
+  fi
+  # with_progress's own lines went to stderr; result holds the tool's output only.
+  result=$(printf '%s' "$result" | grep -v '^\[[0-9-]* [0-9:]* [+-][0-9]*\] ' || true)
+  if [ "$ro" = 0 ]; then rm -f -- "$target" "$target-wal" "$target-shm"; fi
   if [ "$rc" = 0 ] && [ "$result" = ok ]; then
-    DB_OK=1
+    DB_VERDICT=ok
     DB_RESULT=ok
-  else
-    DB_RESULT=$(printf '%s' "$result" | head -n 3 | tr '\n' ' ' | cut -c1-300)
-    [ -n "$DB_RESULT" ] || DB_RESULT="exit code $rc"
+    return 0
+  fi
+  DB_RESULT=$(printf '%s' "$result" | head -n 3 | tr '\n' ' ' | cut -c1-300)
+  [ -n "$DB_RESULT" ] || DB_RESULT="exit code $rc"
+  # The check ran and reported problems, or SQLite itself says the file is damaged: a verdict
+  # whatever the tool. Any other failure of a stock SQLite (no such collation sequence: icu_root,
+  # an unknown tokenizer) says nothing about the file.
+  if [ "$INTEGRITY_TOOL_NAME" = "Plex SQLite" ] || [ "$rc" = 0 ] ||
+    [[ $DB_RESULT =~ (database disk image is malformed|file is not a database) ]]; then
+    DB_VERDICT=failed
   fi
 }
 
-# Checks both Plex databases; sets DATABASES_OK, DATABASES_JSON, MEDIA_ROOTS, DB_PROBLEMS.
+# Checks both Plex databases; sets DATABASES_OK, INTEGRITY (ok|not-checked), DATABASES_JSON,
+# MEDIA_ROOTS, DB_PROBLEMS.
 check_plex_databases() {
-  local rel db first=1 size wal
+  local rel db size wal entries=()
   DATABASES_OK=1
-  DATABASES_JSON="["
+  INTEGRITY=ok
   MEDIA_ROOTS=()
   DB_PROBLEMS=()
   pick_integrity_tool
@@ -417,32 +656,41 @@ check_plex_databases() {
       DB_PROBLEMS+=("missing $rel")
       continue
     fi
-    log "checking $(basename -- "$db") with $INTEGRITY_TOOL_NAME"
     check_database "$db"
     size=$(stat -c %s -- "$db")
     wal=0
     [ -f "$db-wal" ] && wal=$(stat -c %s -- "$db-wal")
-    if [ "$DB_OK" = 1 ]; then
-      log "$(basename -- "$db"): ok ($DB_CHECKED_ON)"
-      if [ "$rel" = "$LIBRARY_DB" ]; then MEDIA_ROOTS=(${DB_MEDIA_ROOTS[@]+"${DB_MEDIA_ROOTS[@]}"}); fi
-    else
-      DATABASES_OK=0
-      DB_PROBLEMS+=("$(basename -- "$db"): integrity check failed: $DB_RESULT")
-      log "$(basename -- "$db"): FAILED: $DB_RESULT"
-    fi
-    if [ "$first" = 1 ]; then first=0; else DATABASES_JSON+=","; fi
-    DATABASES_JSON+="{\"file\":$(json_str "$rel"),\"bytes\":$size,\"walBytes\":$wal,\"ok\":$(json_bool "$DB_OK"),\"result\":$(json_str "$DB_RESULT"),\"checkedOn\":$(json_str "$DB_CHECKED_ON")}"
+    if [ "$rel" = "$LIBRARY_DB" ]; then MEDIA_ROOTS=(${DB_MEDIA_ROOTS[@]+"${DB_MEDIA_ROOTS[@]}"}); fi
+    case "$DB_VERDICT" in
+      ok) log "$(basename -- "$db"): ok ($DB_CHECKED_ON)" ;;
+      not-checked)
+        INTEGRITY=not-checked
+        note "$(basename -- "$db"): integrity not checked: ${INTEGRITY_TOOL_NAME:-no SQLite} cannot read it ($DB_RESULT); $PLEX_SQLITE_HELP"
+        ;;
+      failed)
+        DATABASES_OK=0
+        DB_PROBLEMS+=("$(basename -- "$db"): integrity check failed: $DB_RESULT")
+        log "$(basename -- "$db"): FAILED: $DB_RESULT"
+        ;;
+    esac
+    entries+=("$(json_obj file "$(json_str "$rel")" bytes "$size" walBytes "$wal" \
+      ok "$(json_bool "$([ "$DB_VERDICT" = failed ] && echo 0 || echo 1)")" integrity "$(json_str "$DB_VERDICT")" \
+      result "$(json_str "$DB_RESULT")" checkedOn "$(json_str "$DB_CHECKED_ON")")")
   done
-  DATABASES_JSON+="]"
+  DATABASES_JSON=$(json_raw_list ${entries[@]+"${entries[@]}"})
 }
 
 # --- sizes ----------------------------------------------------------------------------------
 
-# Bytes the data dir occupies on disk (what the Plex volume must hold) and its apparent size.
+# Bytes the data dir occupies on disk (what the Plex volume must hold), its apparent size, the
+# number of regular files, and of all entries (the inodes the volume needs).
 measure_library() {
+  log "measuring $DATA_DIR"
+  local started=$SECONDS
   LIBRARY_BYTES=$(du -s -B1 -- "$DATA_DIR/." | cut -f1)
   LIBRARY_APPARENT_BYTES=$(du -s -b -- "$DATA_DIR/." | cut -f1)
-  LIBRARY_FILES=$(find "$DATA_DIR/." -type f | wc -l)
+  LIBRARY_FILES=$(find "$DATA_DIR/." -type f -printf x | wc -c)
+  FILE_COUNT=$(find "$DATA_DIR/." -printf x | wc -c)
   INCLUDED_BYTES=$LIBRARY_APPARENT_BYTES
   local name
   for name in ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"}; do
@@ -450,12 +698,218 @@ measure_library() {
       INCLUDED_BYTES=$((INCLUDED_BYTES - $(du -s -b -- "$DATA_DIR/$name" | cut -f1)))
     fi
   done
+  log "measured: $(human_bytes "$LIBRARY_BYTES") on disk in $FILE_COUNT entries, $((SECONDS - started))s"
+}
+
+# Symlinks in the data dir that lead out of it: a copy holds only the link, which dangles in the
+# cluster. Sets LINK_PROBLEMS.
+check_symlinks() {
+  local link target real data
+  LINK_PROBLEMS=()
+  data=$(realpath -- "$DATA_DIR")
+  while IFS= read -r -d '' link; do
+    target=$(readlink -- "$link")
+    real=$(realpath -m -- "$link")
+    if [ "$real" != "$data" ] && [[ $real != "$data"/* ]]; then
+      LINK_PROBLEMS+=("${link#"$DATA_DIR"/} is a symlink to $target, outside the data dir: the copy would hold only the link. Stop Plex, replace the link by the folder itself (rm the link, then mv $real to where the link was), start Plex, and run again")
+    fi
+  done < <(find "$DATA_DIR" -type l -print0)
 }
 
 free_bytes_at() {
   local dir=$1
   while [ ! -d "$dir" ]; do dir=$(dirname -- "$dir"); done
   df -P -B1 -- "$dir" | awk 'NR==2 {print $4}'
+}
+
+# --- Plex settings and the VM ---------------------------------------------------------------
+
+PREFS_XML=""
+load_preferences() { PREFS_XML=$(<"$DATA_DIR/Preferences.xml"); }
+
+# pref_attr NAME: the attribute NAME of Plex's <Preferences .../> element, XML-unescaped.
+pref_attr() {
+  local re="[[:space:]]$1=\"([^\"]*)\"" v
+  [[ $PREFS_XML =~ $re ]] || return 0
+  v=${BASH_REMATCH[1]}
+  v=${v//&quot;/\"}
+  v=${v//&apos;/\'}
+  v=${v//&lt;/<}
+  v=${v//&gt;/>}
+  v=${v//&#10;/$'\n'}
+  v=${v//&amp;/&}
+  printf '%s' "$v"
+}
+
+preferences_json() {
+  json_obj machineIdentifier "$(json_str "$(pref_attr ProcessedMachineIdentifier)")" \
+    allowedNetworks "$(json_str "$(pref_attr allowedNetworks)")" \
+    lanNetworks "$(json_str "$(pref_attr LanNetworksBandwidth)")" \
+    customConnections "$(json_str "$(pref_attr customConnections)")"
+}
+
+# Who owns Plex's files (Preferences.xml), with the user's other groups (media shares are often
+# readable through one of them).
+data_owner_json() {
+  local uid gid user group g name gids=() groups=()
+  read -r uid gid < <(stat -c '%u %g' -- "$DATA_DIR/Preferences.xml")
+  user=$(getent passwd "$uid" | cut -d: -f1) || user=""
+  group=$(getent group "$gid" | cut -d: -f1) || group=""
+  if [ -n "$user" ]; then
+    read -r -a gids <<<"$(id -G -- "$user" 2>/dev/null || true)"
+    for g in ${gids[@]+"${gids[@]}"}; do
+      [ "$g" != "$gid" ] || continue
+      name=$(getent group "$g" | cut -d: -f1) || name=""
+      groups+=("$(json_obj name "$(json_str "$name")" gid "$g")")
+    done
+  fi
+  json_obj uid "$uid" gid "$gid" user "$(json_str "$user")" group "$(json_str "$group")" \
+    groups "$(json_raw_list ${groups[@]+"${groups[@]}"})"
+}
+
+# The IANA time zone Plex runs in: TZ in its unit, else the VM's (/etc/localtime, /etc/timezone).
+detect_timezone() {
+  local tz="" zone
+  if [ "$REHEARSAL" = 0 ] && [ -n "$PLEX_SERVICE" ]; then
+    tz=$(unit_env "$PLEX_SERVICE" TZ)
+    tz=${tz#:}
+  fi
+  if [ -z "$tz" ] && [ -L /etc/localtime ]; then
+    zone=$(readlink -f /etc/localtime)
+    if [[ $zone == */zoneinfo/* ]]; then
+      tz=${zone#*/zoneinfo/}
+      tz=${tz#posix/}
+      tz=${tz#right/}
+    fi
+  fi
+  if [ -z "$tz" ] && [ -f /etc/timezone ]; then tz=$(head -n 1 /etc/timezone); fi
+  [[ $tz =~ ^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$ ]] || tz=""
+  printf '%s' "$tz"
+}
+
+# --- Tautulli -------------------------------------------------------------------------------
+
+# Tautulli keeps tautulli.db and config.ini in its data dir: --datadir, else its program dir;
+# --config moves config.ini (Tautulli.py). Sets TAUTULLI_UNIT_DATADIR / TAUTULLI_UNIT_CONFIG
+# from the unit's ExecStart.
+TAUTULLI_UNIT_DATADIR=""
+TAUTULLI_UNIT_CONFIG=""
+read_tautulli_unit() {
+  local exec argv=() arg next=""
+  [ "$REHEARSAL" = 0 ] && [ -n "$TAUTULLI_SERVICE" ] && unit_found "$TAUTULLI_SERVICE" || return 0
+  exec=$(systemctl show -p ExecStart --value -- "$TAUTULLI_SERVICE" 2>/dev/null || true)
+  [[ $exec =~ argv\[\]=([^\;]*) ]] || return 0
+  read -r -a argv <<<"${BASH_REMATCH[1]}"
+  for arg in ${argv[@]+"${argv[@]}"}; do
+    case "$next" in
+      datadir) TAUTULLI_UNIT_DATADIR=$arg ;;
+      config) TAUTULLI_UNIT_CONFIG=$arg ;;
+    esac
+    [ -z "$next" ] || { next=""; continue; }
+    case "$arg" in
+      --datadir) next=datadir ;;
+      --datadir=*) TAUTULLI_UNIT_DATADIR=${arg#--datadir=} ;;
+      --config) next=config ;;
+      --config=*) TAUTULLI_UNIT_CONFIG=${arg#--config=} ;;
+    esac
+  done
+}
+
+# Refuses when Tautulli's unit points at another database than tautulliDbPath.
+check_tautulli_paths() {
+  read_tautulli_unit
+  [ -n "$TAUTULLI_DB" ] && [ -n "$TAUTULLI_UNIT_DATADIR" ] || return 0
+  local unit_db="$TAUTULLI_UNIT_DATADIR/tautulli.db"
+  if [ -f "$unit_db" ] && [ "$(realpath -- "$unit_db")" != "$(realpath -m -- "$TAUTULLI_DB")" ]; then
+    refuse "$TAUTULLI_SERVICE keeps its database in $unit_db (--datadir $TAUTULLI_UNIT_DATADIR in its unit), not $TAUTULLI_DB; set tautulliDbPath to $unit_db"
+  fi
+}
+
+tautulli_config_file() {
+  if [ -n "$TAUTULLI_UNIT_CONFIG" ]; then printf '%s' "$TAUTULLI_UNIT_CONFIG"
+  else printf '%s' "$(dirname -- "$TAUTULLI_DB")/config.ini"; fi
+}
+
+# Consistent copy of tautulli.db through SQLite's online backup API (includes committed WAL
+# content). A live database (-shm present, opened by Tautulli) is read in place read-only;
+# otherwise its files are copied first so that opening it cannot create or checkpoint anything
+# next to the original.
+snapshot_tautulli() {
+  local dest=$1 scratch_db="$CHECK_DIR/tautulli-source.db" source mode
+  [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
+  rm -f -- "$dest" "$scratch_db" "$scratch_db-wal" "$scratch_db-shm"
+  scratch "$dest-journal" "$dest-wal"
+  if [ -e "$TAUTULLI_DB-shm" ] && [ -n "$(holders_of "$TAUTULLI_DB")" ]; then
+    source=$TAUTULLI_DB
+    mode=ro
+  else
+    copy_db_set "$TAUTULLI_DB" "$scratch_db"
+    source=$scratch_db
+    mode=rw
+  fi
+  with_progress "Tautulli snapshot" "$(stat -c %s -- "$TAUTULLI_DB")" "$dest" \
+    python3 - "$source" "$dest" "$mode" <<'PY' || die "the Tautulli snapshot failed (see above)"
+import sqlite3, sys, urllib.parse
+source, dest, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+uri = "file:" + urllib.parse.quote(source) + ("?mode=ro" if mode == "ro" else "")
+src = sqlite3.connect(uri, uri=True)
+dst = sqlite3.connect(dest)
+try:
+    src.backup(dst, pages=1024)
+    dst.execute("PRAGMA journal_mode=DELETE")
+    result = dst.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        sys.exit("tautulli.db snapshot failed quick_check: " + result)
+finally:
+    dst.close()
+    src.close()
+PY
+  rm -f -- "$scratch_db" "$scratch_db-wal" "$scratch_db-shm"
+}
+
+# file_entry_json FILE: {"path":…,"sha256":…,"bytes":…}
+file_entry_json() {
+  json_obj path "$(json_str "$1")" sha256 "\"$(sha256_of "$1")\"" bytes "$(stat -c %s -- "$1")"
+}
+
+# The snapshot set in the work dir: tautulli.db (backup API) and config.ini. Sets
+# TAUTULLI_SNAPSHOT_JSON and TAUTULLI_CONFIG_JSON (null when there is none).
+take_tautulli_snapshot() {
+  TAUTULLI_SNAPSHOT_JSON=null
+  TAUTULLI_CONFIG_JSON=null
+  [ -n "$TAUTULLI_DB" ] || return 0
+  [ -f "$TAUTULLI_DB" ] ||
+    refuse "tautulli.db not found at $TAUTULLI_DB: set tautulliDbPath (Docker installs keep it at /config/tautulli.db)"
+  command -v python3 >/dev/null 2>&1 || refuse "python3 is missing on the VM (needed for the Tautulli snapshot)"
+  [ -d "$SNAPSHOT_DIR" ] || mkdir -m 0700 -- "$SNAPSHOT_DIR"
+  local partial="$SNAPSHOT_DIR/tautulli.db.partial" config
+  scratch "$partial" "$SNAPSHOT_DIR/config.ini.partial"
+  log "snapshotting $TAUTULLI_DB with SQLite's backup API into $SNAPSHOT_DIR"
+  snapshot_tautulli "$partial"
+  mv -f -- "$partial" "$SNAPSHOT_DIR/tautulli.db"
+  TAUTULLI_SNAPSHOT_JSON=$(file_entry_json "$SNAPSHOT_DIR/tautulli.db")
+  config=$(tautulli_config_file)
+  if [ -f "$config" ]; then
+    rm -f -- "$SNAPSHOT_DIR/config.ini.partial"
+    cp -- "$config" "$SNAPSHOT_DIR/config.ini.partial"
+    mv -f -- "$SNAPSHOT_DIR/config.ini.partial" "$SNAPSHOT_DIR/config.ini"
+    TAUTULLI_CONFIG_JSON=$(file_entry_json "$SNAPSHOT_DIR/config.ini")
+  else
+    rm -f -- "$SNAPSHOT_DIR/config.ini"
+    note "no Tautulli config.ini at $config: only tautulli.db is in the snapshot"
+  fi
+}
+
+# sha256 of each Plex database file (and its -wal) as the stop left them: what the copy in the
+# cluster must match. Sets PLEX_DATABASES_JSON.
+plex_database_sums() {
+  local rel file entries=()
+  for rel in "$LIBRARY_DB" "$LIBRARY_DB-wal" "$BLOBS_DB" "$BLOBS_DB-wal"; do
+    file="$DATA_DIR/$rel"
+    [ -f "$file" ] || continue
+    entries+=("$(json_obj path "$(json_str "$rel")" sha256 "\"$(sha256_of "$file")\"" bytes "$(stat -c %s -- "$file")")")
+  done
+  PLEX_DATABASES_JSON=$(json_raw_list ${entries[@]+"${entries[@]}"})
 }
 
 # --- compression ----------------------------------------------------------------------------
@@ -506,13 +960,16 @@ cmd_preflight() {
     else
       problems+=("systemd unit $PLEX_SERVICE not found: set plexService to the unit that runs Plex")
     fi
+    check_tautulli_paths
   fi
   owner=$(stat -c '%u:%g' -- "$DATA_DIR/Preferences.xml")
+  load_preferences
   measure_library
-  log "library: $LIBRARY_BYTES bytes on disk, $LIBRARY_FILES files; archive input $INCLUDED_BYTES bytes"
+  check_symlinks
+  problems+=(${LINK_PROBLEMS[@]+"${LINK_PROBLEMS[@]}"})
   check_plex_databases
   problems+=(${DB_PROBLEMS[@]+"${DB_PROBLEMS[@]}"})
-  command -v python3 >/dev/null 2>&1 || problems+=("python3 is missing on the VM: it serves the archive and snapshots tautulli.db; install python3")
+  command -v python3 >/dev/null 2>&1 || problems+=("python3 is missing on the VM: it snapshots tautulli.db; install python3")
   tar --version 2>/dev/null | grep -q 'GNU tar' || problems+=("GNU tar is missing on the VM; install tar")
   pick_compression
 
@@ -532,7 +989,9 @@ cmd_preflight() {
         note "systemd unit $TAUTULLI_SERVICE not found: Tautulli is not stopped by plex-migrate; its database is copied with SQLite's online backup"
       fi
     fi
-    tautulli_json="{\"path\":$(json_str "$TAUTULLI_DB"),\"found\":$(json_bool "$([ -f "$TAUTULLI_DB" ] && echo 1 || echo 0)"),\"bytes\":$tautulli_bytes,\"service\":$(json_str "$TAUTULLI_SERVICE"),\"serviceFound\":$(json_bool "$tautulli_service_found"),\"running\":$(json_bool "$tautulli_running")}"
+    tautulli_json=$(json_obj path "$(json_str "$TAUTULLI_DB")" found "$(json_bool "$([ -f "$TAUTULLI_DB" ] && echo 1 || echo 0)")" \
+      bytes "$tautulli_bytes" config "$(json_str "$(tautulli_config_file)")" service "$(json_str "$TAUTULLI_SERVICE")" \
+      serviceFound "$(json_bool "$tautulli_service_found")" running "$(json_bool "$tautulli_running")")
   fi
 
   # Space: the archive (at worst as large as its input), the snapshot, and the largest database
@@ -549,17 +1008,27 @@ cmd_preflight() {
     problems+=("not enough free disk for the archive in $WORK_DIR: need $required bytes, have $((free + reclaimable)); free space there, set vmWorkDir to a bigger disk, or exclude Cache (archiveExcludes)")
   fi
 
-  local ok=1
+  local ok=1 token_json='""'
   [ "${#problems[@]}" -eq 0 ] || ok=0
-  printf '{"step":"preflight","ok":%s,"rehearsal":%s,"plexVersion":%s,"plexVersionSource":%s,"plexService":%s,"plexServiceFound":%s,"plexRunning":%s,"dataDir":%s,"dataDirOwner":%s,"libraryBytes":%s,"libraryApparentBytes":%s,"libraryFiles":%s,"archiveInputBytes":%s,"excludes":%s,"compression":%s,"archiveFormat":%s,"workDir":%s,"freeBytes":%s,"requiredFreeBytes":%s,"databasesOk":%s,"integrityTool":%s,"integrityToolPath":%s,"databases":%s,"mediaRoots":%s,"tautulli":%s,"notes":%s,"problems":%s}\n' \
-    "$(json_bool "$ok")" "$(json_bool "$REHEARSAL")" "$(json_str "$PLEX_VERSION")" "$(json_str "$PLEX_VERSION_SOURCE")" \
-    "$(json_str "$PLEX_SERVICE")" "$(json_bool "$plex_found")" "$(json_bool "$plex_running")" \
-    "$(json_str "$DATA_DIR")" "$(json_str "$owner")" "$LIBRARY_BYTES" "$LIBRARY_APPARENT_BYTES" "$LIBRARY_FILES" \
-    "$INCLUDED_BYTES" "$(json_list ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"})" "$(json_str "$COMPRESSOR")" \
-    "$(json_str "$ARCHIVE_FORMAT")" "$(json_str "$WORK_DIR")" "$free" "$required" "$(json_bool "$DATABASES_OK")" \
-    "$(json_str "$INTEGRITY_TOOL_NAME")" "$(json_str "$INTEGRITY_TOOL")" "$DATABASES_JSON" \
-    "$(json_list ${MEDIA_ROOTS[@]+"${MEDIA_ROOTS[@]}"})" "$tautulli_json" "$(json_notes)" \
-    "$(json_list ${problems[@]+"${problems[@]}"})"
+  # The Plex token only in a summary that succeeds: a failed step's output lands in error
+  # messages, which are never secret.
+  if [ "$ok" = 1 ]; then token_json=$(json_str "$(pref_attr PlexOnlineToken)"); fi
+  json_obj step '"preflight"' ok "$(json_bool "$ok")" rehearsal "$(json_bool "$REHEARSAL")" \
+    plexVersion "$(json_str "$PLEX_VERSION")" plexVersionSource "$(json_str "$PLEX_VERSION_SOURCE")" \
+    plexService "$(json_str "$PLEX_SERVICE")" plexServiceFound "$(json_bool "$plex_found")" \
+    plexRunning "$(json_bool "$plex_running")" dataDir "$(json_str "$DATA_DIR")" \
+    dataDirOwner "$(json_str "$owner")" dataOwner "$(data_owner_json)" \
+    libraryBytes "$LIBRARY_BYTES" libraryApparentBytes "$LIBRARY_APPARENT_BYTES" \
+    libraryFiles "$LIBRARY_FILES" fileCount "$FILE_COUNT" archiveInputBytes "$INCLUDED_BYTES" \
+    excludes "$(json_list ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"})" compression "$(json_str "$COMPRESSOR")" \
+    archiveFormat "$(json_str "$ARCHIVE_FORMAT")" workDir "$(json_str "$WORK_DIR")" \
+    freeBytes "$free" requiredFreeBytes "$required" databasesOk "$(json_bool "$DATABASES_OK")" \
+    integrity "$(json_str "$INTEGRITY")" integrityTool "$(json_str "$INTEGRITY_TOOL_NAME")" \
+    integrityToolPath "$(json_str "$INTEGRITY_TOOL")" databases "$DATABASES_JSON" \
+    mediaRoots "$(json_list ${MEDIA_ROOTS[@]+"${MEDIA_ROOTS[@]}"})" timezone "$(json_str "$(detect_timezone)")" \
+    preferences "$(preferences_json)" plexToken "$token_json" tautulli "$tautulli_json" \
+    notes "$(json_notes)" problems "$(json_list ${problems[@]+"${problems[@]}"})"
+  printf '\n'
   if [ "$ok" != 1 ]; then
     local p
     for p in "${problems[@]}"; do log "problem: $p"; done
@@ -568,45 +1037,82 @@ cmd_preflight() {
   log "preflight ok"
 }
 
-# stop_unit UNIT -> prints a JSON object for it.
+PREVIOUS_STATE_FILE="$STATE_DIR/previous-state"
+RESTORED_STATE_FILE="$STATE_DIR/previous-state.restored"
+
+# Records once, before the first stop, whether each unit was active and enabled, so rollback
+# restores exactly that. Lines: "plex|tautulli UNIT ACTIVE(0/1) ENABLED(0/1) UNIT-FILE-STATE".
+record_previous_state() {
+  [ ! -f "$PREVIOUS_STATE_FILE" ] || return 0
+  local role unit active enabled state lines=""
+  for role in plex tautulli; do
+    unit=$PLEX_SERVICE
+    [ "$role" = plex ] || unit=$TAUTULLI_SERVICE
+    if [ -z "$unit" ] || ! unit_found "$unit"; then continue; fi
+    active=0
+    unit_active "$unit" && active=1
+    state=$(unit_enabled_state "$unit")
+    enabled=0
+    case "$state" in enabled | enabled-runtime | alias | linked | linked-runtime) enabled=1 ;; esac
+    lines+="$role $unit $active $enabled ${state:-unknown}"$'\n'
+  done
+  [ -d "$STATE_DIR" ] || mkdir -m 0700 -- "$STATE_DIR"
+  rm -f -- "$PREVIOUS_STATE_FILE.partial"
+  printf '%s' "$lines" >"$PREVIOUS_STATE_FILE.partial"
+  mv -f -- "$PREVIOUS_STATE_FILE.partial" "$PREVIOUS_STATE_FILE"
+}
+
+# previous_state_json FILE: {"plex":{…}|null,"tautulli":{…}|null}
+previous_state_json() {
+  local file=$1 role unit active enabled state plex=null tautulli=null entry
+  if [ -f "$file" ]; then
+    while read -r role unit active enabled state; do
+      entry=$(json_obj unit "$(json_str "$unit")" active "$(json_bool "$active")" \
+        enabled "$(json_bool "$enabled")" unitFileState "$(json_str "$state")")
+      case "$role" in plex) plex=$entry ;; tautulli) tautulli=$entry ;; esac
+    done <"$file"
+  fi
+  json_obj plex "$plex" tautulli "$tautulli"
+}
+
+# Masks UNIT so nothing starts it again (a reboot, a package upgrade whose maintainer script
+# enables and starts it, a dependency), then stops it. `mask` links the unit to /dev/null in
+# /etc/systemd/system; systemd refuses that when the unit's own file lives there (a hand-written
+# tautulli.service), and then a runtime mask (/run/systemd/system, gone at reboot) plus
+# `disable` does the same job. The mode is recorded for rollback.
 stop_unit() {
-  local unit=$1 was_active=0 was_enabled state_file
-  state_file="$STATE_DIR/$unit.enabled"
-  if ! unit_found "$unit"; then
-    printf '{"name":%s,"found":false}' "$(json_str "$unit")"
-    return 0
-  fi
-  unit_active "$unit" && was_active=1
-  was_enabled=$(unit_enabled_state "$unit")
-  # Remember how it was before the first stop, so rollback restores exactly that.
-  mkdir -p -- "$STATE_DIR"
-  [ -f "$state_file" ] || printf '%s\n' "$was_enabled" >"$state_file"
-  log "stopping $unit (was $([ "$was_active" = 1 ] && echo active || echo inactive), $was_enabled)"
-  systemctl --no-ask-password stop -- "$unit" >&2 || die "systemctl stop $unit failed"
-  # Disabled so a reboot of the VM does not bring up a second server with the same identity.
-  if [ "$was_enabled" = enabled ]; then
+  local unit=$1 mode_file="$STATE_DIR/$1.mask" mode
+  unit_found "$unit" || return 0
+  [ -d "$STATE_DIR" ] || mkdir -m 0700 -- "$STATE_DIR"
+  if [ -f "$mode_file" ]; then
+    mode=$(<"$mode_file")
+  elif systemctl --no-ask-password mask -- "$unit" >&2 2>/dev/null; then
+    mode=persistent
+  else
+    systemctl --no-ask-password mask --runtime -- "$unit" >&2 || die "systemctl mask $unit failed"
     systemctl --no-ask-password disable -- "$unit" >&2 2>/dev/null || die "systemctl disable $unit failed"
+    mode=runtime
   fi
-  printf '{"name":%s,"found":true,"wasActive":%s,"wasEnabled":%s}' "$(json_str "$unit")" \
-    "$(json_bool "$was_active")" "$(json_str "$was_enabled")"
+  [ -f "$mode_file" ] || printf '%s\n' "$mode" >"$mode_file"
+  log "stopping $unit (masked: $mode)"
+  systemctl --no-ask-password stop -- "$unit" >&2 || die "systemctl stop $unit failed"
 }
 
 cmd_stop() {
-  local units_json="[" first=1 unit entry
+  local unit
   require_data_dir
   if [ "$REHEARSAL" = 1 ]; then
     note "rehearsal: no services stopped"
   else
     command -v systemctl >/dev/null 2>&1 || refuse "systemctl is missing; plex-migrate expects a systemd VM (or PLEX_MIGRATE_REHEARSAL=1)"
     unit_found "$PLEX_SERVICE" || refuse "systemd unit $PLEX_SERVICE not found: set plexService to the unit that runs Plex"
+    check_tautulli_paths
+    record_previous_state
     for unit in "$TAUTULLI_SERVICE" "$PLEX_SERVICE"; do
       [ -n "$unit" ] || continue
-      entry=$(stop_unit "$unit")
-      if [ "$first" = 1 ]; then first=0; else units_json+=","; fi
-      units_json+=$entry
+      stop_unit "$unit"
     done
   fi
-  units_json+="]"
   log "waiting until no process has files open in the Plex data dir"
   wait_released "$DATA_DIR" "the Plex data dir"
   if [ -n "$TAUTULLI_DB" ] && [ -f "$TAUTULLI_DB" ] && { [ "$REHEARSAL" = 1 ] || unit_found "$TAUTULLI_SERVICE"; }; then
@@ -616,45 +1122,15 @@ cmd_stop() {
   if [ "$DATABASES_OK" != 1 ]; then
     die "the Plex databases failed the integrity check after the stop: ${DB_PROBLEMS[*]}. Plex stays stopped; repair them (e.g. PlexDBRepair) or run rollback to start Plex again"
   fi
-  printf '{"step":"stop","stoppedAt":%s,"rehearsal":%s,"services":%s,"databasesOk":true,"integrityTool":%s,"databases":%s,"notes":%s}\n' \
-    "$(json_str "$(now_iso)")" "$(json_bool "$REHEARSAL")" "$units_json" "$(json_str "$INTEGRITY_TOOL_NAME")" \
-    "$DATABASES_JSON" "$(json_notes)"
-  log "stopped; databases ok"
-}
-
-# Consistent copy of tautulli.db through SQLite's online backup API (includes committed WAL
-# content). A live database (-shm present, opened by Tautulli) is read in place read-only;
-# otherwise its files are copied first so that opening it cannot create or checkpoint anything
-# next to the original.
-snapshot_tautulli() {
-  local dest=$1 scratch="$CHECK_DIR/tautulli-source.db" source mode
-  mkdir -p -- "$CHECK_DIR"
-  rm -f -- "$dest" "$scratch" "$scratch-wal" "$scratch-shm"
-  if [ -e "$TAUTULLI_DB-shm" ] && [ -n "$(holders_of "$TAUTULLI_DB")" ]; then
-    source=$TAUTULLI_DB
-    mode=ro
-  else
-    copy_db_set "$TAUTULLI_DB" "$scratch"
-    source=$scratch
-    mode=rw
-  fi
-  python3 - "$source" "$dest" "$mode" <<'PY' || die "the Tautulli snapshot failed (see above)"
-import sqlite3, sys, urllib.parse
-source, dest, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-uri = "file:" + urllib.parse.quote(source) + ("?mode=ro" if mode == "ro" else "")
-src = sqlite3.connect(uri, uri=True)
-dst = sqlite3.connect(dest)
-try:
-    src.backup(dst)
-    dst.execute("PRAGMA journal_mode=DELETE")
-    result = dst.execute("PRAGMA quick_check").fetchone()[0]
-    if result != "ok":
-        sys.exit("tautulli.db snapshot failed quick_check: " + result)
-finally:
-    dst.close()
-    src.close()
-PY
-  rm -f -- "$scratch" "$scratch-wal" "$scratch-shm"
+  plex_database_sums
+  take_tautulli_snapshot
+  json_obj step '"stop"' stoppedAt "$(json_str "$(now_iso)")" rehearsal "$(json_bool "$REHEARSAL")" \
+    databasesOk true integrity "$(json_str "$INTEGRITY")" integrityTool "$(json_str "$INTEGRITY_TOOL_NAME")" \
+    databases "$DATABASES_JSON" plexDatabases "$PLEX_DATABASES_JSON" \
+    tautulliSnapshot "$TAUTULLI_SNAPSHOT_JSON" tautulliConfig "$TAUTULLI_CONFIG_JSON" \
+    previousState "$(previous_state_json "$PREVIOUS_STATE_FILE")" notes "$(json_notes)"
+  printf '\n'
+  log "stopped; databases $INTEGRITY"
 }
 
 cmd_archive() {
@@ -786,6 +1262,7 @@ cmd_serve() {
   stop_server || true
   mkdir -p -- "$SERVE_DIR"
   chmod 0700 -- "$SERVE_DIR"
+  rm -f -- "$SERVE_DIR/plex-migrate-serve.py" "$SERVE_DIR/token"
   server_source >"$SERVE_DIR/plex-migrate-serve.py"
   (umask 077 && printf '%s\n' "$token" >"$SERVE_DIR/token")
   rm -f -- "$SERVE_DIR/ready"
@@ -849,15 +1326,26 @@ cmd_stop_serving() {
     "$(json_bool "$was_running")" "$(json_bool "$KEEP_ARCHIVE")" "$(json_list ${removed[@]+"${removed[@]}"})"
 }
 
-start_unit() {
-  local unit=$1 state_file="$STATE_DIR/$1.enabled" was_enabled="" i
-  if ! unit_found "$unit"; then
-    printf '{"name":%s,"found":false}' "$(json_str "$unit")"
-    return 0
+# restore_unit UNIT ACTIVE ENABLED: unmask, put the enablement back as it was, start only what
+# was running. Appends UNIT to STARTED when it started it.
+restore_unit() {
+  local unit=$1 active=$2 enabled=$3 mode_file="$STATE_DIR/$1.mask" mode=persistent now i
+  [ -f "$mode_file" ] && mode=$(<"$mode_file")
+  if [ "$mode" = runtime ]; then
+    systemctl --no-ask-password unmask --runtime -- "$unit" >&2 || die "systemctl unmask --runtime $unit failed"
+  else
+    systemctl --no-ask-password unmask -- "$unit" >&2 || die "systemctl unmask $unit failed"
   fi
-  [ -f "$state_file" ] && was_enabled=$(cat -- "$state_file")
-  if [ "$was_enabled" = enabled ]; then
+  now=$(unit_enabled_state "$unit")
+  if [ "$enabled" = 1 ] && [ "$now" != enabled ]; then
     systemctl --no-ask-password enable -- "$unit" >&2 2>/dev/null || die "systemctl enable $unit failed"
+  elif [ "$enabled" = 0 ] && [ "$now" = enabled ]; then
+    systemctl --no-ask-password disable -- "$unit" >&2 2>/dev/null || die "systemctl disable $unit failed"
+  fi
+  rm -f -- "$mode_file"
+  if [ "$active" != 1 ]; then
+    log "$unit was not running before the migration: left stopped"
+    return 0
   fi
   log "starting $unit"
   systemctl --no-ask-password start -- "$unit" >&2 || die "systemctl start $unit failed; see journalctl -u $unit"
@@ -866,26 +1354,36 @@ start_unit() {
     sleep 0.5
   done
   unit_active "$unit" || die "$unit did not become active within 30s; see journalctl -u $unit"
-  rm -f -- "$state_file"
-  printf '{"name":%s,"found":true,"active":true,"enabled":%s}' "$(json_str "$unit")" "$(json_str "$(unit_enabled_state "$unit")")"
+  STARTED+=("$unit")
 }
 
 cmd_rollback() {
-  local units_json="[" first=1 unit entry
+  local role unit active enabled state restored_json
+  STARTED=()
   if [ "$REHEARSAL" = 1 ]; then
     note "rehearsal: no services started"
-  else
-    for unit in "$PLEX_SERVICE" "$TAUTULLI_SERVICE"; do
+  elif [ -f "$PREVIOUS_STATE_FILE" ]; then
+    # After the stop the data went to the cluster, whose Plex starts with the same server
+    # identity; two servers with one identity confuse every client and plex.tv.
+    if [ "$ROLLBACK_FORCE" != 1 ]; then
+      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback with PLEX_MIGRATE_ROLLBACK_FORCE=1 (config rollbackForce: true)"
+    fi
+    while read -r role unit active enabled state; do
       [ -n "$unit" ] || continue
-      entry=$(start_unit "$unit")
-      if [ "$first" = 1 ]; then first=0; else units_json+=","; fi
-      units_json+=$entry
-    done
+      if unit_found "$unit"; then restore_unit "$unit" "$active" "$enabled"; else note "unit $unit is gone; nothing to restore"; fi
+    done <"$PREVIOUS_STATE_FILE"
+    mv -f -- "$PREVIOUS_STATE_FILE" "$RESTORED_STATE_FILE"
+  elif [ -f "$RESTORED_STATE_FILE" ]; then
+    note "already rolled back: the services are as they were before the migration"
+  else
+    note "no stop was recorded in $WORK_DIR: nothing to restore"
   fi
-  units_json+="]"
-  printf '{"step":"rollback","startedAt":%s,"rehearsal":%s,"services":%s,"notes":%s}\n' \
-    "$(json_str "$(now_iso)")" "$(json_bool "$REHEARSAL")" "$units_json" "$(json_notes)"
-  log "rollback done: Plex runs on the VM again"
+  restored_json=$(previous_state_json "$RESTORED_STATE_FILE")
+  json_obj step '"rollback"' startedAt "$(json_str "$(now_iso)")" rehearsal "$(json_bool "$REHEARSAL")" \
+    forced "$(json_bool "$ROLLBACK_FORCE")" started "$(json_list ${STARTED[@]+"${STARTED[@]}"})" \
+    previousState "$restored_json" notes "$(json_notes)"
+  printf '\n'
+  log "rollback done: services as before the migration"
 }
 
 main() {
@@ -897,13 +1395,14 @@ main() {
       return 0
       ;;
     *)
-      STEP=plex-migrate-source
+      STEP="plex-migrate-source"
       usage_error "usage: plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|rollback (got '${step}')"
       ;;
   esac
   STEP=$step
   check_config
   ensure_work_dir
+  scratch "$CHECK_DIR"
   log "start (data dir: $DATA_DIR; work dir: $WORK_DIR$([ "$REHEARSAL" = 1 ] && echo '; rehearsal'))"
   case "$step" in
     preflight) cmd_preflight ;;

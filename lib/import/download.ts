@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as http from "http";
 import * as https from "https";
 import { ImportError } from "./errors";
-import { redactHttpUrl } from "./redact";
+import { redactUrl } from "../redact";
 
 export interface DownloadOptions {
   /** Attempts in all (the first plus resumptions). @default 5 */
@@ -115,7 +115,7 @@ export async function downloadVerified(
   options: DownloadOptions = {},
 ): Promise<DownloadResult> {
   const attempts = options.attempts ?? 5;
-  const shown = redactHttpUrl(url);
+  const shown = redactUrl(url, { userInfo: true, path: true });
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -9,10 +9,11 @@
  * * Before Tautulli v2.7 the library id lived in session_history_metadata.section_id; it moves to
  *   session_history.section_id the way Tautulli's own upgrade does (NOTES.md §7).
  */
+import type { DroppedRows } from "./dbcheck";
 import { ImportError } from "./errors";
 import type { TargetKind } from "./normalize";
 import { canonicalEncoderFor, checksumSql, quoteIdent } from "./pg-text";
-import { isSecretColumn } from "./redact";
+import { isSecretColumn } from "../redact";
 import { quote as quoteSqlite, SourceTable } from "./sqlite-source";
 import { dependencyOrder, TargetSchema } from "./target-schema";
 
@@ -44,6 +45,8 @@ export interface TablePlan {
   columns: ColumnPlan[];
   /** Target columns the source lacks: they take their default. */
   defaulted: { column: string; default: string | null }[];
+  /** Source rowids left out, as Tautulli's own upgrade deletes them (dbcheck.ts). */
+  droppedRowids: number[];
   selectSql: string;
   /** The same, for the rowids between two bound parameters (one block of a parallel read). */
   blockSql: string;
@@ -98,7 +101,11 @@ export const REQUIRED_TAUTULLI_TABLES = [
   "users",
 ];
 
-export function buildPlan(sourceTables: SourceTable[], target: TargetSchema): ImportPlan {
+export function buildPlan(
+  sourceTables: SourceTable[],
+  target: TargetSchema,
+  dropped: readonly DroppedRows[] = [],
+): ImportPlan {
   const sourceByName = new Map(sourceTables.map((t) => [t.name.toLowerCase(), t]));
   const missingCore = REQUIRED_TAUTULLI_TABLES.filter((t) => !sourceByName.has(t));
   if (missingCore.length > 0) {
@@ -196,13 +203,21 @@ export function buildPlan(sourceTables: SourceTable[], target: TargetSchema): Im
       (c) => c.sequence && columns.some((p) => p.name === c.name),
     );
     const qualified = `${quoteIdent(target.schema)}.${quoteIdent(targetTable.name)}`;
+    const droppedRowids = dropped
+      .filter((d) => d.table === source.name)
+      .flatMap((d) => d.rowids)
+      .sort((a, b) => a - b);
+    const select = `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t`;
+    const notDropped =
+      droppedRowids.length > 0 ? `t.rowid NOT IN (${droppedRowids.join(", ")})` : "";
     plans.set(targetTable.name, {
       name: targetTable.name,
       sourceName: source.name,
       columns,
       defaulted,
-      selectSql: `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t ORDER BY t.rowid`,
-      blockSql: `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t WHERE t.rowid BETWEEN ? AND ? ORDER BY t.rowid`,
+      droppedRowids,
+      selectSql: `${select}${notDropped ? ` WHERE ${notDropped}` : ""} ORDER BY t.rowid`,
+      blockSql: `${select} WHERE t.rowid BETWEEN ? AND ?${notDropped ? ` AND ${notDropped}` : ""} ORDER BY t.rowid`,
       copySql: `COPY ${qualified} (${columns.map((c) => quoteIdent(c.name)).join(", ")}) FROM STDIN`,
       checksumSql: checksumSql(
         qualified,

@@ -19,8 +19,9 @@ import * as os from "os";
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
 import { downloadVerified } from "./download";
+import { downloadOverSsh, type SshSnapshotSource } from "./ssh-download";
 import { isImportError } from "./errors";
-import { databaseUrlSecrets, redactText } from "./redact";
+import { redactMessage } from "../redact";
 import { formatSummary, ImportReport } from "./report";
 import { runImport } from "./run-import";
 import { sourceFingerprint } from "./sqlite-source";
@@ -29,7 +30,13 @@ import { probeTarget } from "./target";
 /** The value the engine passes for an input that is not known yet (preview). */
 export const UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
-export type ImportSource = { path: string } | { url: string; sha256: string };
+/**
+ * A local tautulli.db, the VM's snapshot over SSH (the stop step's tautulliSnapshot plus the
+ * admin connection; lib/import/ssh-download.ts), or a snapshot URL the VM serves.
+ */
+export type ImportSource = { path: string } | SshSnapshotSource | { url: string; sha256: string };
+
+const isSsh = (source: ImportSource): source is SshSnapshotSource => "ssh" in source;
 
 export interface SqliteImportInputs {
   /** App-role URL of the Tautulli database (secret). */
@@ -55,21 +62,6 @@ export interface SqliteImportOutputs extends SqliteImportInputs {
 
 const isUnknown = (value: unknown): boolean => value === UNKNOWN_VALUE;
 
-function secretsOf(inputs: Partial<SqliteImportInputs>): string[] {
-  const secrets =
-    typeof inputs.databaseUrl === "string" ? databaseUrlSecrets(inputs.databaseUrl) : [];
-  const source = inputs.source as { url?: string } | undefined;
-  if (typeof source?.url === "string") {
-    secrets.push(source.url);
-    try {
-      secrets.push(new URL(source.url).pathname);
-    } catch {
-      // not a URL: check() reports it
-    }
-  }
-  return secrets.filter((s) => s.length > 1);
-}
-
 /** Problems with the inputs, as the engine's check failures (empty when fine). */
 export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic.CheckFailure[] {
   const failures: pulumi.dynamic.CheckFailure[] = [];
@@ -83,13 +75,16 @@ export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic
     });
   }
   const source = inputs.source as
-    Partial<{ path: unknown; url: unknown; sha256: unknown }> | undefined;
+    | Partial<{ path: unknown; url: unknown; sha256: unknown; ssh: unknown; bytes: unknown }>
+    | undefined;
   if (!source || typeof source !== "object") {
     failures.push({
       property: "source",
       reason:
-        "is required: { path } of a local tautulli.db, or { url, sha256 } of the VM's snapshot",
+        "is required: { path } of a local tautulli.db, or { ssh, path, sha256, bytes } of the VM's snapshot",
     });
+  } else if ("ssh" in source) {
+    failures.push(...checkSshSource(source));
   } else if ("path" in source) {
     if (typeof source.path !== "string" || !path.isAbsolute(source.path)) {
       failures.push({
@@ -125,8 +120,39 @@ export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic
   return failures;
 }
 
+/** The VM snapshot's fields; values not known yet (preview) pass. */
+function checkSshSource(
+  source: Partial<{ path: unknown; sha256: unknown; ssh: unknown; bytes: unknown }>,
+): pulumi.dynamic.CheckFailure[] {
+  const failures: pulumi.dynamic.CheckFailure[] = [];
+  const fail = (reason: string) => failures.push({ property: "source", reason });
+  if (!isUnknown(source.path) && (typeof source.path !== "string" || !source.path.startsWith("/")))
+    fail(
+      "source.path must be the snapshot's absolute path on the VM (the stop step's tautulliSnapshot.path)",
+    );
+  if (
+    !isUnknown(source.sha256) &&
+    (typeof source.sha256 !== "string" || !/^[0-9a-fA-F]{64}$/.test(source.sha256))
+  )
+    fail("source.sha256 must be the 64 hex digits the stop step printed");
+  if (!isUnknown(source.bytes) && !(Number.isInteger(source.bytes) && Number(source.bytes) > 0))
+    fail("source.bytes must be the snapshot's size the stop step printed");
+  const ssh = source.ssh as Partial<Record<string, unknown>> | undefined;
+  if (!isUnknown(ssh)) {
+    const missing = ["host", "port", "user", "privateKey", "hostKey", "sudo"].filter(
+      (key) => ssh?.[key] === undefined,
+    );
+    if (missing.length > 0)
+      fail(`source.ssh needs ${missing.join(", ")} (SourceVm's admin connection)`);
+  }
+  return failures;
+}
+
 /** The fingerprint the source has now, or undefined when it cannot be known (yet). */
 async function currentFingerprint(source: ImportSource): Promise<string | undefined> {
+  if (isSsh(source)) {
+    return isUnknown(source.sha256) ? undefined : `sha256:${source.sha256.toLowerCase()}`;
+  }
   if ("path" in source) {
     return fs.existsSync(source.path) ? sourceFingerprint(source.path) : undefined;
   }
@@ -144,13 +170,16 @@ async function importFrom(
     expectedSchemaVersion: inputs.schemaVersion || undefined,
     log,
   };
-  if ("path" in inputs.source) return runImport({ ...common, sqlitePath: inputs.source.path });
+  const source = inputs.source;
+  if (!isSsh(source) && "path" in source) {
+    return runImport({ ...common, sqlitePath: source.path });
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-snapshot-"));
   try {
     const file = path.join(dir, "tautulli.db");
-    const { sha256 } = await downloadVerified(inputs.source.url, inputs.source.sha256, file, {
-      log,
-    });
+    const { sha256 } = isSsh(source)
+      ? await downloadOverSsh(source, file, { log })
+      : await downloadVerified(source.url, source.sha256, file, { log });
     // The download's verified digest is the file's fingerprint (it has no -wal).
     return await runImport({ ...common, sqlitePath: file, sourceFingerprint: `sha256:${sha256}` });
   } finally {
@@ -158,7 +187,7 @@ async function importFrom(
   }
 }
 
-/** Runs `work`, rethrowing failures with every secret of `inputs` scrubbed from the message. */
+/** Runs `work`, rethrowing failures with the URLs of `inputs` redacted where a message quotes them. */
 async function scrubbed<T>(
   inputs: Partial<SqliteImportInputs>,
   work: () => Promise<T>,
@@ -166,7 +195,13 @@ async function scrubbed<T>(
   try {
     return await work();
   } catch (error) {
-    const message = redactText((error as Error).message ?? String(error), secretsOf(inputs));
+    const databaseUrl = typeof inputs.databaseUrl === "string" ? inputs.databaseUrl : undefined;
+    const sourceUrl = (inputs.source as { url?: unknown } | undefined)?.url;
+    const message = redactMessage(
+      redactMessage((error as Error).message ?? String(error), [databaseUrl]),
+      [typeof sourceUrl === "string" ? sourceUrl : undefined],
+      { userInfo: true, path: true },
+    );
     const clean = new Error(message);
     if (isImportError(error)) Object.assign(clean, { code: error.code });
     throw clean;

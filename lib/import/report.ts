@@ -12,7 +12,7 @@ export interface ValueSample {
 }
 
 export interface ImportWarning {
-  /** Stable code: LOSSY_CONVERSION, EXTRA_TABLE, EXTRA_COLUMN, TARGET_ONLY_TABLE, DEFAULTED_COLUMNS, SOURCE_INDEX_MISSING, NOT_CHECKSUMMED, WAL_IGNORED. */
+  /** Stable code: LOSSY_CONVERSION, EXTRA_TABLE, EXTRA_COLUMN, TARGET_ONLY_TABLE, DEFAULTED_COLUMNS, SOURCE_INDEX_MISSING, NOT_CHECKSUMMED, WAL_IGNORED, ROWS_DROPPED. */
   code: string;
   message: string;
   table?: string;
@@ -25,7 +25,10 @@ export interface ImportWarning {
 export interface TableReport {
   table: string;
   sourceTable: string;
+  /** Rows SQLite counts in the source table. */
   sourceRows: number;
+  /** Of those, rows left out as Tautulli's own upgrade deletes them (docs/import.md). */
+  droppedRows: number;
   importedRows: number;
   seconds: number;
   rowsPerSecond: number;
@@ -87,6 +90,14 @@ export interface ImportReport {
     rowsPerSecond: number;
     conversions: Record<string, number>;
   };
+  /** Rows left out by Tautulli's upgrade rules, per rule that found any (docs/import.md). */
+  droppedRows: {
+    rule: string;
+    table: string;
+    rows: number;
+    /** The rowids (Tautulli's id), ascending; the first 1000 when there are more. */
+    rowids: number[];
+  }[];
   schemaDrift: {
     targetOnlyTables: string[];
     extraTables: { table: string; rows: number }[];

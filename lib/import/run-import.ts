@@ -11,14 +11,15 @@
  */
 import * as os from "os";
 import { Client, ClientConfig } from "pg";
-import { pgClientConfig, redactUrl } from "../postgres/client-config";
+import { pgClientConfig } from "../postgres/client-config";
+import { redactMessage, redactUrl } from "../redact";
 import { copyTable, CopyProgress, ParallelReads } from "./copy-table";
+import type { DroppedRows } from "./dbcheck";
 import type { EncodedTable } from "./table-encoder";
 import { ImportError, isImportError } from "./errors";
 import { isLossyRule } from "./normalize";
 import { buildPlan, ImportPlan, TablePlan } from "./plan";
 import { quoteIdent } from "./pg-text";
-import { databaseUrlSecrets, redactText } from "./redact";
 import type { ImportReport, ImportWarning, TableReport } from "./report";
 import { SourceWorker } from "./source-worker";
 import {
@@ -120,10 +121,10 @@ const CONNECTION_LOST_CODES = new Set([
 ]);
 
 /** Turns any failure into an ImportError whose text holds no secret. */
-function classify(error: unknown, secrets: string[], step: string): ImportError {
+function classify(error: unknown, databaseUrl: string, step: string): ImportError {
   if (isImportError(error)) return error;
   const e = error as { code?: string; message?: string; detail?: string; table?: string };
-  const message = redactText(e.message ?? String(error), secrets);
+  const message = redactMessage(e.message ?? String(error), [databaseUrl]);
   if (
     (e.code && CONNECTION_LOST_CODES.has(e.code)) ||
     /Connection terminated|connection.*(closed|ended)/i.test(message)
@@ -144,7 +145,7 @@ function classify(error: unknown, secrets: string[], step: string): ImportError 
   if (e.code?.startsWith("23")) {
     return new ImportError(
       "COPY_FAILED",
-      `PostgreSQL rejected the data while ${step}: ${message}${e.detail ? ` (${redactText(e.detail, secrets)})` : ""}. Nothing was committed.`,
+      `PostgreSQL rejected the data while ${step}: ${message}${e.detail ? ` (${redactMessage(e.detail, [databaseUrl])})` : ""}. Nothing was committed.`,
       "The source breaks a constraint of the target schema (duplicates where the schema has a UNIQUE index, say): correct those rows in a copy of tautulli.db and import that copy.",
     );
   }
@@ -157,7 +158,6 @@ function classify(error: unknown, secrets: string[], step: string): ImportError 
 
 async function connect(
   databaseUrl: string,
-  secrets: string[],
 ): Promise<{ client: Client; lost: () => Error | undefined }> {
   let config: ClientConfig;
   try {
@@ -165,7 +165,7 @@ async function connect(
   } catch (error) {
     throw new ImportError(
       "TARGET_UNREACHABLE",
-      redactText((error as Error).message, secrets),
+      redactMessage((error as Error).message, [databaseUrl]),
       "Pass the target as postgres://user:password@host:port/database[?sslmode=...].",
     );
   }
@@ -181,7 +181,7 @@ async function connect(
     await client.end().catch(() => undefined);
     throw new ImportError(
       "TARGET_UNREACHABLE",
-      `Cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactText((error as Error).message, secrets)}.`,
+      `Cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactMessage((error as Error).message, [databaseUrl])}.`,
       "Check host, port, database name, user and password of the target (and sslmode), and that the database exists.",
     );
   }
@@ -279,6 +279,19 @@ async function alignSequence(
   };
 }
 
+/** Rowids named per rule in the report (the count is always exact). */
+const MAX_REPORTED_ROWIDS = 1000;
+
+function droppedRowsWarnings(dropped: readonly DroppedRows[]): ImportWarning[] {
+  return dropped.map((d) => ({
+    code: "ROWS_DROPPED",
+    table: d.table,
+    rule: d.rule,
+    count: d.rowids.length,
+    message: `${d.table}: ${d.rowids.length} row(s) left out by ${d.rule}, as Tautulli's own upgrade deletes them (id ${d.rowids.slice(0, 20).join(", ")}${d.rowids.length > 20 ? ", ..." : ""}).`,
+  }));
+}
+
 function lossyWarnings(table: string, result: EncodedTable): ImportWarning[] {
   const warnings: ImportWarning[] = [];
   for (const [column, rules] of Object.entries(result.conversionsByColumn)) {
@@ -306,7 +319,6 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
   const log = options.log ?? (() => undefined);
   const progress = options.onProgress ?? (() => undefined);
-  const secrets = databaseUrlSecrets(options.databaseUrl);
   const integrityMode = options.integrityCheck ?? "full";
 
   // --- 1. The source file, before anything touches the target ---------------------------------
@@ -324,7 +336,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     : sourceFingerprint(options.sqlitePath);
   fingerprinting.catch(() => undefined);
 
-  const { client, lost } = await connect(options.databaseUrl, secrets);
+  const { client, lost } = await connect(options.databaseUrl);
   // One worker thread reads and encodes the rows; a second one runs SQLite's integrity check
   // meanwhile. The check's verdict is awaited before COMMIT: a damaged file is never committed.
   let source: SourceWorker | undefined;
@@ -388,20 +400,23 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       integrity.catch(() => undefined); // awaited before COMMIT
     }
     const sourceTables = opened.tables;
-    const plan: ImportPlan = buildPlan(sourceTables, target);
+    const plan: ImportPlan = buildPlan(sourceTables, target, opened.dropped);
     const storedVersion = opened.storedVersion;
     const tautulliVersion =
       storedVersion ?? inferVersion(new Set(sourceTables.map((t) => t.name.toLowerCase())));
     const sqliteSequences = new Map(opened.sequences.map(([name, seq]) => [name, BigInt(seq)]));
     const sourceRows = new Map(plan.tables.map((t) => [t.name, opened.counts[t.sourceName] ?? 0]));
+    const rowsToImport = new Map(
+      plan.tables.map((t) => [t.name, (sourceRows.get(t.name) ?? 0) - t.droppedRowids.length]),
+    );
     const ranges = await source.rowidRanges(plan.tables.map((t) => t.sourceName));
     const rowidRanges = new Map(plan.tables.map((t, i) => [t.name, ranges[i]]));
-    const totalRows = [...sourceRows.values()].reduce((a, b) => a + b, 0);
+    const totalRows = [...rowsToImport.values()].reduce((a, b) => a + b, 0);
     log(
       `Tautulli ${tautulliVersion}${storedVersion ? "" : " (inferred)"}; ${plan.tables.length} tables, ${totalRows} rows to import`,
     );
 
-    const warnings: ImportWarning[] = [];
+    const warnings: ImportWarning[] = droppedRowsWarnings(opened.dropped);
     if (facts.wal.present && facts.journalMode !== "wal") {
       warnings.push({
         code: "WAL_IGNORED",
@@ -498,7 +513,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     const copyStarted = elapsed();
     for (const [index, tablePlan] of plan.tables.entries()) {
       step = `copying table ${tablePlan.name}`;
-      const expected = sourceRows.get(tablePlan.name) ?? 0;
+      const expected = rowsToImport.get(tablePlan.name) ?? 0;
       const onCopy = (p: CopyProgress) => {
         const rows = copiedRows + p.rows;
         const rate = rows / Math.max(elapsed() - copyStarted, 1e-3);
@@ -542,7 +557,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       if (result.rows !== expected || targetRows !== expected) {
         throw new ImportError(
           "VERIFICATION_FAILED",
-          `Row count mismatch in ${tablePlan.name}: SQLite counts ${expected}, the import sent ${result.rows}, PostgreSQL holds ${targetRows}. Rolled back.`,
+          `Row count mismatch in ${tablePlan.name}: SQLite counts ${expected}${tablePlan.droppedRowids.length > 0 ? ` after the ${tablePlan.droppedRowids.length} rows Tautulli's upgrade deletes` : ""}, the import sent ${result.rows}, PostgreSQL holds ${targetRows}. Rolled back.`,
           "Make sure nothing writes to tautulli.db during the import (stop Tautulli), then run it again.",
         );
       }
@@ -568,7 +583,8 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
       tableReports.push({
         table: tablePlan.name,
         sourceTable: tablePlan.sourceName,
-        sourceRows: expected,
+        sourceRows: sourceRows.get(tablePlan.name) ?? 0,
+        droppedRows: tablePlan.droppedRowids.length,
         importedRows: result.rows,
         seconds: round(result.seconds),
         rowsPerSecond: Math.round(result.rows / Math.max(result.seconds, 1e-3)),
@@ -679,6 +695,12 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
         rowsPerSecond: Math.round(copiedRows / Math.max(seconds, 1e-3)),
         conversions: totalConversions,
       },
+      droppedRows: opened.dropped.map((d) => ({
+        rule: d.rule,
+        table: d.table,
+        rows: d.rowids.length,
+        rowids: d.rowids.slice(0, MAX_REPORTED_ROWIDS),
+      })),
       schemaDrift: {
         targetOnlyTables: plan.targetOnlyTables,
         extraTables,
@@ -721,7 +743,7 @@ export async function runImport(options: ImportOptions): Promise<ImportReport> {
     }
     return report;
   } catch (error) {
-    const failure = classify(lost() ?? error, secrets, step);
+    const failure = classify(lost() ?? error, options.databaseUrl, step);
     if (inTransaction && !lost()) await client.query("ROLLBACK").catch(() => undefined);
     throw failure;
   } finally {

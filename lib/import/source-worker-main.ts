@@ -117,6 +117,7 @@ function handle(request: WorkerRequest): unknown {
         sequences: [...source.sequences()].map(([name, seq]) => [name, seq.toString()]),
         storedVersion: source.storedVersion(),
         counts: Object.fromEntries(tables.map((t) => [t.name, source!.count(t.name)])),
+        dropped: source.droppedRows(tables),
       };
       return result;
     }

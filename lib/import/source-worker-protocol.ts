@@ -1,4 +1,5 @@
 /** Messages between the import and its source worker thread (see source-worker.ts). */
+import type { DroppedRows } from "./dbcheck";
 import type { ImportErrorCode } from "./errors";
 import type { TablePlan } from "./plan";
 import type { SourceIndex, SourceTable } from "./sqlite-source";
@@ -47,4 +48,6 @@ export interface OpenResult {
   storedVersion: string | null;
   /** Rows per source table. */
   counts: Record<string, number>;
+  /** Rows Tautulli's own upgrade would delete (dbcheck.ts), by rule. */
+  dropped: DroppedRows[];
 }

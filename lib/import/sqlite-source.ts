@@ -15,6 +15,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import Database from "better-sqlite3";
 import { ImportError } from "./errors";
+import { DroppedRows, findDroppedRows } from "./dbcheck";
 
 const SQLITE_HEADER = Buffer.from("SQLite format 3\u0000", "latin1");
 const SQLITE_FIX =
@@ -311,6 +312,15 @@ export class SqliteSource {
         n: number;
       };
       return row.n;
+    } catch (error) {
+      throw wrapSqliteError(this.facts.path, error);
+    }
+  }
+
+  /** The rows Tautulli's own upgrade would delete from these tables (dbcheck.ts). */
+  droppedRows(tables: SourceTable[]): DroppedRows[] {
+    try {
+      return findDroppedRows(this.db, tables);
     } catch (error) {
       throw wrapSqliteError(this.facts.path, error);
     }

@@ -21,7 +21,7 @@ import {
 } from "./normalize";
 import { canonicalEncoderFor, copyEncoderFor, copyEscape, recordField } from "./pg-text";
 import type { TablePlan } from "./plan";
-import { describeValue } from "./redact";
+import { describeValue } from "../redact";
 import type { ValueSample } from "./report";
 import { quote as quoteSqlite } from "./sqlite-source";
 

@@ -199,13 +199,18 @@ async function verify(
       log,
     });
   } catch (error) {
-    if (error instanceof PlexVerificationError && error.report) {
-      await appendToMigrationLog(inputs, error.message, log);
-    }
+    const withReport = error instanceof PlexVerificationError && error.report !== undefined;
     const detail = tunnel.lastError();
-    throw detail && !(error instanceof PlexVerificationError && error.report)
-      ? new Error(`${(error as Error).message} (tunnel: ${detail})`)
-      : error;
+    const failure =
+      detail && !withReport ? new Error(`${(error as Error).message} (tunnel: ${detail})`) : error;
+    if (error instanceof PlexVerificationError) {
+      // A failure without a report (Plex silent, the token refused) is recorded too.
+      const text = withReport
+        ? error.message
+        : `Plex verification FAILED at ${new Date().toISOString()}: ${(failure as Error).message}`;
+      await appendToMigrationLog(inputs, scrub(text, inputs), log);
+    }
+    throw failure;
   } finally {
     await tunnel.close();
   }

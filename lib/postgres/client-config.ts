@@ -1,10 +1,10 @@
 /**
  * From a `postgres://` URL to what `pg` and Sequelize need, with libpq's meaning of `sslmode`
- * (node-postgres alone treats `require` as `verify-full`), and the helpers that keep the password
- * out of logs and error messages.
+ * (node-postgres alone treats `require` as `verify-full`).
  */
 import { Client, type ClientConfig, type QueryResultRow } from "pg";
 import { parse } from "pg-connection-string";
+import { redactMessage, redactUrl } from "../redact";
 
 /** `pg` client settings for `databaseUrl`; sslmode disable/require/verify-ca/verify-full as libpq. */
 export function pgClientConfig(databaseUrl: string): ClientConfig {
@@ -18,7 +18,7 @@ export function pgClientConfig(databaseUrl: string): ClientConfig {
     parsed = parse(databaseUrl, { useLibpqCompat: true });
   } catch (err) {
     throw new Error(
-      `invalid PostgreSQL URL ${redactUrl(databaseUrl)}: ${redactSecrets(String((err as Error).message), databaseUrl)}`,
+      `invalid PostgreSQL URL ${redactUrl(databaseUrl)}: ${redactMessage(String((err as Error).message), [databaseUrl])}`,
     );
   }
   if (!parsed.host || !parsed.database) {
@@ -39,40 +39,6 @@ export function pgClientConfig(databaseUrl: string): ClientConfig {
       ? Number(parsed.connect_timeout) * 1000
       : 15_000,
   };
-}
-
-/** The URL with its password replaced by `***`, for logs and messages. */
-export function redactUrl(databaseUrl: string): string {
-  try {
-    const url = new URL(databaseUrl);
-    if (url.password) url.password = "***";
-    return url.toString();
-  } catch {
-    return "<unparseable URL>";
-  }
-}
-
-/** The password of `databaseUrl` (decoded), or undefined. */
-export function urlPassword(databaseUrl: string): string | undefined {
-  try {
-    const password = new URL(databaseUrl).password;
-    return password ? decodeURIComponent(password) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** `text` with the URL, its password (raw and %-encoded) replaced, so errors can be shown. */
-export function redactSecrets(text: string, databaseUrl: string): string {
-  if (!databaseUrl) return text;
-  let result = text.split(databaseUrl).join(redactUrl(databaseUrl));
-  const password = urlPassword(databaseUrl);
-  if (password) {
-    for (const form of new Set([password, encodeURIComponent(password)])) {
-      result = result.split(form).join("***");
-    }
-  }
-  return result;
 }
 
 /** Runs `work` with a connected client for `databaseUrl`, and always closes it. */

@@ -12,14 +12,15 @@
  *   applied once however many migrators start.
  *
  * Used by the CLI (`npm run migrate`), the SchemaMigrations dynamic provider, the import and the
- * rehearsal. Passwords never appear in messages: every error is passed through redactSecrets.
+ * rehearsal. Passwords never appear in messages: every error is passed through redactMessage.
  */
 import * as fs from "fs";
 import * as path from "path";
 import { Client } from "pg";
 import { DataTypes, ModelStatic, Model, QueryInterface, Sequelize, Transaction } from "sequelize";
 import { MigrationFn, MigrationParams, SequelizeStorage, Umzug } from "umzug";
-import { pgClientConfig, redactSecrets, redactUrl } from "./client-config";
+import { redactMessage, redactUrl } from "../redact";
+import { pgClientConfig } from "./client-config";
 import { expectedPostgresSchema, MIGRATIONS_TABLE } from "./schema-contract";
 import { compareSchemas, introspectPostgresSchema } from "./schema-introspection";
 import { loadTautulliReference, REFERENCE_FILES, ReferenceName } from "./tautulli-reference";
@@ -205,7 +206,7 @@ async function connect(databaseUrl: string): Promise<Client> {
     await client.connect();
   } catch (err) {
     throw new Error(
-      `cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactSecrets((err as Error).message, databaseUrl)}`,
+      `cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactMessage((err as Error).message, [databaseUrl])}`,
     );
   }
   return client;
@@ -404,7 +405,7 @@ function explain(err: unknown, databaseUrl: string): Error {
   const cause = (err as { cause?: unknown }).cause;
   if (cause instanceof MigrationRefusedError) return cause;
   // Umzug's MigrationError message already names the migration and quotes the original error.
-  const message = redactSecrets(String((err as Error)?.message ?? err), databaseUrl);
+  const message = redactMessage(String((err as Error)?.message ?? err), [databaseUrl]);
   return new Error(
     `${message}. The failed migration was rolled back; the ones before it stay applied.`,
   );

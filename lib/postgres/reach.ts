@@ -3,7 +3,7 @@
  * dynamic providers' diff, read and create. An unreachable database is never reported as a
  * change: previews fail here, naming where the program expected the server and what to do.
  */
-import { redactSecrets } from "./client-config";
+import { redactMessage } from "../redact";
 
 /** The route to the server when the URL alone does not say it (e.g. the tunnel). */
 function route(databaseUrl: string, reachedAt: string | undefined): string {
@@ -23,7 +23,7 @@ export function cannotReach(
   reachedAt: string | undefined,
   error: unknown,
 ): Error {
-  const reason = redactSecrets((error as Error)?.message ?? String(error), databaseUrl);
+  const reason = redactMessage((error as Error)?.message ?? String(error), [databaseUrl]);
   return new Error(
     `cannot reach ${what} at ${route(databaseUrl, reachedAt)}: ${reason}. ` +
       "Fix: make the server reachable from this machine and rerun. In-cluster, the program's " +

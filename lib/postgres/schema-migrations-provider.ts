@@ -14,7 +14,8 @@
  * the same-named input was (this provider does not accept secrets). No message ever holds it.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import { pgClientConfig, redactSecrets } from "./client-config";
+import { redactMessage } from "../redact";
+import { pgClientConfig } from "./client-config";
 import { listMigrationNames, migrateUp, migrationStatus, MigrationRefusedError } from "./migrator";
 import { cannotReach } from "./reach";
 
@@ -133,7 +134,9 @@ export async function applySchema(
   } catch (err) {
     // Keep the steps that did run in the message: the engine shows only the error.
     const steps = lines.length > 0 ? ` (steps: ${lines.join("; ")})` : "";
-    const error = new Error(redactSecrets(`${(err as Error).message}${steps}`, inputs.databaseUrl));
+    const error = new Error(
+      redactMessage(`${(err as Error).message}${steps}`, [inputs.databaseUrl]),
+    );
     if (err instanceof MigrationRefusedError) error.name = err.name;
     throw error;
   }

@@ -41,6 +41,21 @@ import { generateTautulliDb } from "../samples/tautulli-db";
 
 const ARCHIVE_ROOT = path.join("Library", "Application Support", "Plex Media Server");
 
+/** A step that ran a program which failed: which program, and its exit code. */
+export class StepFailure extends Error {
+  constructor(
+    message: string,
+    /** The step as the report names it. */
+    readonly step: string,
+    /** The program's path relative to the project (its header documents its exit codes). */
+    readonly script: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = "StepFailure";
+  }
+}
+
 /** A problem with what the user gave us: exit code 2, nothing was changed. */
 export class RehearsalInputError extends Error {
   constructor(
@@ -57,8 +72,10 @@ export interface RehearsalOptions {
   plexDir?: string;
   /** A tautulli.db (a `-wal` beside it is included); read only. @default a generated sample */
   tautulliDb?: string;
-  /** Where the rehearsal folder is created. @default the OS temp dir */
+  /** Where the rehearsal folder is created (created if missing). @default the OS temp dir */
   workDir?: string;
+  /** The rehearsal folder itself, already created by the caller. @default a new folder in workDir */
+  rehearsalDir?: string;
   /** Keep the archive, the config-volume copy and the PostgreSQL data dir. @default false */
   keep?: boolean;
   /** Network speed assumed between the VM and the cluster, for the downtime projection. @default 1000 */
@@ -74,7 +91,10 @@ export interface RehearsalOptions {
 export interface StepTiming {
   step: string;
   seconds: number;
+  /** Bytes the step moved or read. */
   bytes?: number;
+  /** Rows, for the steps that count them. */
+  rows?: number;
   bytesPerSecond?: number;
 }
 
@@ -224,17 +244,10 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
   const linkMbps = options.linkMbps ?? 1000;
   const podStartSeconds = options.podStartSeconds ?? 120;
 
-  const parent = path.resolve(options.workDir ?? os.tmpdir());
-  if (!fs.existsSync(parent) || !fs.statSync(parent).isDirectory()) {
-    throw new RehearsalInputError(
-      `The work directory ${parent} does not exist.`,
-      "create it, or give --work-dir an existing directory on a disk with free space",
-    );
-  }
   if (options.plexDir) checkPlexDir(path.resolve(options.plexDir));
   if (options.tautulliDb) checkTautulliDb(path.resolve(options.tautulliDb));
-
-  const rehearsalDir = fs.mkdtempSync(path.join(parent, "plex-migrate-rehearsal-"));
+  const rehearsalDir = options.rehearsalDir ?? createRehearsalDir(options.workDir);
+  const parent = path.dirname(rehearsalDir);
   const dirs = {
     sample: path.join(rehearsalDir, "sample"),
     vm: path.join(rehearsalDir, "vm"),
@@ -271,8 +284,11 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         /* no JSON summary: stderr says why */
       }
       const detail = result.stderr.trim().split("\n").slice(-5).join("\n");
-      throw new Error(
+      throw new StepFailure(
         `The VM script's ${name} step failed (exit ${result.code}).${problems}\n${detail}`,
+        `VM ${name}`,
+        "scripts/plex-migrate-source.sh",
+        result.code ?? 1,
       );
     }
     return parseStepOutput(name, result.stdout);
@@ -340,7 +356,7 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         lifetimeMinutes: 30,
         allowedCidrs: ["127.0.0.0/8"],
       },
-      keepArchive: false,
+      keepArchive: Boolean(options.keep),
       rehearsal: true,
     };
 
@@ -407,8 +423,11 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
       { onStderrLine: (line) => line.trim() && log(`  init: ${line}`) },
     ).done;
     if (init.code !== 0) {
-      throw new Error(
+      throw new StepFailure(
         `plex-init.sh failed (exit ${init.code}):\n${init.stderr.trim().split("\n").slice(-5).join("\n")}`,
+        "plex-init.sh",
+        "scripts/plex-init.sh",
+        init.code ?? 1,
       );
     }
     const transferSeconds = now() - t;
@@ -482,7 +501,12 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
         }
       },
     });
-    timings.push({ step: "tautulli import", seconds: now() - t, bytes: importReport.totals.rows });
+    timings.push({
+      step: "tautulli import",
+      seconds: now() - t,
+      bytes: importReport.source.bytes + importReport.source.walBytes,
+      rows: importReport.totals.rows,
+    });
     for (const w of importReport.warnings) warnings.push(`Tautulli import: ${w.message}`);
 
     // --- The inputs must be exactly as they were. ---
@@ -620,14 +644,32 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
     };
     finished = true;
     return report;
+  } catch (error) {
+    // Bad input leaves nothing behind; any other failure keeps everything for its report.
+    if (error instanceof RehearsalInputError)
+      fs.rmSync(rehearsalDir, { recursive: true, force: true });
+    throw error;
   } finally {
     if (serving && settings) await step("stop-serving").catch(() => undefined);
     await postgresServer?.stop().catch(() => undefined);
-    if (!options.keep) {
-      // After a report only the report files stay; after a failure nothing of ours does.
-      const remove = finished ? Object.values(dirs) : [rehearsalDir];
-      for (const dir of remove) fs.rmSync(dir, { recursive: true, force: true });
+    // After a report only the report files stay.
+    if (finished && !options.keep) {
+      for (const dir of Object.values(dirs)) fs.rmSync(dir, { recursive: true, force: true });
     }
+  }
+}
+
+/** A new rehearsal folder in `workDir` (created, with its parents, if missing). */
+export function createRehearsalDir(workDir: string | undefined): string {
+  const parent = path.resolve(workDir ?? os.tmpdir());
+  try {
+    fs.mkdirSync(parent, { recursive: true });
+    return fs.mkdtempSync(path.join(parent, "plex-migrate-rehearsal-"));
+  } catch (error) {
+    throw new RehearsalInputError(
+      `The work directory ${parent} cannot be used: ${(error as Error).message}.`,
+      "give --work-dir a directory you can write to, on a disk with free space",
+    );
   }
 }
 

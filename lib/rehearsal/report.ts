@@ -1,10 +1,24 @@
 /**
  * The rehearsal report for people: a Markdown document (also what the terminal shows) that a Plex
- * admin can act on. The JSON form is the RehearsalReport object itself.
+ * admin can act on. The JSON form is the RehearsalReport object itself, or, when the rehearsal
+ * failed, a FailedRehearsal saying which step failed, what its exit code means and where the log
+ * is. rehearseWithReport runs a rehearsal and writes report.md and report.json either way.
  */
+import * as fs from "fs";
+import * as path from "path";
 import { formatSummary } from "../import/report";
 import { formatOfflineVerification } from "../plex/verify-offline";
-import { mib, RehearsalReport } from "./rehearse";
+import {
+  checkPlexDir,
+  checkTautulliDb,
+  createRehearsalDir,
+  mib,
+  RehearsalInputError,
+  RehearsalOptions,
+  RehearsalReport,
+  runRehearsal,
+  StepFailure,
+} from "./rehearse";
 
 function duration(seconds: number): string {
   if (seconds < 90) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
@@ -91,4 +105,165 @@ export function formatMarkdown(report: RehearsalReport): string {
       : `Work files were removed; this report is in ${report.rehearsalDir}.`,
   );
   return `${lines.join("\n")}\n`;
+}
+
+/** The report of a rehearsal that failed (report.json); everything it made is kept. */
+export interface FailedRehearsal {
+  reportVersion: 1;
+  status: "FAILED";
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  rehearsalDir: string;
+  /** The step that failed, as the log names it. */
+  failedStep: string;
+  error: string;
+  /** When the step ran a program that failed: which, its exit code and what the code means. */
+  program?: { script: string; exitCode: number; meaning: string };
+  /** Every log line of the run, timestamped. */
+  logPath: string;
+  kept: true;
+}
+
+export interface RehearsalOutcome {
+  passed: boolean;
+  /** The rehearsal folder (report.md and report.json are in it). */
+  dir: string;
+  markdown: string;
+  report: RehearsalReport | FailedRehearsal;
+}
+
+const PROJECT_ROOT = path.resolve(__dirname, "..", "..");
+
+/**
+ * What exit `code` of `script` means, from the script's own header (`# Exit codes:` followed by
+ * `#   N meaning` lines, or `N meaning; N meaning` on the same lines).
+ */
+export function exitCodeMeaning(script: string, code: number): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.resolve(PROJECT_ROOT, script), "utf8");
+  } catch {
+    return `exit code ${code}`;
+  }
+  const lines = text.split("\n");
+  const start = lines.findIndex((line) => /^#\s*Exit codes:/i.test(line));
+  if (start === -1) return `exit code ${code}`;
+  const block: string[] = [lines[start].replace(/^#\s*Exit codes:/i, "")];
+  for (const line of lines.slice(start + 1)) {
+    if (!/^#/.test(line) || /^#\s*$/.test(line)) break;
+    block.push(line.replace(/^#/, ""));
+  }
+  const entries = new Map<number, string>();
+  let current: number | undefined;
+  for (const part of block.join("\n").split(/;|\n/)) {
+    const match = /^\s*(\d+)\s+(.*)$/.exec(part);
+    if (match) {
+      current = Number(match[1]);
+      entries.set(current, match[2].trim());
+    } else if (current !== undefined && part.trim()) {
+      entries.set(current, `${entries.get(current)} ${part.trim()}`);
+    }
+  }
+  return entries.get(code) ?? `exit code ${code} (not documented in ${script})`;
+}
+
+/** The step a log line starts ("VM preflight (read-only)..." -> "VM preflight (read-only)"). */
+function stepOf(line: string): string | undefined {
+  if (/^\s/.test(line) || !line.trim()) return undefined;
+  return line.trim().replace(/\.{3}$/, "");
+}
+
+export function formatFailureMarkdown(failed: FailedRehearsal): string {
+  const lines = [
+    "# plex-migrate rehearsal: FAILED",
+    "",
+    `Ran ${failed.startedAt} for ${duration(failed.seconds)}.`,
+    "",
+    "| | |",
+    "|---|---|",
+    `| Failed step | ${failed.failedStep} |`,
+  ];
+  if (failed.program) {
+    lines.push(
+      `| Program | ${failed.program.script} exited ${failed.program.exitCode}: ${failed.program.meaning} |`,
+    );
+  }
+  lines.push(`| Log | ${failed.logPath} |`, `| Kept | everything, in ${failed.rehearsalDir} |`, "");
+  lines.push("## Error", "", "```", failed.error, "```", "");
+  lines.push(
+    "Nothing outside the rehearsal folder was changed. Fix the cause, run the rehearsal again, and remove the folder when done.",
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+function writeReports(dir: string, report: RehearsalReport | FailedRehearsal, markdown: string) {
+  fs.writeFileSync(path.join(dir, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, "report.md"), markdown);
+}
+
+/**
+ * Runs the rehearsal in a new folder of `options.workDir` (created if missing), logging every
+ * line to rehearsal.log there, and writes report.md and report.json: the report when it ran to
+ * the end, the failure (step, exit code meaning, log path) when it did not. Bad input throws
+ * RehearsalInputError and leaves nothing behind.
+ */
+export async function rehearseWithReport(options: RehearsalOptions): Promise<RehearsalOutcome> {
+  const startedAt = new Date();
+  // Bad inputs are told before anything (the work directory included) is created.
+  if (options.plexDir) checkPlexDir(path.resolve(options.plexDir));
+  if (options.tautulliDb) checkTautulliDb(path.resolve(options.tautulliDb));
+  const dir = createRehearsalDir(options.workDir);
+  const logPath = path.join(dir, "rehearsal.log");
+  const logFd = fs.openSync(logPath, "a", 0o644);
+  let currentStep = "checking the inputs";
+  const log = (line: string) => {
+    fs.writeSync(logFd, `${new Date().toISOString()} ${line}\n`);
+    currentStep = stepOf(line) ?? currentStep;
+    options.log?.(line);
+  };
+  try {
+    const report = await runRehearsal({ ...options, rehearsalDir: dir, log });
+    if (!options.keep) fs.rmSync(logPath, { force: true });
+    const markdown = formatMarkdown(report);
+    writeReports(dir, report, markdown);
+    const passed =
+      report.transfer.identical &&
+      report.inputs.unchanged.plexDir &&
+      report.inputs.unchanged.tautulliDb;
+    return { passed, dir, markdown, report };
+  } catch (error) {
+    if (error instanceof RehearsalInputError) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
+    const message = (error as Error)?.message ?? String(error);
+    log(`FAILED: ${message.split("\n")[0]}`);
+    const failed: FailedRehearsal = {
+      reportVersion: 1,
+      status: "FAILED",
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      seconds: (Date.now() - startedAt.getTime()) / 1000,
+      rehearsalDir: dir,
+      failedStep: error instanceof StepFailure ? error.step : currentStep,
+      error: message,
+      ...(error instanceof StepFailure
+        ? {
+            program: {
+              script: error.script,
+              exitCode: error.exitCode,
+              meaning: exitCodeMeaning(error.script, error.exitCode),
+            },
+          }
+        : {}),
+      logPath,
+      kept: true,
+    };
+    const markdown = formatFailureMarkdown(failed);
+    writeReports(dir, failed, markdown);
+    return { passed: false, dir, markdown, report: failed };
+  } finally {
+    fs.closeSync(logFd);
+  }
 }

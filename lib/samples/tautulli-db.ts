@@ -41,6 +41,17 @@ export interface TautulliSampleOptions {
    * still-running Tautulli leaves them). 0 = a cleanly closed database without `-wal`. @default 0
    */
   uncheckpointedPlays?: number;
+  /**
+   * Add the rows an old Tautulli left behind that today's dbcheck() deletes at start
+   * (lib/import/dbcheck.ts), where the schema can hold them: duplicate lookup rows (the same
+   * lookup stored twice by concurrent requests before the unique indexes existed, NULL keys
+   * included), an http image, libraries with an empty server_id, and PlexPy's 2017
+   * mobile_devices table (device_token as its key, no device_id). The rating_key indexes of
+   * tvmaze/themoviedb/musicbrainz_lookup exist since those tables do, so the file is given the
+   * shape of one that lost them; the column-level UNIQUE of the current schema's
+   * image_hash_lookup.img_hash keeps its duplicates out. @default false
+   */
+  upgradeLeftovers?: boolean;
   /** Called every 50,000 rows while generating big databases. */
   onProgress?: (rowsWritten: number) => void;
 }
@@ -58,7 +69,10 @@ export interface TautulliSample {
   sessionHistorySeq: number;
 }
 
-/** Tables this generator leaves empty on purpose (a real install that never used Cloudinary). */
+/**
+ * Tables this generator leaves empty on purpose (a real install that never used Cloudinary),
+ * unless `upgradeLeftovers` adds its duplicates.
+ */
 export const ALWAYS_EMPTY_TABLES = ["cloudinary_lookup"] as const;
 
 // --- Word pools ----------------------------------------------------------------------------------
@@ -1014,6 +1028,74 @@ function writeOtherTables(
   });
 }
 
+/** Whether `column` of `table` has a UNIQUE constraint of its own (an index SQLite cannot drop). */
+function hasUniqueConstraint(db: Database.Database, table: string, column: string): boolean {
+  const indexes = db.prepare(`PRAGMA index_list("${table}")`).all() as {
+    name: string;
+    origin: string;
+  }[];
+  return indexes.some(
+    (index) =>
+      index.origin === "u" &&
+      (db.prepare(`PRAGMA index_info("${index.name}")`).all() as { name: string }[]).some(
+        (c) => c.name === column,
+      ),
+  );
+}
+
+/** Writes the leftovers `upgradeLeftovers` describes into the generated database. */
+function addUpgradeLeftovers(db: Database.Database): void {
+  const copyRows = (table: string, where: string, set: Record<string, string> = {}) => {
+    const columns = columnsOf(db, table)
+      .map((c) => c.name)
+      .filter((c) => c !== "id");
+    const values = columns.map((c) => set[c] ?? `"${c}"`);
+    db.exec(
+      `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) SELECT ${values.join(", ")} FROM "${table}" WHERE ${where} ORDER BY id`,
+    );
+  };
+  db.exec(
+    "INSERT INTO cloudinary_lookup (img_hash, cloudinary_title, cloudinary_url) " +
+      "SELECT img_hash, 'poster', 'https://res.cloudinary.com/demo/image/upload/' || img_hash || '.jpg' FROM image_hash_lookup ORDER BY id LIMIT 2",
+  );
+  const lookups: [string, string][] = [
+    ["tvmaze_lookup", "rating_key"],
+    ["themoviedb_lookup", "rating_key"],
+    ["musicbrainz_lookup", "rating_key"],
+    ["image_hash_lookup", "img_hash"],
+    ["imgur_lookup", "img_hash"],
+    ["cloudinary_lookup", "img_hash"],
+  ];
+  for (const [table, key] of lookups) {
+    if (hasUniqueConstraint(db, table, key)) continue;
+    db.exec(`DROP INDEX IF EXISTS "idx_${table}"`);
+    // The first key stored three times, the second twice; two rows without a key.
+    copyRows(table, `id = (SELECT min(id) FROM "${table}")`);
+    copyRows(table, `id IN (SELECT id FROM "${table}" ORDER BY id LIMIT 2)`);
+    copyRows(table, `id = (SELECT min(id) FROM "${table}")`, { [key]: "NULL" });
+    copyRows(table, `id = (SELECT min(id) FROM "${table}")`, { [key]: "NULL" });
+  }
+  // An http image that is the first row of its hash: dbcheck removes it before it removes
+  // duplicates, so the hash's next row is the one kept.
+  db.exec(
+    "UPDATE image_hash_lookup SET img = 'HTTPS://image.tmdb.org/t/p/original/poster.jpg' WHERE id = (SELECT min(id) FROM image_hash_lookup)",
+  );
+  db.exec(
+    "UPDATE image_hash_lookup SET img = 'http://metadata-static.plex.tv/poster.jpg' WHERE id = (SELECT id FROM image_hash_lookup ORDER BY id LIMIT 1 OFFSET 2)",
+  );
+  copyRows("library_sections", "id IN (SELECT id FROM library_sections ORDER BY id LIMIT 2)", {
+    server_id: "''",
+  });
+  db.exec(
+    "DROP TABLE mobile_devices; CREATE TABLE mobile_devices (id INTEGER PRIMARY KEY AUTOINCREMENT, " +
+      "device_token TEXT NOT NULL UNIQUE, device_name TEXT, friendly_name TEXT)",
+  );
+  db.exec(
+    "INSERT INTO mobile_devices (device_token, device_name, friendly_name) VALUES " +
+      "('APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx', 'Nexus 5X', 'Phone'), ('APA91bE9kq0aM3xLw7pD2sVb-Tz8Yc4RfQn1', 'Nexus 9', 'Tablet')",
+  );
+}
+
 /**
  * Creates `filePath` (must not exist) as a Tautulli database of `options.schema` with the
  * requested content. The schema is the vendored script itself, executed by SQLite.
@@ -1082,6 +1164,7 @@ export function generateTautulliDb(
         previous ?? factory.make(0, undefined),
       ),
     )();
+    if (options.upgradeLeftovers) db.transaction(() => addUpgradeLeftovers(db))();
     if (options.hostile) {
       const startId = nextPlayId;
       nextPlayId += 2;

@@ -13,15 +13,9 @@ import * as fs from "fs";
 import * as path from "path";
 import type { ArchiveCompression } from "../config";
 
-export type SourceStep = "preflight" | "stop" | "archive" | "serve" | "stop-serving" | "rollback";
-export const SOURCE_STEPS: readonly SourceStep[] = [
-  "preflight",
-  "stop",
-  "archive",
-  "serve",
-  "stop-serving",
-  "rollback",
-];
+import { SETTINGS, STEP_PROTOCOL, type SourceStep } from "./protocol";
+
+export { SOURCE_STEPS, type SourceStep } from "./protocol";
 
 /** What the VM script needs to know; mirrors SourceVmArgs without the SSH connection. */
 export interface SourceScriptSettings {
@@ -38,6 +32,8 @@ export interface SourceScriptSettings {
   rehearsal?: boolean;
   /** Plex version to report instead of asking dpkg-query. */
   plexVersion?: string;
+  /** Roll back even though the migrated Plex may be running. @default false */
+  rollbackForce?: boolean;
 }
 
 export const SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-source.sh");
@@ -58,61 +54,21 @@ export function loadScriptSources(): ScriptSources {
 }
 
 /**
- * The PLEX_MIGRATE_* variables one step reads, and only those: a setting that a step does not use
- * never changes its inputs, so changing e.g. the serve lifetime does not stop or archive again.
+ * The PLEX_MIGRATE_* variables one step reads, and only those (STEP_PROTOCOL): a setting that a
+ * step does not use never changes its inputs, so changing e.g. the serve lifetime does not stop
+ * Plex again.
  */
 export function stepEnvironment(
   step: SourceStep,
   settings: SourceScriptSettings,
 ): Record<string, string> {
-  const env: Record<string, string> = { PLEX_MIGRATE_WORK_DIR: settings.workDir };
-  const plex = () => {
-    env.PLEX_MIGRATE_DATA_DIR = settings.plexDataDir;
-    env.PLEX_MIGRATE_PLEX_SERVICE = settings.plexService;
-  };
-  const tautulli = () => {
-    env.PLEX_MIGRATE_TAUTULLI_SERVICE = settings.tautulliService;
-    env.PLEX_MIGRATE_TAUTULLI_DB = settings.tautulliDbPath;
-  };
-  const archive = () => {
-    env.PLEX_MIGRATE_EXCLUDES = settings.archiveExcludes.join(",");
-    env.PLEX_MIGRATE_COMPRESSION = settings.archiveCompression;
-  };
-  switch (step) {
-    case "preflight":
-      plex();
-      tautulli();
-      archive();
-      break;
-    case "stop":
-      plex();
-      tautulli();
-      break;
-    case "archive":
-      env.PLEX_MIGRATE_DATA_DIR = settings.plexDataDir;
-      env.PLEX_MIGRATE_TAUTULLI_DB = settings.tautulliDbPath;
-      archive();
-      break;
-    case "serve":
-      env.PLEX_MIGRATE_SERVE_ADDRESS = settings.serve.address;
-      env.PLEX_MIGRATE_SERVE_PORT = String(settings.serve.port);
-      env.PLEX_MIGRATE_SERVE_LIFETIME_MINUTES = String(settings.serve.lifetimeMinutes);
-      env.PLEX_MIGRATE_SERVE_ALLOWED_CIDRS = settings.serve.allowedCidrs.join(",");
-      break;
-    case "stop-serving":
-      env.PLEX_MIGRATE_KEEP_ARCHIVE = settings.keepArchive ? "1" : "0";
-      break;
-    case "rollback":
-      env.PLEX_MIGRATE_PLEX_SERVICE = settings.plexService;
-      env.PLEX_MIGRATE_TAUTULLI_SERVICE = settings.tautulliService;
-      break;
-  }
-  if (settings.rehearsal) env.PLEX_MIGRATE_REHEARSAL = "1";
-  if (settings.plexVersion && (step === "preflight" || step === "stop")) {
-    env.PLEX_MIGRATE_PLEX_VERSION = settings.plexVersion;
-  }
-  for (const [key, value] of Object.entries(env)) {
-    if (/[\0\n\r]/.test(value)) throw new Error(`${key} must not contain NUL or line breaks`);
+  const env: Record<string, string> = {};
+  for (const name of STEP_PROTOCOL[step].settings) {
+    const { env: key, value } = SETTINGS[name];
+    const v = value(settings);
+    if (v === undefined) continue;
+    if (/[\0\n\r]/.test(v)) throw new Error(`${key} must not contain NUL or line breaks`);
+    env[key] = v;
   }
   return env;
 }

@@ -3,7 +3,14 @@
  * parsers that turn a step's stdout into them. A step prints exactly one JSON object, as its last
  * line; anything else means the script and this module disagree, which is reported as such.
  */
-import type { SourceStep } from "./commands";
+import { OPTIONAL_KEYS, STEP_PROTOCOL, type KeyType, type SourceStep } from "./protocol";
+
+/**
+ * "ok": Plex's own SQLite (or a stock one, on a database without Plex's collations) found nothing
+ * wrong. "not-checked": no SQLite on the VM could read the database (stock SQLite lacks Plex's
+ * collations icu_root and naturalsort); a note says what is needed. A failed check is a refusal.
+ */
+export type Integrity = "ok" | "not-checked";
 
 export interface DatabaseCheck {
   /** Path relative to the data dir. */
@@ -13,6 +20,8 @@ export interface DatabaseCheck {
   ok: boolean;
   /** "ok" or the first lines the integrity check printed. */
   result: string;
+  /** This database's verdict; "failed" makes the step refuse. */
+  integrity: Integrity | "failed";
   /** "copy" or "live database, read-only". */
   checkedOn: string;
 }
@@ -30,10 +39,13 @@ export interface PreflightResult {
   dataDir: string;
   /** "uid:gid" owning Preferences.xml on the VM. */
   dataDirOwner: string;
+  dataOwner: DataOwner;
   /** Bytes the data dir occupies on disk (what the Plex volume must hold). */
   libraryBytes: number;
   libraryApparentBytes: number;
   libraryFiles: number;
+  /** Every entry of the data dir (files, directories, links): the inodes the volume needs. */
+  fileCount: number;
   /** Apparent bytes that go into the archive (after excludes). */
   archiveInputBytes: number;
   excludes: string[];
@@ -42,17 +54,26 @@ export interface PreflightResult {
   workDir: string;
   freeBytes: number;
   requiredFreeBytes: number;
+  /** False when a check found a damaged database (the step then refuses). */
   databasesOk: boolean;
-  /** "Plex SQLite", "sqlite3" or "python3". */
+  integrity: Integrity;
+  /** "Plex SQLite", "sqlite3", "python3", or "" when the VM has no SQLite. */
   integrityTool: string;
   integrityToolPath: string;
   databases: DatabaseCheck[];
   /** section_locations.root_path: the media paths the library points at. */
   mediaRoots: string[];
+  /** IANA zone Plex runs in (TZ of its unit, else the VM's); "" when unknown. */
+  timezone: string;
+  preferences: PlexPreferences;
+  /** Preferences.xml PlexOnlineToken (secret; "" when preflight refuses). */
+  plexToken: string;
   tautulli: null | {
     path: string;
     found: boolean;
     bytes: number;
+    /** The config.ini that goes into the snapshot with tautulli.db. */
+    config: string;
     service: string;
     serviceFound: boolean;
     running: boolean;
@@ -61,22 +82,61 @@ export interface PreflightResult {
   problems: string[];
 }
 
-export interface ServiceStop {
-  name: string;
-  found: boolean;
-  wasActive?: boolean;
-  /** `systemctl is-enabled` before the first stop. */
-  wasEnabled?: string;
+export interface DataOwner {
+  uid: number;
+  gid: number;
+  /** "" when the uid has no passwd entry. */
+  user: string;
+  group: string;
+  /** The user's other groups (not the primary one). */
+  groups: { name: string; gid: number }[];
+}
+
+/** Preferences.xml attributes the cluster's Plex must keep ("" when unset). */
+export interface PlexPreferences {
+  /** ProcessedMachineIdentifier: the server's identity. */
+  machineIdentifier: string;
+  allowedNetworks: string;
+  /** LanNetworksBandwidth. */
+  lanNetworks: string;
+  customConnections: string;
+}
+
+export interface FileDigest {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** A unit as it was before the first stop. */
+export interface UnitState {
+  unit: string;
+  active: boolean;
+  enabled: boolean;
+  /** `systemctl is-enabled` then ("enabled", "disabled", "static", …). */
+  unitFileState: string;
+}
+
+export interface PreviousState {
+  plex: UnitState | null;
+  tautulli: UnitState | null;
 }
 
 export interface StopResult {
   step: "stop";
   stoppedAt: string;
   rehearsal: boolean;
-  services: ServiceStop[];
   databasesOk: boolean;
+  integrity: Integrity;
   integrityTool: string;
   databases: DatabaseCheck[];
+  /** The Plex databases (and -wal files) after the stop; path relative to the data dir. */
+  plexDatabases: FileDigest[];
+  /** tautulli.db taken with SQLite's backup API, in the work dir (absolute path on the VM). */
+  tautulliSnapshot: FileDigest | null;
+  /** Tautulli's config.ini, copied next to the snapshot. */
+  tautulliConfig: FileDigest | null;
+  previousState: PreviousState;
   notes: string[];
 }
 
@@ -137,7 +197,11 @@ export interface RollbackResult {
   step: "rollback";
   startedAt: string;
   rehearsal: boolean;
-  services: { name: string; found: boolean; active?: boolean; enabled?: string }[];
+  forced: boolean;
+  /** Units it started (only those that were running before the migration). */
+  started: string[];
+  /** The state it restored (both null when there was nothing to restore). */
+  previousState: PreviousState;
   notes: string[];
 }
 
@@ -149,6 +213,32 @@ export interface StepResults {
   "stop-serving": StopServingResult;
   rollback: RollbackResult;
 }
+
+function hasType(value: unknown, type: KeyType): boolean {
+  switch (type) {
+    case "array":
+      return Array.isArray(value);
+    case "object":
+      return typeof value === "object" && value !== null && !Array.isArray(value);
+    case "object?":
+      return value === null || hasType(value, "object");
+    case "string?":
+      return value === null || typeof value === "string";
+    default:
+      return typeof value === type;
+  }
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const isDigest = (d: unknown) => {
+  const f = d as Record<string, unknown> | null;
+  return (
+    !!f &&
+    typeof f.path === "string" &&
+    SHA256.test(String(f.sha256)) &&
+    typeof f.bytes === "number"
+  );
+};
 
 /** Parses the stdout of `step`; throws naming the step and what was wrong. */
 export function parseStepOutput<S extends SourceStep>(step: S, stdout: string): StepResults[S] {
@@ -169,49 +259,50 @@ export function parseStepOutput<S extends SourceStep>(step: S, stdout: string): 
       `plex-migrate: the VM's ${step} step printed a summary for "${String(record?.step)}"`,
     );
   }
-  const need = (field: string, type: "string" | "number" | "boolean" | "object") => {
-    const actual = record[field];
-    if (typeof actual !== type || actual === null) {
-      throw new Error(`plex-migrate: the VM's ${step} summary lacks ${field} (${type})`);
-    }
+  const invalid = (what: string) => {
+    throw new Error(`plex-migrate: the VM's ${step} summary has ${what}`);
   };
   switch (step) {
-    case "preflight":
-      need("plexVersion", "string");
-      need("libraryBytes", "number");
-      need("databasesOk", "boolean");
-      need("ok", "boolean");
-      break;
     case "stop":
-      need("databasesOk", "boolean");
-      need("stoppedAt", "string");
+      if (Array.isArray(record.plexDatabases) && !record.plexDatabases.every(isDigest)) {
+        invalid("no valid plexDatabases");
+      }
+      if (record.tautulliSnapshot && !isDigest(record.tautulliSnapshot)) {
+        invalid("no valid tautulliSnapshot");
+      }
       break;
     case "archive": {
-      need("archive", "object");
-      const archive = record.archive as Record<string, unknown>;
-      if (!/^[0-9a-f]{64}$/.test(String(archive.sha256)) || typeof archive.bytes !== "number") {
-        throw new Error(`plex-migrate: the VM's archive summary has no valid sha256/bytes`);
+      const archive = record.archive as Record<string, unknown> | undefined;
+      if (archive && (!SHA256.test(String(archive.sha256)) || typeof archive.bytes !== "number")) {
+        invalid("no valid sha256/bytes");
       }
       break;
     }
     case "serve": {
-      need("port", "number");
-      const files = record.files;
+      const files = record.files as { name?: unknown; sha256?: unknown }[] | undefined;
       if (
         !Array.isArray(files) ||
         files.length === 0 ||
-        files.some((f) => typeof f?.name !== "string" || !/^[0-9a-f]{64}$/.test(String(f?.sha256)))
+        files.some((f) => typeof f?.name !== "string" || !SHA256.test(String(f?.sha256)))
       ) {
-        throw new Error(`plex-migrate: the VM's serve summary lists no valid files`);
+        invalid("no valid files");
       }
       break;
     }
-    case "stop-serving":
-      need("wasRunning", "boolean");
-      break;
-    case "rollback":
-      need("startedAt", "string");
-      break;
+  }
+  const keys: Readonly<Record<string, KeyType>> = STEP_PROTOCOL[step].keys;
+  for (const [key, type] of Object.entries(keys)) {
+    if (!hasType(record[key], type)) {
+      throw new Error(`plex-migrate: the VM's ${step} summary lacks ${key} (${type})`);
+    }
+  }
+  const optional: readonly string[] = OPTIONAL_KEYS[step] ?? [];
+  const unknown = Object.keys(record).filter((k) => !(k in keys) && !optional.includes(k));
+  if (unknown.length) {
+    throw new Error(
+      `plex-migrate: the VM's ${step} summary has keys this version does not know (${unknown.join(", ")}); ` +
+        "is the VM running the script from this version of plex-migrate?",
+    );
   }
   return record as unknown as StepResults[S];
 }

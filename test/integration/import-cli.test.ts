@@ -52,11 +52,13 @@ describe("npm run import (scripts/import.ts, real PostgreSQL)", function () {
   });
   after(() => fs.rmSync(workDir, { recursive: true, force: true }));
 
-  it("bad usage exits 2 with the usage text; --help exits 0", async () => {
+  it("bad usage exits 2 with the error and the help hint; --help exits 0", async () => {
     let result = await run([]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--sqlite PATH is required/);
-    assert.match(result.stderr, /usage: npm run import/);
+    assert.match(
+      result.stderr,
+      /^error: --sqlite PATH is required\nsee 'plex-migrate import --help'\n$/,
+    );
     result = await run(["--sqlite", sample.path, "--integrity-check", "fast"]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /--integrity-check must be full, quick or off/);
@@ -118,7 +120,7 @@ describe("npm run import (scripts/import.ts, real PostgreSQL)", function () {
     assert.equal(refused.code, 3);
     assert.match(
       refused.stderr,
-      /import failed: The target already holds \d+ rows .* Fix: .*--overwrite/,
+      /^error: The target already holds \d+ rows .* Fix: .*--overwrite/m,
     );
 
     const zip = path.join(workDir, "backup.zip");
@@ -135,26 +137,27 @@ describe("npm run import (scripts/import.ts, real PostgreSQL)", function () {
     assert.ok(!unreachable.stderr.includes("n0t-the-Passw0rd"));
   });
 
-  it("without --database-url: starts an embedded PostgreSQL, migrates, imports and keeps its data directory", async () => {
+  it("without --database-url: starts an embedded PostgreSQL, migrates, imports and keeps its data directory; --json stays pure", async () => {
     // As root, PostgreSQL runs as the `postgres` user, which must be able to reach the directory.
     fs.chmodSync(workDir, 0o755);
     const parent = path.join(workDir, "embedded");
-    const result = await run(["--sqlite", sample.path, "--data-dir", parent]);
+    const result = await run(["--sqlite", sample.path, "--data-dir", parent, "--json"]);
     assert.equal(result.code, 0, result.stderr);
+    // stdout is the report and nothing else; where the server was kept is told on stderr.
+    assert.equal((JSON.parse(result.stdout) as ImportReport).status, "imported");
     assert.match(result.stderr, /starting an embedded PostgreSQL/);
-    const dataDir = /PostgreSQL data directory \(kept\): (\S+)/.exec(result.stdout)?.[1];
-    assert.ok(dataDir && dataDir.startsWith(parent), result.stdout);
+    const dataDir = /PostgreSQL data directory \(kept\): (\S+)/.exec(result.stderr)?.[1];
+    assert.ok(dataDir && dataDir.startsWith(parent), result.stderr);
     assert.ok(fs.existsSync(path.join(dataDir, "PG_VERSION")), "the data directory was kept");
-    const urlFile = /Connection URL \(with its password\): (\S+)/.exec(result.stdout)?.[1];
+    const urlFile = /Connection URL \(with its password\): (\S+)/.exec(result.stderr)?.[1];
     assert.ok(urlFile);
     assert.equal(fs.statSync(urlFile).mode & 0o777, 0o600);
     const keptUrl = fs.readFileSync(urlFile, "utf8").trim();
     assert.ok(
-      !result.stdout.includes(decodeURIComponent(new URL(keptUrl).password)),
+      !`${result.stdout}${result.stderr}`.includes(decodeURIComponent(new URL(keptUrl).password)),
       "the password is only in the file",
     );
-    assert.match(result.stdout, /pg_ctl -D /);
-    assert.match(result.stdout, /^Imported [\d,]+ rows/);
+    assert.match(result.stderr, /pg_ctl -D /);
   });
 
   it("runs as `npm run import` does (ts-node, a separate process)", async () => {

@@ -36,6 +36,35 @@ const SECRET_COLUMNS: Record<string, string[]> = {
   newsletters: ["email_config", "newsletter_config"],
 };
 
+/**
+ * The row deletions of Tautulli's dbcheck() (plexpy/__init__.py, Tautulli/Tautulli v2.17.2
+ * @ c7153deb, lines 2253-2260, 2338-2351 and 2650-2694), statement for statement and in its order;
+ * each wrapped as Tautulli wraps it (`except sqlite3.OperationalError: pass`).
+ */
+const TAUTULLI_DBCHECK_DELETES: (string | ((db: Database.Database) => void))[] = [
+  "DELETE FROM library_sections WHERE server_id = ''",
+  (db) => {
+    const sql = db
+      .prepare("SELECT SQL FROM sqlite_master WHERE type='table' AND name='mobile_devices'")
+      .pluck()
+      .get() as string;
+    if (sql.includes("device_token TEXT NOT NULL UNIQUE")) {
+      db.exec("DROP TABLE mobile_devices");
+      db.exec(
+        "CREATE TABLE IF NOT EXISTS mobile_devices (id INTEGER PRIMARY KEY AUTOINCREMENT, " +
+          "device_id TEXT NOT NULL UNIQUE, device_token TEXT, device_name TEXT, friendly_name TEXT)",
+      );
+    }
+  },
+  "DELETE FROM image_hash_lookup WHERE img LIKE 'http%'",
+  "DELETE FROM tvmaze_lookup WHERE id NOT IN (SELECT MIN(id) FROM tvmaze_lookup GROUP BY rating_key)",
+  "DELETE FROM themoviedb_lookup WHERE id NOT IN (SELECT MIN(id) FROM themoviedb_lookup GROUP BY rating_key)",
+  "DELETE FROM musicbrainz_lookup WHERE id NOT IN (SELECT MIN(id) FROM musicbrainz_lookup GROUP BY rating_key)",
+  "DELETE FROM image_hash_lookup WHERE id NOT IN (SELECT MIN(id) FROM image_hash_lookup GROUP BY img_hash)",
+  "DELETE FROM cloudinary_lookup WHERE id NOT IN (SELECT MIN(id) FROM cloudinary_lookup GROUP BY img_hash)",
+  "DELETE FROM imgur_lookup WHERE id NOT IN (SELECT MIN(id) FROM imgur_lookup GROUP BY img_hash)",
+];
+
 let workDir: string;
 
 function tempPath(name: string): string {
@@ -303,6 +332,7 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
     });
 
     assert.equal(report.status, "imported");
+    assert.deepEqual(report.droppedRows, [], "a current file holds nothing Tautulli deletes");
     assert.equal(tableReport(report, "session_history").readers, 3);
     assert.equal(tableReport(report, "version_info").readers, 1, "small tables: one reader");
     assert.equal(report.source.tautulliVersion, "v2.17.2");
@@ -483,6 +513,100 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
       ["EXTRA_TABLE", "EXTRA_TABLE", "EXTRA_COLUMN"],
     );
     assert.match(formatSummary(report), /poster_urls \(2 rows\) has no counterpart in the target/);
+  });
+
+  it("imports an old file with the rows Tautulli's own upgrade deletes: exactly the rows Tautulli keeps", async () => {
+    const dir = fs.mkdtempSync(path.join(workDir, "leftovers-"));
+    const old = generateTautulliDb(path.join(dir, "tautulli.db"), {
+      schema: "v2.1",
+      plays: 120,
+      hostile: true,
+      hugeTextBytes: 4096,
+      upgradeLeftovers: true,
+      seed: 11,
+    });
+    // What Tautulli keeps: its own statements run on a copy, in its order.
+    const upgradedDir = fs.mkdtempSync(path.join(workDir, "upgraded-"));
+    const upgraded = path.join(upgradedDir, "tautulli.db");
+    fs.copyFileSync(old.path, upgraded);
+    const db = new Database(upgraded);
+    for (const statement of TAUTULLI_DBCHECK_DELETES) {
+      if (typeof statement === "function") statement(db);
+      else db.exec(statement);
+    }
+    const idsOf = (file: string, table: string) =>
+      new Set(
+        (() => {
+          const d = new Database(file, { readonly: true });
+          try {
+            return d.prepare(`SELECT id FROM "${table}"`).pluck().all() as number[];
+          } finally {
+            d.close();
+          }
+        })(),
+      );
+    db.close();
+
+    const url = await migratedDatabase("import_leftovers");
+    // Tiny blocks: the lookup tables are read in parallel blocks, each leaving out its rows.
+    const report = await runImport({
+      sqlitePath: old.path,
+      databaseUrl: url,
+      readers: 2,
+      parallelReads: { blockRowids: 2, minRows: 4 },
+    });
+    await compareAllCells(upgraded, url, old.hostileCells);
+
+    const tables = [
+      "library_sections",
+      "mobile_devices",
+      "image_hash_lookup",
+      "tvmaze_lookup",
+      "themoviedb_lookup",
+      "musicbrainz_lookup",
+      "cloudinary_lookup",
+      "imgur_lookup",
+    ];
+    for (const table of tables) {
+      const kept = idsOf(upgraded, table);
+      const deleted = [...idsOf(old.path, table)]
+        .filter((id) => !kept.has(id))
+        .sort((a, b) => a - b);
+      assert.ok(deleted.length > 0, `${table}: the sample holds rows Tautulli deletes`);
+      const reported = report.droppedRows
+        .filter((d) => d.table === table)
+        .flatMap((d) => d.rowids)
+        .sort((a, b) => a - b);
+      assert.deepEqual(reported, deleted, `${table}: the rowids reported as left out`);
+      const t = tableReport(report, table);
+      assert.equal(t.droppedRows, deleted.length);
+      assert.equal(t.importedRows, t.sourceRows - deleted.length);
+    }
+    assert.deepEqual(
+      report.droppedRows.map((d) => d.rule),
+      [
+        "library_sections.empty-server-id",
+        "mobile_devices.device-token-table",
+        "image_hash_lookup.http-image",
+        "tvmaze_lookup.duplicates",
+        "themoviedb_lookup.duplicates",
+        "musicbrainz_lookup.duplicates",
+        "image_hash_lookup.duplicates",
+        "cloudinary_lookup.duplicates",
+        "imgur_lookup.duplicates",
+      ],
+    );
+    // The http image was the first row of its hash: the hash's next row is the one kept.
+    assert.ok(report.droppedRows[2].rowids.includes(1));
+    assert.ok(idsOf(upgraded, "image_hash_lookup").size > 0);
+    assert.deepEqual(
+      report.warnings.filter((w) => w.code === "ROWS_DROPPED").map((w) => w.rule),
+      report.droppedRows.map((d) => d.rule),
+    );
+    assert.match(
+      formatSummary(report),
+      /library_sections: 2 row\(s\) left out by library_sections\.empty-server-id, as Tautulli's own upgrade deletes them \(id \d+, \d+\)/,
+    );
   });
 
   it("refuses a non-empty target unless overwrite is confirmed, then replaces its rows", async () => {
@@ -802,15 +926,16 @@ describe("Tautulli import (real SQLite files, real PostgreSQL)", function () {
         seed: 10,
       });
       const db = new Database(sample.path);
-      // v2.1 has no unique index on image_hash_lookup.img_hash; the current schema has one.
+      // 100000.4 and 100000 are two keys to SQLite (and to Tautulli's GROUP BY); the REAL is
+      // rounded for the bigint column (integer.rounded-real), and then they are one.
       db.exec(
-        "INSERT INTO image_hash_lookup (img_hash, img) SELECT img_hash, img FROM image_hash_lookup LIMIT 1",
+        "INSERT INTO tvmaze_lookup (rating_key) SELECT rating_key + 0.4 FROM tvmaze_lookup ORDER BY id LIMIT 1",
       );
       db.close();
       const error = await importRejects(
         { sqlitePath: sample.path, databaseUrl: url, overwrite: true },
         "COPY_FAILED",
-        /duplicate key value violates unique constraint "image_hash_lookup_img_hash_key"/,
+        /could not create unique index "idx_tvmaze_lookup".*is duplicated/,
       );
       assert.match(error.message, /Nothing was committed/);
     });

@@ -104,7 +104,8 @@ describe("npm run migrate (CLI, real PostgreSQL)", function () {
       const result = migrate(args, { PLEX_MIGRATE_DATABASE_URL: "" });
       assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
       assert.match(result.stderr, pattern);
-      assert.match(result.stderr, /usage: npm run migrate/);
+      assert.match(result.stderr, /^error: .*\nsee 'plex-migrate migrate --help'\n$/);
+      assert.equal(result.stdout, "");
     }
   });
 });

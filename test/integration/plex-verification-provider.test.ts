@@ -164,6 +164,12 @@ describe("PlexVerification provider (serialized, through the Kubernetes API)", f
       assert.ok(!error.message.includes(wrong) && !error.message.includes(TOKEN));
       return true;
     });
+    const logged = fs.readFileSync(inputs().migrationLog, "utf8");
+    assert.match(
+      logged,
+      /plex-verify: Plex verification FAILED at \S+: Plex in the cluster .* rejected the server's own token/,
+    );
+    assert.ok(!logged.includes(wrong) && !logged.includes(TOKEN));
   });
 
   it("fails naming the pod and the port-forward's error when Plex does not answer", async () => {

@@ -11,6 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
 import {
+  BLOBS_DB_RELATIVE,
   compareTrees,
   digestTree,
   LIBRARY_DB_RELATIVE,
@@ -40,6 +41,15 @@ function extract(archive: string, format: string): string {
   );
   assert.equal(result.status, 0, result.stderr);
   return dir;
+}
+
+/** The VM's zone as the script reads it: /etc/localtime's target under zoneinfo/. */
+function machineTimezone(): string {
+  try {
+    return fs.realpathSync("/etc/localtime").split("/zoneinfo/")[1] ?? "";
+  } catch {
+    return fs.existsSync("/etc/timezone") ? fs.readFileSync("/etc/timezone", "utf8").trim() : "";
+  }
 }
 
 async function get(
@@ -123,6 +133,23 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.equal(json.plexRunning, true);
       assert.equal(json.dataDir, vm.dataDir);
       assert.equal(json.dataDirOwner, `${process.getuid!()}:${process.getgid!()}`);
+      assert.equal(json.dataOwner.uid, process.getuid!());
+      assert.equal(json.dataOwner.gid, process.getgid!());
+      assert.equal(json.dataOwner.user, os.userInfo().username);
+      assert.equal(
+        json.fileCount,
+        vm.manifest.files + vm.manifest.directories + vm.manifest.symlinks,
+      );
+      assert.equal(json.integrity, "ok");
+      assert.equal(json.plexToken, vm.manifest.plexOnlineToken);
+      assert.deepEqual(json.preferences, {
+        machineIdentifier: vm.manifest.processedMachineIdentifier,
+        allowedNetworks: "",
+        lanNetworks: "",
+        customConnections: "",
+      });
+      assert.equal(json.timezone, machineTimezone());
+      assert.equal(json.tautulli?.config, vm.tautulliConfig);
       assert.ok(json.libraryBytes >= vm.manifest.bytes, "libraryBytes covers every file");
       assert.equal(json.libraryFiles, vm.manifest.files);
       assert.equal(json.databasesOk, true);
@@ -145,7 +172,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.deepEqual(compareTrees(beforeAll, await digestTree(vm.dataDir), { owners: true }), []);
     });
 
-    it("stop stops and disables Plex and Tautulli, waits until their processes let go, re-checks the databases", async () => {
+    it("stop masks and stops Plex and Tautulli, waits until their processes let go, re-checks the databases, takes the snapshot set", async () => {
       const run = await vm.run("stop");
       assert.equal(run.code, 0, run.stderr);
       // The fake services keep their database open 2 s after SIGTERM (the fake systemctl returns
@@ -155,19 +182,62 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       const json = parseStepOutput("stop", run.stdout);
       assert.equal(json.step, "stop");
       assert.equal(json.databasesOk, true);
-      assert.deepEqual(
-        json.services.map((s) => [s.name, s.found, s.wasActive, s.wasEnabled]),
-        [
-          ["tautulli", true, true, "enabled"],
-          ["plexmediaserver", true, true, "enabled"],
-        ],
-      );
+      assert.equal(json.integrity, "ok");
+      assert.deepEqual(json.previousState, {
+        plex: { unit: "plexmediaserver", active: true, enabled: true, unitFileState: "enabled" },
+        tautulli: { unit: "tautulli", active: true, enabled: true, unitFileState: "enabled" },
+      });
       assert.equal(vm.serviceActive("plexmediaserver"), false);
       assert.equal(vm.serviceActive("tautulli"), false);
-      assert.equal(vm.serviceEnabled("plexmediaserver"), "disabled");
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "masked");
+      assert.equal(vm.serviceEnabled("tautulli"), "masked");
       assert.match(run.stderr, /waiting until no process has files open/);
       afterStop = await digestTree(vm.dataDir);
       assert.deepEqual(compareTrees(beforeAll, afterStop, { owners: true }), []);
+      // The databases as the stop left them, for the copy in the cluster to match.
+      const expected = [];
+      for (const rel of [
+        LIBRARY_DB_RELATIVE,
+        `${LIBRARY_DB_RELATIVE}-wal`,
+        BLOBS_DB_RELATIVE,
+        `${BLOBS_DB_RELATIVE}-wal`,
+      ]) {
+        const file = path.join(vm.dataDir, rel);
+        if (fs.existsSync(file)) {
+          expected.push({
+            path: rel,
+            sha256: await sha256File(file),
+            bytes: fs.statSync(file).size,
+          });
+        }
+      }
+      assert.ok(expected.length >= 2);
+      assert.deepEqual(json.plexDatabases, expected);
+      // The Tautulli snapshot (backup API, WAL rows included) and config.ini in the work dir.
+      assert.ok(json.tautulliSnapshot);
+      assert.equal(json.tautulliSnapshot.path, path.join(vm.workDir, "snapshot", "tautulli.db"));
+      assert.equal(json.tautulliSnapshot.sha256, await sha256File(json.tautulliSnapshot.path));
+      assert.equal(json.tautulliSnapshot.bytes, fs.statSync(json.tautulliSnapshot.path).size);
+      const snapshot = new Database(json.tautulliSnapshot.path, { readonly: true });
+      try {
+        const rows = snapshot.prepare("SELECT count(*) AS n FROM session_history").get() as {
+          n: number;
+        };
+        assert.equal(rows.n, vm.tautulliRows, "rows only in tautulli.db-wal are in the snapshot");
+        assert.equal(snapshot.pragma("journal_mode", { simple: true }), "delete");
+      } finally {
+        snapshot.close();
+      }
+      assert.deepEqual(json.tautulliConfig, {
+        path: path.join(vm.workDir, "snapshot", "config.ini"),
+        sha256: await sha256File(vm.tautulliConfig),
+        bytes: fs.statSync(vm.tautulliConfig).size,
+      });
+      assert.deepEqual(fs.readdirSync(path.join(vm.workDir, "snapshot")).sort(), [
+        "config.ini",
+        "tautulli.db",
+      ]);
+      assert.ok(!fs.existsSync(path.join(vm.workDir, "check")), "no database copy left behind");
     });
 
     it("archive streams one compressed tar whose sha256/bytes are exact, plus a WAL-complete tautulli.db snapshot", async () => {
@@ -332,25 +402,34 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.ok(json.removed.includes(archive.file));
       assert.ok(!alive(pid), "server process gone");
       assert.ok(await portClosed(vm.settings.serve.port), "port closed");
-      assert.deepEqual(fs.readdirSync(vm.workDir).sort(), ["migration.log", "state"]);
+      assert.deepEqual(fs.readdirSync(vm.workDir).sort(), ["migration.log", "snapshot", "state"]);
       const again = await vm.run("stop-serving");
       assert.equal(again.code, 0, again.stderr);
       assert.equal(parseStepOutput("stop-serving", again.stdout).wasRunning, false);
     });
 
-    it("rollback starts Plex and Tautulli again and re-enables them", async () => {
-      const run = await vm.run("rollback");
+    it("rollback refuses while the migrated Plex may be running, and with force restores exactly the previous state", async () => {
+      const refused = await vm.run("rollback");
+      assert.equal(refused.code, 3);
+      assert.match(
+        refused.stderr,
+        /the migrated Plex may be running in the cluster .*PLEX_MIGRATE_ROLLBACK_FORCE=1/,
+      );
+      assert.equal(vm.serviceActive("plexmediaserver"), false);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "masked");
+      const run = await vm.run("rollback", { PLEX_MIGRATE_ROLLBACK_FORCE: "1" });
       assert.equal(run.code, 0, run.stderr);
       assert.ok(vm.serviceActive("plexmediaserver"));
       assert.ok(vm.serviceActive("tautulli"));
       assert.equal(vm.serviceEnabled("plexmediaserver"), "enabled");
-      assert.deepEqual(
-        parseStepOutput("rollback", run.stdout).services.map((s) => [s.name, s.active, s.enabled]),
-        [
-          ["plexmediaserver", true, "enabled"],
-          ["tautulli", true, "enabled"],
-        ],
-      );
+      assert.equal(vm.serviceEnabled("tautulli"), "enabled");
+      const json = parseStepOutput("rollback", run.stdout);
+      assert.equal(json.forced, true);
+      assert.deepEqual(json.started, ["plexmediaserver", "tautulli"]);
+      assert.equal(json.previousState.plex?.active, true);
+      const again = await vm.run("rollback");
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(parseStepOutput("rollback", again.stdout).started, []);
     });
 
     it("every step wrote timestamped lines to the migration log, and no secret reached it", () => {
@@ -435,7 +514,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
           "-m",
           "bash",
           "-c",
-          'mount -t tmpfs -o size=1m tmpfs "$PLEX_MIGRATE_WORK_DIR" && exec bash "$0" preflight',
+          'mount -t tmpfs -o size=1m,mode=0700 tmpfs "$PLEX_MIGRATE_WORK_DIR" && exec bash "$0" preflight',
           SCRIPT_PATH,
         ],
         { env },
@@ -459,7 +538,19 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
         wrongDir.stderr,
         /has no Preferences\.xml, so it is not a Plex data dir; set plexDataDir/,
       );
-      const noTautulli = await vm.run("preflight", {
+      // Tautulli's unit says where its database is (--datadir): a different path is refused.
+      const otherDb = await vm.run("preflight", {
+        PLEX_MIGRATE_TAUTULLI_DB: "/nonexistent/tautulli.db",
+      });
+      assert.equal(otherDb.code, 3);
+      assert.ok(
+        otherDb.stderr.includes(
+          `tautulli keeps its database in ${vm.tautulliDb} (--datadir ${path.dirname(vm.tautulliDb)} in its unit), not /nonexistent/tautulli.db; set tautulliDbPath to ${vm.tautulliDb}`,
+        ),
+        otherDb.stderr,
+      );
+      const noUnit = await fresh({ tautulliService: false, servicesRunning: false });
+      const noTautulli = await noUnit.run("preflight", {
         PLEX_MIGRATE_TAUTULLI_DB: "/nonexistent/tautulli.db",
       });
       assert.equal(noTautulli.code, 3);
@@ -568,7 +659,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
         assert.equal(run.code, 3, assignment);
         assert.ok(
           run.stderr.includes(
-            `keeps its data in ${elsewhere}/Plex Media Server (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR in its unit)`,
+            `keeps its data in ${elsewhere}/Plex Media Server (PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR in its unit's environment)`,
           ),
           run.stderr,
         );
@@ -618,7 +709,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.equal(json.integrityTool, "sqlite3");
       assert.match(
         json.notes.join(),
-        /Plex SQLite not found .*checked the databases with stock sqlite3 instead/,
+        /Plex SQLite not found; checking the databases with stock sqlite3/,
       );
       assert.deepEqual(vm.plexSqliteCalls(), []);
     });

@@ -57,6 +57,8 @@ export interface FakeVm {
   dataDir: string;
   workDir: string;
   tautulliDb: string;
+  /** Tautulli's config.ini (next to tautulli.db, named by --config in the unit's ExecStart). */
+  tautulliConfig: string;
   tautulliRows: number;
   manifest: PlexTreeManifest;
   /** Settings for lib/source-vm/commands.ts (serve port is a free port). */
@@ -163,7 +165,7 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
   const plexBinDir = path.join(root, "plex-bin");
   const stateDir = path.join(root, "state");
   const dataDir = path.join(root, PLEX_DATA_SUBDIR);
-  const workDir = path.join(root, "var/tmp/plex-migrate");
+  const workDir = path.join(root, "var/lib/plex-migrate");
   const tautulliDb = path.join(root, "opt/Tautulli/tautulli.db");
   fs.mkdirSync(binDir);
   fs.mkdirSync(plexBinDir);
@@ -192,6 +194,12 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
   const tautulliRows = options.tautulliRows ?? 40;
   const tautulliWalRows = options.tautulliWalRows ?? 7;
   writeTautulliDb(tautulliDb, tautulliRows, tautulliWalRows);
+  const tautulliConfig = path.join(path.dirname(tautulliDb), "config.ini");
+  fs.writeFileSync(
+    tautulliConfig,
+    "[General]\nhttp_port = 8181\nhttp_host = 0.0.0.0\napi_key = 0123456789abcdef0123456789abcdef\n" +
+      "[PMS]\npms_ip = 127.0.0.1\npms_port = 32400\npms_token = fake-tautulli-pms-token\n",
+  );
 
   const addUnit = (unit: string, holds: string) => {
     const dir = path.join(stateDir, "systemd", unit);
@@ -201,7 +209,14 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
     fs.writeFileSync(path.join(dir, "linger"), String(options.linger ?? 1));
   };
   addUnit("plexmediaserver", manifest.libraryDb);
-  if (options.tautulliService ?? true) addUnit("tautulli", tautulliDb);
+  if (options.tautulliService ?? true) {
+    addUnit("tautulli", tautulliDb);
+    const tautulliDir = path.dirname(tautulliDb);
+    fs.writeFileSync(
+      path.join(stateDir, "systemd", "tautulli", "exec"),
+      `/usr/bin/python3 ${tautulliDir}/Tautulli.py --config ${tautulliConfig} --datadir ${tautulliDir} --quiet --daemon --nolaunch\n`,
+    );
+  }
 
   const searchPath = [plexBinDir, binDir, process.env.PATH ?? "/usr/bin:/bin"].join(":");
   const settings: SourceScriptSettings = {
@@ -226,6 +241,7 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
     dataDir,
     workDir,
     tautulliDb,
+    tautulliConfig,
     tautulliRows: tautulliRows + tautulliWalRows,
     manifest,
     settings,

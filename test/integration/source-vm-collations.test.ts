@@ -1,0 +1,128 @@
+/**
+ * A library database that uses Plex's collations (icu_root, naturalsort), as every real one does:
+ * Plex's own SQLite checks it; stock SQLite cannot, and that is "not checked" with a warning that
+ * says what is needed, never "corrupt" — on the fake VM and in `npm run rehearse -- --plex-dir`.
+ */
+import { strict as assert } from "assert";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import Database from "better-sqlite3";
+import {
+  addPlexCollations,
+  addPlexCollationsToFile,
+  usesPlexCollations,
+} from "../../lib/samples/plex-library-db";
+import { generatePlexTree } from "../../lib/samples/plex-tree";
+import { parseStepOutput } from "../../lib/source-vm/outputs";
+import { createFakeVm, FAKE_BIN_SOURCE, FakeVm } from "../support/fake-vm";
+
+const ROOT = path.join(__dirname, "..", "..");
+
+describe("Plex's collations in the library database", function () {
+  this.timeout(240_000);
+  const vms: FakeVm[] = [];
+  const dirs: string[] = [];
+  after(async () => {
+    while (vms.length) await vms.pop()!.cleanup();
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the generator declares icu_root and naturalsort indexes that stock SQLite cannot check and Plex SQLite can", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-collations-"));
+    dirs.push(dir);
+    const file = path.join(dir, "library.db");
+    const db = new Database(file);
+    db.exec("CREATE TABLE metadata_items (id INTEGER PRIMARY KEY, title TEXT, title_sort TEXT)");
+    const insert = db.prepare("INSERT INTO metadata_items (title) VALUES (?)");
+    for (const t of ["alpha", "Beta", "gamma", "Delta", "épsilon"]) insert.run(t);
+    addPlexCollations(db);
+    db.close();
+    assert.ok(usesPlexCollations(file));
+    const schema = spawnSync(
+      "sqlite3",
+      [file, "SELECT sql FROM sqlite_master WHERE type='index'"],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.match(schema.stdout, /title_sort COLLATE icu_root/);
+    assert.match(schema.stdout, /title_sort COLLATE naturalsort/);
+    const stock = spawnSync("sqlite3", [file, "PRAGMA integrity_check"], { encoding: "utf8" });
+    assert.notEqual(stock.status, 0);
+    assert.match(stock.stderr, /no such collation sequence: (icu_root|naturalsort)/);
+    // The fake Plex SQLite records its calls in ../state, so it runs from a copy here.
+    fs.mkdirSync(path.join(dir, "bin"));
+    fs.mkdirSync(path.join(dir, "state"));
+    const tool = path.join(dir, "bin", "Plex SQLite");
+    fs.copyFileSync(path.join(FAKE_BIN_SOURCE, "Plex SQLite"), tool);
+    fs.chmodSync(tool, 0o755);
+    const plex = spawnSync(tool, [file, "PRAGMA integrity_check"], { encoding: "utf8" });
+    assert.equal(plex.status, 0, plex.stderr);
+    assert.equal(plex.stdout.trim(), "ok");
+  });
+
+  it("on the VM: Plex SQLite says ok; without it the verdict is not-checked with a warning naming Plex SQLite, and stop goes on", async () => {
+    const vm = await createFakeVm({ servicesRunning: false });
+    vms.push(vm);
+    addPlexCollationsToFile(vm.manifest.libraryDb);
+    assert.ok(usesPlexCollations(vm.manifest.libraryDb));
+
+    const withPlex = await vm.run("preflight");
+    assert.equal(withPlex.code, 0, withPlex.stderr);
+    const checked = parseStepOutput("preflight", withPlex.stdout);
+    assert.equal(checked.integrity, "ok");
+    assert.equal(checked.integrityTool, "Plex SQLite");
+
+    const stockPath = vm.path.replace(`${vm.plexBinDir}:`, "");
+    const run = await vm.run("preflight", { PATH: stockPath });
+    assert.equal(run.code, 0, run.stderr);
+    const json = parseStepOutput("preflight", run.stdout);
+    assert.equal(json.integrityTool, "sqlite3");
+    assert.equal(json.integrity, "not-checked");
+    assert.equal(json.databasesOk, true, "never called corrupt");
+    assert.deepEqual(json.problems, []);
+    assert.equal(json.databases[0].integrity, "not-checked");
+    assert.match(json.databases[0].result, /no such collation sequence: (icu_root|naturalsort)/);
+    assert.match(
+      json.notes.join("\n"),
+      /com\.plexapp\.plugins\.library\.db: integrity not checked: sqlite3 cannot read it .*needs Plex's own SQLite .*\/usr\/lib\/plexmediaserver\/Plex SQLite.*\/snap\/plexmediaserver\/current\/Plex SQLite/,
+    );
+    assert.deepEqual(json.mediaRoots, vm.manifest.mediaRoots, "media roots still read");
+
+    const stop = await vm.run("stop", { PATH: stockPath });
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal(parseStepOutput("stop", stop.stdout).integrity, "not-checked");
+  });
+
+  it("npm run rehearse -- --plex-dir with such a library passes, with the not-checked warning", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-collations-rehearse-"));
+    dirs.push(dir);
+    const manifest = await generatePlexTree(path.join(dir, "Plex Media Server"), {
+      metadataFiles: 200,
+      largeFiles: 1,
+      largeFileBytes: 512 * 1024,
+    });
+    addPlexCollationsToFile(manifest.libraryDb);
+    const result = spawnSync(
+      process.execPath,
+      [
+        "-r",
+        "ts-node/register/transpile-only",
+        path.join(ROOT, "scripts", "rehearse.ts"),
+        "--plex-dir",
+        manifest.dataDir,
+        "--sample",
+        "small",
+        "--work-dir",
+        dir,
+      ],
+      { cwd: ROOT, encoding: "utf8", env: { ...process.env, PATH: process.env.PATH } },
+    );
+    const output = `${result.stdout}\n${result.stderr}`;
+    assert.equal(result.status, 0, output);
+    assert.match(output, /integrity not checked: .*needs Plex's own SQLite/);
+    assert.doesNotMatch(output, /INTEGRITY PROBLEM|integrity check failed/);
+  });
+});
