@@ -125,7 +125,7 @@ export interface PlexReleaseArgs {
   /** The cluster's pod and node ranges (CIDRs), added to Plex's LAN networks. @default [] */
   clusterNetworks: string[];
   /** Preferences.xml's LAN settings on the VM, read by the preflight. */
-  vmPreferences?: pulumi.Input<{ lanNetworks: string }>;
+  vmPreferences?: pulumi.Input<{ lanNetworks: string; customConnections: string }>;
   /** plex.tv claim token (secret); not needed when Preferences.xml is moved. @default none */
   claimToken?: pulumi.Input<string>;
   /** How clients reach Plex; decides the pod network, Service, Ingress and advertised URL. */
@@ -285,8 +285,14 @@ export class PlexRelease extends pulumi.ComponentResource {
           );
 
     this.imageTag = this.decideImageTag(args);
-    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
-    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
+    pulumi.output(args.vmPreferences).apply((preferences) => {
+      const warning = noDirectPathWarning(
+        args.networking,
+        args.advertiseUrls,
+        preferences?.customConnections ?? "",
+      );
+      if (warning) void pulumi.log.warn(warning, this);
+    });
     if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
       void pulumi.log.warn(
         `plexNetworking is "host" and Plex advertises ${args.networking.address}, but no ` +

@@ -132,11 +132,15 @@ export function networkingChartValues(networking: PlexNetworking): Record<string
 export function noDirectPathWarning(
   networking: PlexNetworking,
   extraUrls: string[],
+  vmCustomConnections = "",
 ): string | undefined {
   if (advertisedUrls(networking, extraUrls).length > 0) return undefined;
+  const stale = vmCustomConnections
+    ? ` Plex keeps advertising what the VM's Preferences.xml says (${vmCustomConnections}), which no longer answers.`
+    : "";
   return (
     `plexNetworking is "internal": Plex is reachable only inside the cluster, so clients outside ` +
-    `it fall back to Plex's bandwidth-limited relay and the VM's advertised address goes stale. ` +
+    `it fall back to Plex's bandwidth-limited relay.${stale} ` +
     `Fix: pulumi config set plexNetworking host (or loadBalancer, or ingress) with plexAddress ` +
     `(or plexIngressHost), or list the URLs clients use in plexAdvertiseUrls.`
   );

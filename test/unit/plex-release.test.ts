@@ -676,7 +676,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
           supplementalGroups: "auto",
           vmDataOwner: OWNER,
           clusterNetworks: ["10.42.0.0/16", "192.168.13.0/24"],
-          vmPreferences: { lanNetworks: "192.168.13.0/24" },
+          vmPreferences: { lanNetworks: "192.168.13.0/24", customConnections: "" },
         }),
       );
       const env = built.values.extraEnv as Record<string, string>;
@@ -693,7 +693,10 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       assert.ok(built.release.dependencies.includes(configMap.urn), "the release waits for it");
 
       const none = await build(
-        baseArgs({ supplementalGroups: [], vmPreferences: { lanNetworks: "192.168.13.0/24" } }),
+        baseArgs({
+          supplementalGroups: [],
+          vmPreferences: { lanNetworks: "192.168.13.0/24", customConnections: "" },
+        }),
       );
       const noneEnv = none.values.extraEnv as Record<string, string>;
       assert.strictEqual(noneEnv.PLEX_MIGRATE_GROUPS, undefined);
@@ -882,6 +885,20 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       assert.match(warnings[0], /plexNetworking is "internal": Plex is reachable only inside/);
       assert.match(warnings[0], /bandwidth-limited relay/);
       assert.match(warnings[0], /Fix: pulumi config set plexNetworking host/);
+      const stale = await captureWarnings(() =>
+        build(
+          baseArgs({
+            vmPreferences: {
+              lanNetworks: "",
+              customConnections: "http://192.168.13.21:32400",
+            },
+          }),
+        ),
+      );
+      assert.match(
+        stale[0],
+        /Plex keeps advertising what the VM's Preferences\.xml says \(http:\/\/192\.168\.13\.21:32400\), which no longer answers/,
+      );
       assert.ok(built);
       assert.strictEqual((await unwrap(built.outputs.advertisedUrl)).value, "");
       const chart = renderChart(built.values);
