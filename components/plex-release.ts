@@ -43,6 +43,7 @@ import {
   advertisedUrls,
   noDirectPathWarning,
   podLanNetworks,
+  staleAddressWarning,
   type PlexNetworking,
 } from "../lib/plex/networking";
 import { PMS_SETUP_KEY, pmsSetupScript } from "../lib/plex/pms-setup";
@@ -285,13 +286,16 @@ export class PlexRelease extends pulumi.ComponentResource {
           );
 
     this.imageTag = this.decideImageTag(args);
+    // From config alone, so the first preview shows it (the VM's measures are unknown then).
+    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
+    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
     pulumi.output(args.vmPreferences).apply((preferences) => {
-      const warning = noDirectPathWarning(
+      const stale = staleAddressWarning(
         args.networking,
         args.advertiseUrls,
         preferences?.customConnections ?? "",
       );
-      if (warning) void pulumi.log.warn(warning, this);
+      if (stale) void pulumi.log.warn(stale, this);
     });
     if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
       void pulumi.log.warn(

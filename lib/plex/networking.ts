@@ -132,17 +132,30 @@ export function networkingChartValues(networking: PlexNetworking): Record<string
 export function noDirectPathWarning(
   networking: PlexNetworking,
   extraUrls: string[],
-  vmCustomConnections = "",
 ): string | undefined {
   if (advertisedUrls(networking, extraUrls).length > 0) return undefined;
-  const stale = vmCustomConnections
-    ? ` Plex keeps advertising what the VM's Preferences.xml says (${vmCustomConnections}), which no longer answers.`
-    : "";
   return (
     `plexNetworking is "internal": Plex is reachable only inside the cluster, so clients outside ` +
-    `it fall back to Plex's bandwidth-limited relay.${stale} ` +
+    `it fall back to Plex's bandwidth-limited relay. ` +
     `Fix: pulumi config set plexNetworking host (or loadBalancer, or ingress) with plexAddress ` +
     `(or plexIngressHost), or list the URLs clients use in plexAdvertiseUrls.`
+  );
+}
+
+/**
+ * With nothing advertised, Plex keeps the VM's `customConnections` (they move in
+ * Preferences.xml), which point at the stopped VM: what to tell the user, or undefined.
+ */
+export function staleAddressWarning(
+  networking: PlexNetworking,
+  extraUrls: string[],
+  vmCustomConnections: string,
+): string | undefined {
+  if (!vmCustomConnections || advertisedUrls(networking, extraUrls).length > 0) return undefined;
+  return (
+    `Plex keeps advertising what the VM's Preferences.xml says (${vmCustomConnections}), which ` +
+    `no longer answers after the move. Fix: set plexNetworking (or plexAdvertiseUrls) so Plex ` +
+    `advertises where it runs now.`
   );
 }
 

@@ -895,8 +895,9 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
           }),
         ),
       );
+      assert.strictEqual(stale.length, 2, "the config warning, then the VM's stale address");
       assert.match(
-        stale[0],
+        stale[1],
         /Plex keeps advertising what the VM's Preferences\.xml says \(http:\/\/192\.168\.13\.21:32400\), which no longer answers/,
       );
       assert.ok(built);
