@@ -28,6 +28,7 @@ import {
   PostgresResources,
 } from "../lib/postgres/instance-spec";
 import { describeTunnel, openServerTunnel } from "../lib/postgres/tunnel";
+import { PostgresAdminLogin } from "./postgres-admin-login";
 
 export { POSTGRES_PORT };
 
@@ -199,16 +200,30 @@ export class PostgresInstance extends pulumi.ComponentResource {
     const reachedAt = pulumi
       .output(namespace)
       .apply((ns) => describeTunnel({ name, namespace: ns, localPort: args.tunnel.localPort }));
-    // Depending on the StatefulSet's readiness means whoever uses `admin` finds a server up.
-    const admin = pulumi.secret(
-      pulumi.all([tunnel, password, statefulSet.status]).apply(([address, adminPassword]) => ({
-        host: address.host,
-        port: address.port,
+    // After the StatefulSet is Ready, the login proves the volume accepts the configured password
+    // (rotating it when postgresAdminPassword changed): whoever uses `admin` can log in.
+    const login = new PostgresAdminLogin(
+      `${name}-admin-login`,
+      {
+        host: tunnel.host,
+        port: tunnel.port,
         user: args.adminUser,
-        password: adminPassword,
-        database: "postgres",
-        sslMode: "disable" as const,
-      })),
+        password,
+        reachedAt,
+      },
+      { ...child, dependsOn: [statefulSet] },
+    );
+    const admin = pulumi.secret(
+      pulumi
+        .all([login.host, login.port, login.user, password])
+        .apply(([host, port, user, adminPassword]) => ({
+          host,
+          port,
+          user,
+          password: adminPassword,
+          database: "postgres",
+          sslMode: "disable" as const,
+        })),
     );
     const clusterHost = pulumi.interpolate`${service.metadata.name}.${service.metadata.namespace}.svc`;
     return { statefulSet, dataClaim, admin, reachedAt, clusterHost };

@@ -70,6 +70,7 @@ export const KNOWN_TYPES: Record<string, OutputsFor> = {
   "command:remote:CopyToRemote": () => ({}),
   "pulumi-nodejs:dynamic/plex-migrate:SchemaMigrations": () => ({}),
   "pulumi-nodejs:dynamic/plex-migrate:SqliteImport": () => ({}),
+  "pulumi-nodejs:dynamic/plex-migrate:PostgresAdminLogin": () => ({}),
 };
 
 export function secretValue(value: unknown): Record<string, unknown> {

@@ -139,8 +139,31 @@ describe("PostgresInstance (mocks)", () => {
       "kubernetes:core/v1:PersistentVolumeClaim postgres-data",
       "kubernetes:core/v1:Secret postgres-admin",
       "kubernetes:core/v1:Service postgres",
+      "pulumi-nodejs:dynamic/plex-migrate:PostgresAdminLogin postgres-admin-login",
       "random:index/randomPassword:RandomPassword postgres-admin-password",
     ]);
+
+    // The login is checked (and rotated when the setting changes) through the tunnel, after the
+    // StatefulSet is Ready; the password stays secret.
+    const login = run.get(
+      "pulumi-nodejs:dynamic/plex-migrate:PostgresAdminLogin",
+      "postgres-admin-login",
+    );
+    const { __provider: _loginProvider, ...loginInputs } = inputs(login);
+    assert.deepEqual(loginInputs, {
+      host: "127.0.0.1",
+      port: 15432,
+      user: "postgres",
+      password: GENERATED,
+      reachedAt:
+        "127.0.0.1:15432 (the program's tunnel through the Kubernetes API to the Ready pod " +
+        "app.kubernetes.io/name=postgres,app.kubernetes.io/instance=postgres in namespace plex, port 5432)",
+    });
+    assert.ok(isSecretInput(login, "password"));
+    assert.deepEqual(login.additionalSecretOutputs, ["password"]);
+    assert.ok(
+      login.dependencies.includes(run.get("kubernetes:apps/v1:StatefulSet", "postgres").urn),
+    );
 
     assert.deepEqual(
       inputsOf(run, "random:index/randomPassword:RandomPassword", "postgres-admin-password"),

@@ -187,7 +187,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
       databaseUrl: `postgres://tautulli:mock-password-tautulli-db-role-password-0123456789@127.0.0.1:${DEV_TUNNEL_PORT}/tautulli`,
       reachedAt: `127.0.0.1:${DEV_TUNNEL_PORT} (the program's tunnel through the Kubernetes API to the Ready pod app.kubernetes.io/name=postgres,app.kubernetes.io/instance=postgres in namespace plex, port 5432)`,
       source: {
-        url: `http://192.168.13.21:32499/${"mock-password-source-vm-serve-token-0123456789"}/tautulli.db`,
+        url: `http://${stackFile("dev").vmHost}:32499/${"mock-password-source-vm-serve-token-0123456789"}/tautulli.db`,
         sha256: "b".repeat(64),
       },
       overwrite: false,
@@ -204,7 +204,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.strictEqual(stackFile("dev").postgresEndpoint, undefined);
     assert.deepStrictEqual(dev.tunnels, [
       {
-        context: "homelab",
+        context: stackFile("dev").kubeContext,
         namespace: "plex",
         target: {
           selector: {
