@@ -18,7 +18,7 @@ import {
   MIGRATION_LOG_IN_POD,
   type VerificationReport,
 } from "../lib/plex/verify-report";
-import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
+import { loadProjectModule } from "./provider-runtime";
 
 export interface PlexVerificationArgs {
   /** Where Plex runs: kubeconfig context (default: current), namespace, pod and container. */
@@ -48,7 +48,7 @@ export interface PlexVerificationArgs {
 }
 
 function implementation(): typeof ProviderModule {
-  return loadProjectModule<typeof ProviderModule>(PROJECT_ROOT, "lib/plex/verify-provider");
+  return loadProjectModule<typeof ProviderModule>("lib/plex/verify-provider");
 }
 
 export const plexVerificationProvider: pulumi.dynamic.ResourceProvider = {

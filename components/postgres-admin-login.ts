@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type * as ProviderModule from "../lib/postgres/admin-login";
-import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
+import { loadProjectModule } from "./provider-runtime";
 
 export interface PostgresAdminLoginArgs {
   /** Where `pulumi up` reaches the server (the tunnel's local end). */
@@ -20,7 +20,7 @@ export interface PostgresAdminLoginArgs {
 }
 
 function implementation(): typeof ProviderModule {
-  return loadProjectModule<typeof ProviderModule>(PROJECT_ROOT, "lib/postgres/admin-login");
+  return loadProjectModule<typeof ProviderModule>("lib/postgres/admin-login");
 }
 
 export const postgresAdminLoginProvider: pulumi.dynamic.ResourceProvider = {

@@ -9,7 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type * as ProviderModule from "../lib/postgres/schema-migrations-provider";
 import { listMigrationNames } from "../lib/postgres/migrator";
-import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
+import { loadProjectModule } from "./provider-runtime";
 
 export interface SchemaMigrationsArgs {
   /** URL of the Tautulli database as its owner role, reachable from `pulumi up` (secret). */
@@ -31,10 +31,7 @@ export interface SchemaMigrationsArgs {
 
 /** Loads the implementation inside the engine's provider process. */
 function implementation(): typeof ProviderModule {
-  return loadProjectModule<typeof ProviderModule>(
-    PROJECT_ROOT,
-    "lib/postgres/schema-migrations-provider",
-  );
+  return loadProjectModule<typeof ProviderModule>("lib/postgres/schema-migrations-provider");
 }
 
 export const schemaMigrationsProvider: pulumi.dynamic.ResourceProvider = {

@@ -25,6 +25,7 @@ import {
   SourceStep,
   stepEnvironment,
 } from "../lib/source-vm/commands";
+import { hostKeyProblem, normalizeHostKey } from "../lib/source-vm/host-key";
 import {
   ArchiveFormat,
   archiveFormatOf,
@@ -44,8 +45,8 @@ export interface SourceVmArgs {
     user: string;
     /** OpenSSH private key (secret). */
     privateKey: pulumi.Input<string>;
-    /** Pinned host public key ("ssh-ed25519 AAAA..."); undefined accepts any. @default undefined */
-    hostKey?: string;
+    /** The VM's pinned ed25519 or ECDSA host key ("ssh-ed25519 AAAA..."), see lib/source-vm/host-key.ts. */
+    hostKey: string;
   };
   /** Run the steps with `sudo -n` when the user is not root. @default true */
   sudo: boolean;
@@ -148,18 +149,8 @@ export class SourceVm extends pulumi.ComponentResource {
       port: args.connection.port,
       user: args.connection.user,
       privateKey: pulumi.secret(args.connection.privateKey),
-      ...(args.connection.hostKey ? { hostKey: args.connection.hostKey } : {}),
+      hostKey: normalizeHostKey(args.connection.hostKey),
     };
-    if (!args.connection.hostKey) {
-      // Without a pinned key any host answering at that address gets the SSH session, and with it
-      // the Plex library and its token.
-      void pulumi.log.warn(
-        `the VM's SSH host key is not pinned, so any machine answering at ${args.connection.host} ` +
-          `would be trusted. Pin it: pulumi config set vmHostKey "$(ssh-keyscan -t ed25519 ` +
-          `${args.connection.host} 2>/dev/null | cut -d' ' -f2-)"`,
-        this,
-      );
-    }
     const who = { user: args.connection.user, sudo: args.sudo };
     const bundle = (step: SourceStep) =>
       scriptBundle(step, stepEnvironment(step, settings), sources);
@@ -354,6 +345,8 @@ function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   }
   if (!args.serve.host)
     problems.push("serve.host is empty: set the host the cluster reaches the VM at");
+  const hostKey = hostKeyProblem(args.connection.hostKey, args.connection.host);
+  if (hostKey) problems.push(`connection.hostKey ${hostKey}`);
   if (problems.length > 0) throw new Error(`SourceVm ${name}: ${problems.join("; ")}`);
   return {};
 }

@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as ProviderModule from "../lib/import/provider";
 import type { ImportReport } from "../lib/import/report";
 import type { SshConnection } from "../lib/import/ssh-download";
-import { loadProjectModule, PROJECT_ROOT } from "./provider-runtime";
+import { loadProjectModule } from "./provider-runtime";
 
 export interface SqliteImportArgs {
   /** App-role URL of the Tautulli database, reachable from `pulumi up` (secret). */
@@ -50,7 +50,7 @@ export interface SqliteImportArgs {
 
 /** Loads the implementation inside the engine's provider process. */
 function implementation(): typeof ProviderModule {
-  return loadProjectModule<typeof ProviderModule>(PROJECT_ROOT, "lib/import/provider");
+  return loadProjectModule<typeof ProviderModule>("lib/import/provider");
 }
 
 export const sqliteImportProvider: pulumi.dynamic.ResourceProvider = {

@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
+import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
 import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
 import { tunnelPortFor } from "./postgres/tunnel";
 import { isCidr, isIpAddress } from "./net";
@@ -60,8 +61,8 @@ export interface SourceVmConfig {
   port: number;
   user: string;
   sudo: boolean;
-  /** Pinned SSH host key, or undefined to accept any. */
-  hostKey?: string;
+  /** The VM's pinned ed25519 or ECDSA host key (lib/source-vm/host-key.ts). */
+  hostKey: string;
   privateKey: pulumi.Output<string>;
   workDir: string;
   plexDataDir: string;
@@ -153,6 +154,18 @@ export class ConfigError extends pulumi.RunError {
   }
 }
 
+/**
+ * Whether the stack stored `fullKey` encrypted: the CLI hands the language host the list of secret
+ * keys (PULUMI_CONFIG_SECRET_KEYS), which @pulumi/pulumi's runtime/config.js reads in
+ * isConfigSecret (exported by the module, not by its typings).
+ */
+function isConfigSecret(fullKey: string): boolean {
+  const runtimeConfig = require("@pulumi/pulumi/runtime/config") as {
+    isConfigSecret(key: string): boolean;
+  };
+  return runtimeConfig.isConfigSecret(fullKey);
+}
+
 interface Declaration {
   type: "string" | "integer" | "boolean" | "array";
   default?: unknown;
@@ -190,8 +203,6 @@ const IMAGE_REF =
   /^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
 const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-const SSH_PUBLIC_KEY =
-  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
 
 function isHost(value: string): boolean {
   return IPV4.test(value) || HOSTNAME.test(value) || /^\[?[0-9a-fA-F:]+\]?$/.test(value);
@@ -431,16 +442,48 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     return value as string[];
   }
 
-  /** A secret: read, checked for presence only, and wrapped as a secret at once. */
-  function secret(key: string, required: boolean): pulumi.Output<string> | undefined {
+  /**
+   * A required secret: declared `secret: true` without a default in Pulumi.yaml, so the CLI itself
+   * refuses a stack without it or with it in plain text (pkg/workspace/config.go, mergeConfig).
+   */
+  function requiredSecret(key: string): pulumi.Output<string> {
     const decl = declaration(key);
-    const value = config.get(key) ?? (decl.default as string | undefined);
+    if (!decl.secret || decl.default !== undefined) {
+      throw new Error(`Pulumi.yaml: ${key} must be declared secret: true without a default`);
+    }
+    const value = config.getSecret(key);
+    if (value === undefined) {
+      problem(key, "is required but not set", `pulumi config set --secret ${key} <value>`);
+      return pulumi.secret("");
+    }
+    return value;
+  }
+
+  /**
+   * An optional secret: declared with default "" and without `secret: true`, since the CLI
+   * rejects a secret key with a default (pulumi/pulumi#21865). So the program checks that a set
+   * value was stored encrypted, and reads it with getSecret so it stays a secret.
+   */
+  function optionalSecret(key: string, required: boolean): pulumi.Output<string> | undefined {
+    const decl = declaration(key);
+    if (decl.secret || decl.default !== "") {
+      throw new Error(`Pulumi.yaml: ${key} must be declared with default "" and no secret flag`);
+    }
+    const value = config.get(key);
     if (!value) {
-      if (required)
+      if (required) {
         problem(key, "is required but not set", `pulumi config set --secret ${key} <value>`);
+      }
       return undefined;
     }
-    return pulumi.secret(value);
+    if (!isConfigSecret(`${PROJECT}:${key}`)) {
+      problem(
+        key,
+        "is stored in plain text in the stack file",
+        `pulumi config set --secret ${key} <value> (and rotate it: it was readable)`,
+      );
+    }
+    return config.getSecret(key);
   }
 
   const absolutePath = (v: string) =>
@@ -461,12 +504,8 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       UNIX_USER.test(v) ? undefined : `expected a Unix user name, got "${v}"`,
     ),
     sudo: bool("vmSudo"),
-    hostKey: optionalStr("vmHostKey", (v) =>
-      SSH_PUBLIC_KEY.test(v.trim())
-        ? undefined
-        : 'expected an SSH public key line such as "ssh-ed25519 AAAA..." (ssh-keyscan -t ed25519 <vmHost>)',
-    )?.trim(),
-    privateKey: secret("sshPrivateKey", true) ?? pulumi.secret(""),
+    hostKey: normalizeHostKey(str("vmHostKey", (v) => hostKeyProblem(v, vmHost || "<vmHost>"))),
+    privateKey: requiredSecret("sshPrivateKey"),
     workDir: str("vmWorkDir", absolutePath),
     plexDataDir: str("plexDataDir", absolutePath),
     plexService: str("plexService", unit),
@@ -617,7 +656,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       "baseline",
       "restricted",
     ] as const),
-    claimToken: secret("plexClaimToken", false),
+    claimToken: optionalSecret("plexClaimToken", false),
     networking,
     advertiseUrls: list("plexAdvertiseUrls", (v) => advertiseUrlProblem(v)),
     resources: {
@@ -656,7 +695,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const adminUser = str("postgresAdminUser", (v) =>
     PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
   );
-  const adminPassword = secret("postgresAdminPassword", mode === "external");
+  const adminPassword = optionalSecret("postgresAdminPassword", mode === "external");
   for (const [key, text] of Object.entries(REMOVED_POSTGRES_KEYS)) {
     if (config.get(key) !== undefined) problem(key, text, `pulumi config rm ${key}`);
   }

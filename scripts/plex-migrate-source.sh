@@ -574,6 +574,9 @@ PY
   fi
 }
 
+# run_sql with the tool's errors in its output (what an integrity check said, whatever the stream).
+run_sql_merged() { run_sql "$@" 2>&1; }
+
 # Copies a database with its -wal (never -shm) into a private dir. Only used when nothing has the
 # database open, so the copy is consistent; opening it there cannot touch the original.
 copy_db_set() {
@@ -612,13 +615,11 @@ check_database() {
   fi
   log "integrity check of $(basename -- "$db") with $INTEGRITY_TOOL_NAME ($DB_CHECKED_ON)"
   result=$(with_progress "integrity check of $(basename -- "$db")" "$(stat -c %s -- "$db")" "" \
-    run_sql "$target" "PRAGMA integrity_check(1);" "$ro" 2>&1) || rc=$?
+    run_sql_merged "$target" "PRAGMA integrity_check(1);" "$ro") || rc=$?
   if [[ $db == *library.db ]]; then
     # section_locations uses no Plex collation: readable by any SQLite.
     mapfile -t DB_MEDIA_ROOTS < <(run_sql "$target" "SELECT root_path FROM section_locations ORDER BY id;" "$ro" 2>/dev/null || true)
   fi
-  # with_progress's own lines went to stderr; result holds the tool's output only.
-  result=$(printf '%s' "$result" | grep -v '^\[[0-9-]* [0-9:]* [+-][0-9]*\] ' || true)
   if [ "$ro" = 0 ]; then rm -f -- "$target" "$target-wal" "$target-shm"; fi
   if [ "$rc" = 0 ] && [ "$result" = ok ]; then
     DB_VERDICT=ok
@@ -737,7 +738,7 @@ pref_attr() {
   v=${v//&lt;/<}
   v=${v//&gt;/>}
   v=${v//&#10;/$'\n'}
-  v=${v//&amp;/&}
+  v=${v//&amp;/"&"}
   printf '%s' "$v"
 }
 

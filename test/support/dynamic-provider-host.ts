@@ -56,7 +56,14 @@ export class LoadedProvider {
     provider: pulumi.dynamic.ResourceProvider,
     cwd = PROJECT_ROOT,
   ): Promise<LoadedProvider> {
-    const text = await serializeProvider(provider);
+    return LoadedProvider.loadText(await serializeProvider(provider), cwd);
+  }
+
+  /**
+   * Loads serialized provider text (the `__provider` stored in the state) in a fresh Node process
+   * rooted at `cwd`: what the engine does for a refresh or destroy, possibly in another checkout.
+   */
+  static async loadText(text: string, cwd = PROJECT_ROOT): Promise<LoadedProvider> {
     const file = path.join(
       fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-provider-")),
       "provider.js",

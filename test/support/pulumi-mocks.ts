@@ -35,6 +35,10 @@ export interface Registration {
   deleteBeforeReplace: boolean;
 }
 
+/** The public half of every mocked tls.PrivateKey. */
+export const MOCK_SYNC_PUBLIC_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5nT8c0bqzP2mZq3U4nX1m7WJcQ9kYJbYt7f3sLQ1ab";
+
 export type OutputsFor = (registration: Registration) => Record<string, unknown>;
 
 /** Types the program may create, with the outputs each adds to its inputs. */
@@ -44,6 +48,7 @@ export const KNOWN_TYPES: Record<string, OutputsFor> = {
   "pulumi:providers:postgresql": () => ({}),
   "pulumi:providers:command": () => ({}),
   "pulumi:providers:random": () => ({}),
+  "pulumi:providers:tls": () => ({}),
   "kubernetes:core/v1:Namespace": () => ({}),
   "kubernetes:core/v1:PersistentVolumeClaim": () => ({}),
   "kubernetes:core/v1:Secret": () => ({}),
@@ -61,6 +66,14 @@ export const KNOWN_TYPES: Record<string, OutputsFor> = {
   }),
   "random:index/randomPassword:RandomPassword": (r) => ({
     result: secretValue(`mock-password-${r.name}-0123456789`),
+  }),
+  // Like the provider: an OpenSSH public key line with its newline, the private key secret.
+  "tls:index/privateKey:PrivateKey": (r) => ({
+    publicKeyOpenssh: `${MOCK_SYNC_PUBLIC_KEY}\n`,
+    privateKeyOpenssh: secretValue(
+      `-----BEGIN OPENSSH PRIVATE KEY-----\nmock-${r.name}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    ),
+    publicKeyFingerprintSha256: "SHA256:mockmockmockmockmockmockmockmockmockmockmoc",
   }),
   "postgresql:index/role:Role": () => ({}),
   "postgresql:index/database:Database": () => ({}),
@@ -130,6 +143,7 @@ export interface MockRun {
 }
 
 let capturing: Registration[] | undefined;
+let previewing = false;
 let extraOutputs: Record<string, OutputsFor> = {};
 let patched = false;
 
@@ -204,9 +218,13 @@ function mocks(registrations: () => Registration[]): pulumi.runtime.Mocks {
         .reverse()
         .find((r) => r.type === args.type && r.name === args.name);
       if (!registration) throw new Error(`mocks: no registration captured for ${args.name}`);
+      // A preview of a fresh stack creates everything: what the provider would compute is not
+      // known yet, only the inputs are (pulumi-go-provider v1.3.0 infer/resource.go markComputed
+      // makes every output of a create that is not an input computed; the Node SDK resolves a
+      // property missing from a dry run's response as unknown, runtime/resource.js resolveOutputs).
       const state: Record<string, unknown> = {
         ...registration.rawInputs,
-        ...outputsFor(registration),
+        ...(previewing ? {} : outputsFor(registration)),
       };
       for (const key of registration.additionalSecretOutputs) {
         if (key in state && !isSecretMarker(state[key])) state[key] = secretValue(state[key]);
@@ -226,7 +244,10 @@ export interface RunOptions {
   config?: Record<string, unknown>;
   /** Keys of `config` that are secrets. */
   secretKeys?: string[];
-  /** Preview (dry run) instead of update. @default false */
+  /**
+   * Preview (dry run) of a fresh stack instead of an update: resources get only their inputs back,
+   * so every computed output is unknown. @default false
+   */
   preview?: boolean;
   /** Outputs added per type, on top of KNOWN_TYPES. */
   outputs?: Record<string, OutputsFor>;
@@ -243,6 +264,7 @@ export async function runWithMocks(
   const registrations: Registration[] = [];
   capturing = registrations;
   extraOutputs = options.outputs ?? {};
+  previewing = options.preview ?? false;
   const config: Record<string, string> = {};
   for (const [key, value] of Object.entries(options.config ?? {})) {
     config[`${PROJECT}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);

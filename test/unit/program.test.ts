@@ -17,7 +17,8 @@ import {
   runWithMocks,
   unwrap,
 } from "../support/pulumi-mocks";
-import { sourceVmCommandOutputs } from "../support/fake-vm/mock-outputs";
+import { resolveConfigSize } from "../../lib/plex/sizing";
+import { SAMPLE_LIBRARY_BYTES, sourceVmCommandOutputs } from "../support/fake-vm/mock-outputs";
 import { tunnelPortFor } from "../../lib/postgres/tunnel";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -34,9 +35,18 @@ const IMPORT = "pulumi-nodejs:dynamic/plex-migrate:SqliteImport";
 /** The dev stack's tunnel to its in-cluster Postgres: a port fixed by the stack name. */
 const DEV_TUNNEL_PORT = tunnelPortFor("plex-migrate", "dev");
 
-/** Values of Pulumi.<stack>.yaml without the project prefix. */
+/**
+ * The stack files the program is run with: "dev" is the home-lab example (the neutral
+ * Pulumi.dev.yaml sets almost nothing; test/unit/config.test.ts checks it), "prod" Pulumi.prod.yaml.
+ */
+const STACK_FILES: Record<string, string> = {
+  dev: "examples/Pulumi.homelab.yaml",
+  prod: "Pulumi.prod.yaml",
+};
+
+/** Values of the stack's file without the project prefix. */
 function stackFile(stack: string): Record<string, unknown> {
-  const file = YAML.parse(fs.readFileSync(path.join(ROOT, `Pulumi.${stack}.yaml`), "utf8"));
+  const file = YAML.parse(fs.readFileSync(path.join(ROOT, STACK_FILES[stack]), "utf8"));
   return Object.fromEntries(
     Object.entries(file.config as Record<string, unknown>).map(([k, v]) => [
       k.replace(/^plex-migrate:/, ""),
@@ -375,18 +385,20 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.strictEqual(pvc(dev).spec.storageClassName, "proxmox-zpool");
     assert.strictEqual(pvc(prod).spec.storageClassName, "ceph-block");
     assert.strictEqual(pvc(prod).spec.resources.requests.storage, "200Gi");
+    // auto: the measured 12 GiB library + 50% headroom, as formatted ext4 must hold it (the
+    // sizing rule is lib/plex/sizing.ts, tested there with exact values).
     assert.strictEqual(
       pvc(dev).spec.resources.requests.storage,
-      "18Gi",
-      "auto: 12 GiB library + 50%",
+      resolveConfigSize("auto", SAMPLE_LIBRARY_BYTES, 50).quantity,
     );
 
     const connection = (run: MockRun) =>
       command(run, "preflight").inputs.connection as Record<string, unknown>;
     assert.strictEqual(connection(dev).user, "alex");
     assert.strictEqual(connection(prod).user, "root");
-    assert.strictEqual(connection(dev).hostKey, undefined);
-    assert.match(String(connection(prod).hostKey), /^ssh-ed25519 /);
+    // Both pin the VM's ed25519 host key (required: lib/source-vm/host-key.ts).
+    assert.match(String(connection(dev).hostKey), /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINowGt/);
+    assert.match(String(connection(prod).hostKey), /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhVWJ/);
 
     const pgProvider = (run: MockRun) =>
       run.byType("pulumi:providers:postgresql")[0].inputs as Record<string, unknown>;

@@ -13,9 +13,14 @@ import {
   shellQuote,
   stepEnvironment,
 } from "../../lib/source-vm/commands";
+import { hostKeyProblem } from "../../lib/source-vm/host-key";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
 import {
-  captureWarnings,
+  FROZEN_STEP_INPUTS,
+  generationProblems,
+  stepResourceName,
+} from "../../lib/source-vm/phases";
+import {
   isSecretInput,
   isSecretMarker,
   plainStrings,
@@ -31,6 +36,8 @@ import {
 } from "../support/fake-vm/mock-outputs";
 
 const CMD = "command:remote:Command";
+const VALID_HOST_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINowGtU5gs5dXOUaV5MhEbh36qBgAPyObabBh9Of0q+R";
 const KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
 const TOKEN = "mock-password-vm-serve-token-0123456789";
@@ -293,17 +300,13 @@ describe("SourceVm (Pulumi mocks)", () => {
     });
   });
 
-  it("warns when the VM's host key is not pinned, and only then", async () => {
-    assert.deepStrictEqual(await captureWarnings(() => run(args())), []);
-    const warnings = await captureWarnings(() =>
-      run(args({ connection: { ...args().connection, hostKey: undefined } })),
-    );
-    assert.strictEqual(warnings.length, 1);
-    assert.match(warnings[0], /host key is not pinned.*192\.168\.13\.21/);
-    assert.match(
-      warnings[0],
-      /pulumi config set vmHostKey "\$\(ssh-keyscan -t ed25519 192\.168\.13\.21/,
-    );
+  it("refuses a VM without a pinned ed25519 or ECDSA host key, naming the fix", async () => {
+    for (const hostKey of [undefined, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"]) {
+      await assert.rejects(
+        run(args({ connection: { ...args().connection, hostKey: hostKey as string } })),
+        /SourceVm vm: connection\.hostKey .*Fix: .*ssh-keyscan -t ed25519 192\.168\.13\.21/,
+      );
+    }
   });
 
   it("rejects bad arguments naming the field and the fix", async () => {
@@ -319,6 +322,82 @@ describe("SourceVm (Pulumi mocks)", () => {
           error.message,
         ) && /workDir must not be inside plexDataDir/.test(error.message),
     );
+  });
+});
+
+describe("lib/source-vm/host-key", () => {
+  it("accepts ed25519 and ECDSA keys, with or without a comment", () => {
+    assert.equal(hostKeyProblem(VALID_HOST_KEY, "vm"), undefined);
+    assert.equal(hostKeyProblem(`${VALID_HOST_KEY} root@plex-vm`, "vm"), undefined);
+    const ecdsa =
+      "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
+    assert.equal(hostKeyProblem(ecdsa, "vm"), undefined);
+  });
+
+  it("refuses RSA, DSA, security-key and broken keys, and a missing one, each naming the fix", () => {
+    const fix =
+      /Fix: .*pulumi config set vmHostKey "\$\(ssh-keyscan -t ed25519 plex-vm 2>\/dev\/null \| cut -d' ' -f2-\)"/;
+    const cases: [string | undefined, RegExp][] = [
+      [
+        undefined,
+        /is not set: without a pinned host key any machine answering at plex-vm would be trusted/,
+      ],
+      ["", /is not set/],
+      [
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7",
+        /is an RSA host key: pulumi-command verifies it only with the SHA-1 ssh-rsa algorithm/,
+      ],
+      ["ssh-dss AAAAB3NzaC1kc3MAAACBAP", /is "ssh-dss", not an ed25519 or ECDSA host key/],
+      [
+        "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t",
+        /not an ed25519 or ECDSA host key/,
+      ],
+      // An ed25519 label on ECDSA key data: ParseAuthorizedKey in pulumi-command would refuse it.
+      [
+        "ssh-ed25519 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7",
+        /is not a complete ssh-ed25519 key/,
+      ],
+      ["ssh-ed25519 AAAA", /is not a complete ssh-ed25519 key/],
+    ];
+    for (const [value, message] of cases) {
+      const problem = hostKeyProblem(value, "plex-vm");
+      assert.ok(problem, String(value));
+      assert.match(problem, message);
+      assert.match(problem, fix);
+    }
+  });
+});
+
+describe("lib/source-vm/phases", () => {
+  it("names each step by its generations, so a new generation is a new resource", () => {
+    const g = (transfer: number, tautulliImport: number) => ({ transfer, tautulliImport });
+    assert.equal(stepResourceName("vm", "preflight", g(1, 1)), "vm-preflight");
+    assert.equal(stepResourceName("vm", "stop", g(1, 1)), "vm-stop");
+    assert.equal(stepResourceName("vm", "preflight", g(2, 5)), "vm-preflight-gen-2");
+    assert.equal(stepResourceName("vm", "authorize-sync", g(3, 1)), "vm-authorize-sync-gen-3");
+    assert.equal(stepResourceName("vm", "stop", g(1, 2)), "vm-stop-gen-1-2");
+    assert.equal(stepResourceName("vm", "revoke-sync", g(3, 1)), "vm-revoke-sync-gen-3-1");
+    assert.deepEqual(generationProblems(g(1, 1)), []);
+    assert.deepEqual(generationProblems(g(0, 1.5)), [
+      "generations.transfer: expected a whole number from 1 (each bump runs the steps again), got 0",
+      "generations.tautulliImport: expected a whole number from 1 (each bump runs the steps again), got 1.5",
+    ]);
+  });
+
+  it("freezes every input of remote.Command (pulumi-command v1.2.1's CommandInputs)", () => {
+    // provider/pkg/provider/common/inputs.go (triggers, create, update, delete) and
+    // remote/command.go (stdin, logging, connection, environment, addPreviousOutputInEnv).
+    assert.deepEqual([...FROZEN_STEP_INPUTS].sort(), [
+      "addPreviousOutputInEnv",
+      "connection",
+      "create",
+      "delete",
+      "environment",
+      "logging",
+      "stdin",
+      "triggers",
+      "update",
+    ]);
   });
 });
 

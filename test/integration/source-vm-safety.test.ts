@@ -1,0 +1,396 @@
+/**
+ * The VM script runs as root next to a live Plex: these tests reproduce what went wrong on real
+ * VMs and show it no longer does, on the fake VM with real processes — a work dir another user
+ * pre-created, a process holding the database from its own mount namespace (`unshare`), a package
+ * upgrade re-enabling Plex while it is stopped, rollback of units that were not running, Plex's
+ * data dir set from an EnvironmentFile, a subfolder symlinked to another disk, an SSH session that
+ * drops in the middle of a step.
+ */
+import { strict as assert } from "assert";
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
+import { SCRIPT_PATH } from "../../lib/source-vm/commands";
+import { parseStepOutput } from "../../lib/source-vm/outputs";
+import { createFakeVm, FakeVm, processesHolding } from "../support/fake-vm";
+
+const NOBODY = 65534;
+
+/** Runs `cmd` as the user nobody (a local user other than root). */
+function asNobody(args: string[]): void {
+  const result = spawnSync(args[0], args.slice(1), { uid: NOBODY, gid: NOBODY, encoding: "utf8" });
+  assert.equal(result.status, 0, `${args.join(" ")}: ${result.stderr}`);
+}
+
+/** Polls a condition (a file appearing, a line printed), never a fixed delay. */
+async function until(check: () => boolean, what: string, seconds = 30): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("plex-migrate-source.sh is safe as root on a real VM", function () {
+  this.timeout(180_000);
+  const vms: FakeVm[] = [];
+  const fresh = async (options?: Parameters<typeof createFakeVm>[0]) => {
+    const vm = await createFakeVm({ servicesRunning: false, ...options });
+    vms.push(vm);
+    return vm;
+  };
+  afterEach(async () => {
+    while (vms.length) await vms.pop()!.cleanup();
+  });
+
+  describe("the work dir", () => {
+    it("refuses a work dir another user pre-created in a world-writable dir, touching nothing (the symlink attack)", async () => {
+      const vm = await fresh();
+      // The fake VM's /var/tmp: world-writable and sticky, like the real one.
+      fs.chmodSync(vm.root, 0o755);
+      const varTmp = path.join(vm.root, "vartmp");
+      fs.mkdirSync(varTmp);
+      fs.chmodSync(varTmp, 0o1777);
+      const victim = path.join(vm.root, "etc-shadow-standin");
+      fs.writeFileSync(victim, "root's file\n");
+      fs.chmodSync(victim, 0o600);
+      const workDir = path.join(varTmp, "plex-migrate");
+      asNobody(["mkdir", "-m", "0777", workDir]);
+      asNobody(["ln", "-s", victim, path.join(workDir, "migration.log")]);
+
+      const run = await vm.run("preflight", { PLEX_MIGRATE_WORK_DIR: workDir });
+      assert.equal(run.code, 3, run.stderr);
+      assert.match(
+        run.stderr,
+        new RegExp(`${workDir} is owned by uid ${NOBODY}, not root: another user could swap`),
+      );
+      assert.equal(fs.readFileSync(victim, "utf8"), "root's file\n", "the victim is untouched");
+      assert.equal(fs.statSync(workDir).mode & 0o7777, 0o777, "never chmod-ed");
+      assert.equal(run.stdout, "", "no step ran");
+    });
+
+    it("refuses a symlink anywhere in the path and a dir others can write, without chmod-ing it", async () => {
+      const vm = await fresh();
+      const real = path.join(vm.root, "real-work");
+      fs.mkdirSync(real, { mode: 0o700 });
+      const link = path.join(vm.root, "linked-work");
+      fs.symlinkSync(real, link);
+      const viaLink = await vm.run("preflight", { PLEX_MIGRATE_WORK_DIR: path.join(link, "sub") });
+      assert.equal(viaLink.code, 3);
+      assert.ok(
+        viaLink.stderr.includes(
+          `${link} is a symlink (to ${real}); choose a path whose every directory is owned by root`,
+        ),
+        viaLink.stderr,
+      );
+      assert.ok(viaLink.stderr.includes(`or use the real path ${real}/sub`));
+      assert.ok(!fs.existsSync(path.join(real, "sub")), "nothing created behind the link");
+
+      const open = path.join(vm.root, "open-work");
+      fs.mkdirSync(open);
+      fs.chmodSync(open, 0o777);
+      const writable = await vm.run("preflight", { PLEX_MIGRATE_WORK_DIR: open });
+      assert.equal(writable.code, 3);
+      assert.match(writable.stderr, /open-work is writable by group or others \(mode 777\)/);
+      assert.equal(fs.statSync(open).mode & 0o7777, 0o777, "never chmod-ed");
+
+      const parentOpen = path.join(vm.root, "shared");
+      fs.mkdirSync(parentOpen);
+      fs.chmodSync(parentOpen, 0o777);
+      const underOpen = await vm.run("preflight", {
+        PLEX_MIGRATE_WORK_DIR: path.join(parentOpen, "plex-migrate"),
+      });
+      assert.equal(underOpen.code, 3);
+      assert.match(
+        underOpen.stderr,
+        /shared is writable by group or others without the sticky bit/,
+      );
+    });
+
+    it("creates a missing work dir 0700, and leaves an existing root-owned one's mode alone", async () => {
+      const vm = await fresh();
+      const run = await vm.run("preflight");
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(fs.statSync(vm.workDir).mode & 0o7777, 0o700);
+      assert.equal(fs.statSync(path.join(vm.workDir, "migration.log")).mode & 0o777, 0o600);
+
+      const existing = path.join(vm.root, "srv-plex-migrate");
+      fs.mkdirSync(existing);
+      fs.chmodSync(existing, 0o755);
+      const again = await vm.run("preflight", { PLEX_MIGRATE_WORK_DIR: existing });
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(fs.statSync(existing).mode & 0o7777, 0o755, "an existing dir is never chmod-ed");
+    });
+
+    it("the default work dir is under /var/lib, not a world-writable tree", () => {
+      const script = fs.readFileSync(SCRIPT_PATH, "utf8");
+      assert.match(script, /\nWORK_DIR=\$\{PLEX_MIGRATE_WORK_DIR:-\/var\/lib\/plex-migrate\}\n/);
+    });
+  });
+
+  it("sees a process holding the library database from its own mount namespace (a container), and waits for it", async () => {
+    const vm = await fresh({ tautulliService: false });
+    // The "container": its own mount namespace, the data dir bind-mounted at another path, the
+    // database open there. Its /proc/PID/fd shows the container's path, not the VM's.
+    const mountPoint = path.join(vm.root, "container-config");
+    fs.mkdirSync(mountPoint);
+    const ready = path.join(vm.root, "container-ready");
+    const release = path.join(vm.root, "container-release");
+    spawnSync("mkfifo", [release]);
+    const container = spawn(
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        'mount --bind "$1" "$2" && exec 3<"$2/$3" && touch "$4" && read -r _ <"$5"',
+        "container",
+        vm.dataDir,
+        mountPoint,
+        LIBRARY_DB_RELATIVE,
+        ready,
+        release,
+      ],
+      { stdio: "ignore" },
+    );
+    try {
+      await until(() => fs.existsSync(ready), "the container to open the database");
+      const seen = fs
+        .readdirSync(`/proc/${container.pid}/fd`)
+        .map((fd) => fs.readlinkSync(`/proc/${container.pid}/fd/${fd}`));
+      assert.ok(
+        seen.includes(path.join(mountPoint, LIBRARY_DB_RELATIVE)),
+        "the holder shows its own path",
+      );
+      assert.deepEqual(processesHolding(vm.dataDir), [], "a path comparison misses it");
+
+      const stop = await vm.run("stop", {
+        PLEX_MIGRATE_STOP_TIMEOUT_SECONDS: "1",
+        PLEX_MIGRATE_TAUTULLI_DB: "",
+      });
+      assert.equal(stop.code, 1, stop.stderr);
+      assert.match(
+        stop.stderr,
+        new RegExp(
+          `the Plex data dir is still in use after 1s \\(pid name file\\): ${container.pid} `,
+        ),
+      );
+      fs.writeFileSync(release, "go\n");
+      await new Promise((r) => container.once("exit", r));
+      const again = await vm.run("stop", { PLEX_MIGRATE_TAUTULLI_DB: "" });
+      assert.equal(again.code, 0, again.stderr);
+    } finally {
+      container.kill("SIGKILL");
+    }
+  });
+
+  describe("stop and rollback", () => {
+    it("a package upgrade while Plex is stopped (postinst: enable + start) cannot bring it back: the unit is masked", async () => {
+      const vm = await fresh({ servicesRunning: true });
+      const stop = await vm.run("stop");
+      assert.equal(stop.code, 0, stop.stderr);
+      // What the package's maintainer script does on upgrade.
+      const systemctl = path.join(vm.binDir, "systemctl");
+      const enable = spawnSync(systemctl, ["enable", "plexmediaserver"], { encoding: "utf8" });
+      const start = spawnSync(systemctl, ["start", "plexmediaserver"], { encoding: "utf8" });
+      assert.notEqual(enable.status, 0);
+      assert.notEqual(start.status, 0);
+      assert.match(start.stderr, /Unit plexmediaserver\.service is masked/);
+      assert.equal(vm.serviceActive("plexmediaserver"), false);
+      assert.ok(vm.systemctlCalls().includes("--no-ask-password mask -- plexmediaserver"));
+    });
+
+    it("rollback restores exactly the previous state: what was stopped and disabled stays so", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      const systemctl = path.join(vm.binDir, "systemctl");
+      spawnSync(systemctl, ["disable", "tautulli"]);
+      vm.startService("plexmediaserver");
+      const stop = await vm.run("stop");
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.deepEqual(parseStepOutput("stop", stop.stdout).previousState, {
+        plex: { unit: "plexmediaserver", active: true, enabled: true, unitFileState: "enabled" },
+        tautulli: { unit: "tautulli", active: false, enabled: false, unitFileState: "disabled" },
+      });
+      // A second stop (a retried `pulumi up`) keeps the state from before the first one.
+      const again = await vm.run("stop");
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(parseStepOutput("stop", again.stdout).previousState.plex?.active, true);
+
+      const rollback = await vm.run("rollback", { PLEX_MIGRATE_ROLLBACK_FORCE: "1" });
+      assert.equal(rollback.code, 0, rollback.stderr);
+      assert.deepEqual(parseStepOutput("rollback", rollback.stdout).started, ["plexmediaserver"]);
+      assert.equal(vm.serviceActive("plexmediaserver"), true);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "enabled");
+      assert.equal(vm.serviceActive("tautulli"), false, "was not running: not started");
+      assert.equal(vm.serviceEnabled("tautulli"), "disabled", "was disabled: stays disabled");
+      assert.match(rollback.stderr, /tautulli was not running before the migration: left stopped/);
+    });
+
+    it("a unit whose file is in /etc/systemd/system gets a runtime mask and is disabled; rollback undoes both", async () => {
+      const vm = await fresh({ servicesRunning: true });
+      fs.writeFileSync(path.join(vm.stateDir, "systemd", "tautulli", "in-etc"), "");
+      const stop = await vm.run("stop");
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.equal(vm.serviceEnabled("tautulli"), "masked-runtime");
+      assert.ok(vm.systemctlCalls().includes("--no-ask-password disable -- tautulli"));
+      const rollback = await vm.run("rollback", { PLEX_MIGRATE_ROLLBACK_FORCE: "1" });
+      assert.equal(rollback.code, 0, rollback.stderr);
+      assert.equal(vm.serviceEnabled("tautulli"), "enabled");
+      assert.equal(vm.serviceActive("tautulli"), true);
+    });
+  });
+
+  describe("where Plex and Tautulli keep their data", () => {
+    it("reads Plex's data dir from an EnvironmentFile of its unit, not only Environment=", async () => {
+      const vm = await fresh();
+      const elsewhere = path.join(vm.root, "srv/plex data");
+      fs.mkdirSync(path.join(elsewhere, "Plex Media Server"), { recursive: true });
+      fs.writeFileSync(
+        path.join(elsewhere, "Plex Media Server", "Preferences.xml"),
+        "<Preferences/>\n",
+      );
+      const envFile = path.join(vm.root, "etc-default-plexmediaserver");
+      fs.writeFileSync(
+        envFile,
+        `# /etc/default/plexmediaserver\nPLEX_MEDIA_SERVER_USER=plex\nPLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR="${elsewhere}"\n`,
+      );
+      const unit = path.join(vm.stateDir, "systemd", "plexmediaserver");
+      fs.writeFileSync(
+        path.join(unit, "env"),
+        `"PLEX_MEDIA_SERVER_APPLICATION_SUPPORT_DIR=${path.dirname(path.dirname(vm.dataDir))}"\n`,
+      );
+      fs.writeFileSync(path.join(unit, "envfiles"), `${envFile} (ignore_errors=yes)\n`);
+      const run = await vm.run("preflight");
+      assert.equal(run.code, 3, run.stderr);
+      assert.ok(
+        run.stderr.includes(`keeps its data in ${elsewhere}/Plex Media Server`),
+        "the EnvironmentFile wins over Environment=, as in systemd",
+      );
+    });
+
+    it("refuses a data dir subfolder symlinked to another disk, saying how to fix it", async () => {
+      const vm = await fresh();
+      const disk = path.join(vm.root, "mnt-ssd");
+      fs.mkdirSync(disk);
+      fs.renameSync(path.join(vm.dataDir, "Metadata"), path.join(disk, "Metadata"));
+      fs.symlinkSync(path.join(disk, "Metadata"), path.join(vm.dataDir, "Metadata"));
+      const run = await vm.run("preflight");
+      assert.equal(run.code, 3);
+      const json = parseStepOutput("preflight", run.stdout);
+      assert.ok(
+        json.problems.some((p) =>
+          p.startsWith(
+            `Metadata is a symlink to ${disk}/Metadata, outside the data dir: the copy would hold only the link. Stop Plex, replace the link by the folder itself`,
+          ),
+        ),
+        json.problems.join("\n"),
+      );
+      assert.equal(json.plexToken, "", "no token in a refused summary");
+    });
+
+    it("reads TZ from Plex's unit and the Preferences.xml settings, XML-unescaped", async () => {
+      const vm = await fresh();
+      fs.writeFileSync(
+        path.join(vm.stateDir, "systemd", "plexmediaserver", "env"),
+        "TZ=Europe/Berlin LANG=C\n",
+      );
+      const prefs = path.join(vm.dataDir, "Preferences.xml");
+      fs.writeFileSync(
+        prefs,
+        fs
+          .readFileSync(prefs, "utf8")
+          .replace(
+            "/>",
+            ' allowedNetworks="192.168.1.0/255.255.255.0,10.0.0.0/8" LanNetworksBandwidth="192.168.1.0/24" customConnections="https://plex.example.net:443/?a=1&amp;b=&quot;2&quot;"/>',
+          ),
+      );
+      const run = await vm.run("preflight");
+      assert.equal(run.code, 0, run.stderr);
+      const json = parseStepOutput("preflight", run.stdout);
+      assert.equal(json.timezone, "Europe/Berlin");
+      assert.deepEqual(json.preferences, {
+        machineIdentifier: vm.manifest.processedMachineIdentifier,
+        allowedNetworks: "192.168.1.0/255.255.255.0,10.0.0.0/8",
+        lanNetworks: "192.168.1.0/24",
+        customConnections: 'https://plex.example.net:443/?a=1&b="2"',
+      });
+      assert.ok(
+        !fs.readFileSync(path.join(vm.workDir, "migration.log"), "utf8").includes(json.plexToken),
+      );
+    });
+  });
+
+  describe("interrupted steps and progress", () => {
+    /** Starts a step in its own process group with stderr collected as it comes. */
+    function startStep(vm: FakeVm, step: string, extra: Record<string, string>) {
+      const child = spawn("bash", [SCRIPT_PATH, step], {
+        env: vm.env(extra),
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const out = { stdout: "", stderr: "", code: undefined as number | null | undefined };
+      child.stdout.on("data", (d: Buffer) => (out.stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (out.stderr += d.toString()));
+      const done = new Promise<void>((resolve) =>
+        child.once("close", (code, signal) => {
+          out.code = code ?? (signal ? 128 : null);
+          resolve();
+        }),
+      );
+      return { child, out, done };
+    }
+
+    it("an SSH session that drops (SIGHUP) in the middle of stop leaves no database copy or partial snapshot", async () => {
+      const vm = await fresh({ servicesRunning: true });
+      const hold = path.join(vm.root, "hold-plex-sqlite");
+      spawnSync("mkfifo", [hold]);
+      const step = startStep(vm, "stop", { FAKE_PLEX_SQLITE_HOLD: hold });
+      await until(() => fs.existsSync(`${hold}.held`), "Plex SQLite to be running");
+      const copy = path.join(vm.workDir, "check", "com.plexapp.plugins.library.db");
+      assert.ok(fs.existsSync(copy), "the check's copy of the database exists while it runs");
+      process.kill(-step.child.pid!, "SIGHUP");
+      await step.done;
+      assert.equal(step.out.code, 129, step.out.stderr);
+      assert.ok(!fs.existsSync(path.join(vm.workDir, "check")), "the copy is gone");
+      const snapshot = path.join(vm.workDir, "snapshot");
+      assert.deepEqual(fs.existsSync(snapshot) ? fs.readdirSync(snapshot) : [], []);
+      assert.match(
+        fs.readFileSync(path.join(vm.workDir, "migration.log"), "utf8"),
+        /\[stop\] interrupted \(signal 1\); partial files removed/,
+      );
+      // Run again, it finishes: the units stay masked, the state is the one from before.
+      const again = await vm.run("stop");
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(parseStepOutput("stop", again.stdout).previousState.plex?.active, true);
+    });
+
+    it("long operations print progress lines while they run and a total with the rate at the end", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      const hold = path.join(vm.root, "hold-plex-sqlite");
+      spawnSync("mkfifo", [hold]);
+      const step = startStep(vm, "stop", {
+        FAKE_PLEX_SQLITE_HOLD: hold,
+        PLEX_MIGRATE_PROGRESS_SECONDS: "0",
+      });
+      await until(
+        () =>
+          /integrity check of com\.plexapp\.plugins\.library\.db: running, /.test(step.out.stderr),
+        "a progress line during the integrity check",
+      );
+      fs.writeFileSync(hold, "go");
+      await step.done;
+      assert.equal(step.out.code, 0, step.out.stderr);
+      const lines = step.out.stderr;
+      assert.match(
+        lines,
+        /sha256 com\.plexapp\.plugins\.library\.db: done, [\d.]+ (MiB|KiB|bytes|GiB) in \d+s \([\d.]+ \w+\/s\)/,
+      );
+      assert.match(lines, /copying com\.plexapp\.plugins\.library\.db: done, /);
+      assert.match(lines, /Tautulli snapshot: done, /);
+      assert.match(lines, /sha256 tautulli\.db: done, /);
+    });
+  });
+});
