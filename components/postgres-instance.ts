@@ -111,7 +111,7 @@ export class PostgresInstance extends pulumi.ComponentResource {
     if (args.mode === "external") {
       const reach = args.endpoint ?? { host: args.host, port: args.port };
       this.reachedAt = pulumi.output(
-        `${reach.host}:${reach.port} (postgresEndpoint, else postgresHost:postgresPort)`,
+        `${reach.host}:${reach.port} (${args.endpoint ? "postgresEndpoint" : "postgresHost:postgresPort"})`,
       );
       this.clusterHost = pulumi.output(args.host);
       this.clusterPort = pulumi.output(args.port);

@@ -210,8 +210,8 @@ export function assembleReport(parts: {
   if (parts.sections.length === 0 && failures.length === 0) {
     warnings.push("Plex lists no library sections: nothing to sample.");
   }
-  const advice = [OUTSIDE_CHECK_ADVICE];
-  if (parts.autoEmptyTrash !== false) advice.unshift(EMPTY_TRASH_ADVICE);
+  // Repeated whatever the setting is now: someone may turn it on before the report is green.
+  const advice = [EMPTY_TRASH_ADVICE, OUTSIDE_CHECK_ADVICE];
   if (parts.autoEmptyTrash === true && (failures.length > 0 || warnings.length > 0)) {
     warnings.push(
       'Plex\'s "Empty trash automatically after every scan" is on: turn it off before the next ' +

@@ -47,6 +47,12 @@ export interface VerifyPlexOptions {
   samplesPerSection?: number;
   /** The advertised address and how to reach it from inside the cluster (null: none to check). */
   advertised: { url: string; fetchIdentity: (url: string) => Promise<string> } | null;
+  /**
+   * Tries of a request Plex answers with 503 (busy starting or upgrading its database: /identity,
+   * the readiness probe, answers before the library does), and the pause between them.
+   * @default { tries: 6, delayMs: 5000 }
+   */
+  busyRetry?: { tries: number; delayMs: number };
   log?: (line: string) => void;
   now?: () => Date;
 }
@@ -78,27 +84,50 @@ async function authenticatedGet(
   path: string,
   query: Record<string, string | number> = {},
 ): Promise<string> {
-  try {
-    return await options.client.get(path, query);
-  } catch (error) {
-    if (error instanceof PlexRequestError && error.failure === "token-rejected") {
-      throw new PlexVerificationError(
-        `Plex in the cluster (${options.target}) rejected the server's own token (HTTP ` +
-          `${error.status} on ${path}): the PlexOnlineToken read from the VM's Preferences.xml is ` +
-          `not accepted by the migrated server, so it is signed out or runs on another ` +
-          `Preferences.xml. Fix: compare /config/Library/Application Support/Plex Media ` +
-          `Server/Preferences.xml in the pod with the VM's, or sign the server in again ` +
-          `(Plex Web > Settings > General), then run pulumi up again.`,
-      );
+  const { tries, delayMs } = options.busyRetry ?? { tries: 6, delayMs: 5000 };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await options.client.get(path, query);
+    } catch (error) {
+      const busy = error instanceof PlexRequestError && error.status === 503;
+      if (!busy || attempt >= tries) throw explainedFailure(options, path, error, attempt);
+      options.log?.(`${path}: Plex is busy (HTTP 503), trying again in ${delayMs / 1000} s`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
-    if (error instanceof PlexRequestError && error.failure === "not-answering") {
-      throw new PlexVerificationError(
-        `Plex in the cluster (${options.target}) stopped answering during the verification: ` +
-          `${error.message}. Fix: check the Plex container's log and run pulumi up again.`,
-      );
-    }
-    throw error;
   }
+}
+
+/** A failed authenticated read as what it means for the user, with the fix. */
+function explainedFailure(
+  options: VerifyPlexOptions,
+  path: string,
+  error: unknown,
+  attempts: number,
+): unknown {
+  if (error instanceof PlexRequestError && error.status === 503) {
+    return new PlexVerificationError(
+      `Plex in the cluster (${options.target}) answered HTTP 503 (busy) to ${path} ${attempts} ` +
+        `times: it is still starting or upgrading its database. Fix: wait until Plex Web shows ` +
+        `the libraries, then run pulumi up again.`,
+    );
+  }
+  if (error instanceof PlexRequestError && error.failure === "token-rejected") {
+    return new PlexVerificationError(
+      `Plex in the cluster (${options.target}) rejected the server's own token (HTTP ` +
+        `${error.status} on ${path}): the PlexOnlineToken read from the VM's Preferences.xml is ` +
+        `not accepted by the migrated server, so it is signed out or runs on another ` +
+        `Preferences.xml. Fix: compare /config/Library/Application Support/Plex Media ` +
+        `Server/Preferences.xml in the pod with the VM's, or sign the server in again ` +
+        `(Plex Web > Settings > General), then run pulumi up again.`,
+    );
+  }
+  if (error instanceof PlexRequestError && error.failure === "not-answering") {
+    return new PlexVerificationError(
+      `Plex in the cluster (${options.target}) stopped answering during the verification: ` +
+        `${error.message}. Fix: check the Plex container's log and run pulumi up again.`,
+    );
+  }
+  return error;
 }
 
 /** The libraries as the running Plex reports them (checkFiles=1: Plex looks at each file). */

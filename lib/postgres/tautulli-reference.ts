@@ -1,17 +1,17 @@
 /**
- * A parsed model of Tautulli's SQLite schema: the tables, columns (declared type, default,
- * constraints) and indexes of a `CREATE TABLE` / `CREATE INDEX` script such as
- * `reference/tautulli/schema-current.sql`, or of the `sql` column of a real database's
- * `sqlite_master`. The migrations are checked against it, the stamp rule verifies an existing
- * database with it, and the import uses it to recognise Tautulli tables and releases.
+ * A model of Tautulli's SQLite schema: the tables, columns (declared type, default, constraints)
+ * and indexes of a schema script such as `reference/tautulli/schema-current.sql`. The migrations
+ * are checked against it, the stamp rule verifies an existing database with it, and the import
+ * tests use it to recognise Tautulli's tables and indexes.
  *
- * The parser understands the SQLite DDL that Tautulli's `dbcheck()` writes (and what SQLite stores
- * after `ALTER TABLE ... ADD COLUMN`): quoted identifiers in all three SQLite styles, untyped
- * columns, `DEFAULT` literals (including SQLite's double-quoted strings), `NOT NULL`, `UNIQUE`,
- * `PRIMARY KEY [AUTOINCREMENT]`, table-level `UNIQUE (...)`/`PRIMARY KEY (...)`, and comments.
+ * SQLite itself reads the script: it runs in an in-memory database, and the model is what
+ * SQLite then reports (sqlite_master, PRAGMA table_xinfo, index_list, index_xinfo) plus the rows
+ * the script inserted. So every quirk of Tautulli's DDL (quoting styles, untyped columns,
+ * double-quoted DEFAULT strings, table-level UNIQUE) means exactly what it means to SQLite.
  */
 import * as fs from "fs";
 import * as path from "path";
+import Database from "better-sqlite3";
 
 /** Where the vendored Tautulli schemas live in the repository. */
 export const REFERENCE_DIR = path.resolve(__dirname, "..", "..", "reference", "tautulli");
@@ -29,7 +29,7 @@ export type SqliteAffinity = "INTEGER" | "TEXT" | "BLOB" | "REAL" | "NUMERIC";
 
 /** A column `DEFAULT`. `value` is undefined when the default is an expression, not a literal. */
 export interface SqliteDefault {
-  /** The default as written, e.g. `0`, `'0 0 * * 0'`, `"0 0 * * 0"`, `NULL`. */
+  /** The default as SQLite keeps it (PRAGMA table_xinfo), e.g. `0`, `'0 0 * * 0'`, `"0 0 * * 0"`, `NULL`. */
   sql: string;
   /** The literal's value: a string, a number, null for `NULL`, undefined for an expression. */
   value: string | number | null | undefined;
@@ -60,8 +60,8 @@ export interface SqliteTable {
 
 export interface SqliteIndexColumn {
   name: string;
-  /** `ASC`/`DESC` when written, else null. */
-  order: "ASC" | "DESC" | null;
+  /** `DESC` for a descending key, else null (ascending, SQLite's default). */
+  order: "DESC" | null;
 }
 
 export interface SqliteIndex {
@@ -73,7 +73,7 @@ export interface SqliteIndex {
   where?: string;
 }
 
-/** A row an `INSERT INTO t (cols) VALUES (...)` statement of the script writes. */
+/** A row the script inserts (every column, defaults included). */
 export interface SqliteSeedRow {
   table: string;
   values: Record<string, string | number | null>;
@@ -88,159 +88,6 @@ export interface TautulliSchema {
   seedRows: SqliteSeedRow[];
 }
 
-// --- Tokenizer ---------------------------------------------------------------------------------
-
-type TokenKind = "word" | "ident" | "string" | "number" | "punct";
-
-interface Token {
-  kind: TokenKind;
-  /** Identifier/word text without quotes, string value without quotes, or the punctuation. */
-  text: string;
-  /** The token as written. */
-  raw: string;
-}
-
-/** Splits SQL into tokens, dropping whitespace and comments. */
-function tokenize(sql: string): Token[] {
-  const tokens: Token[] = [];
-  let i = 0;
-  const n = sql.length;
-  while (i < n) {
-    const ch = sql[i];
-    if (/\s/.test(ch)) {
-      i++;
-    } else if (ch === "-" && sql[i + 1] === "-") {
-      while (i < n && sql[i] !== "\n") i++;
-    } else if (ch === "/" && sql[i + 1] === "*") {
-      const end = sql.indexOf("*/", i + 2);
-      i = end < 0 ? n : end + 2;
-    } else if (ch === "'" || ch === '"' || ch === "`") {
-      // SQLite escapes a quote inside a quoted text by doubling it.
-      let j = i + 1;
-      let text = "";
-      for (;;) {
-        if (j >= n) throw new Error(`unterminated ${ch}-quoted text in SQL at offset ${i}`);
-        if (sql[j] === ch) {
-          if (sql[j + 1] === ch) {
-            text += ch;
-            j += 2;
-            continue;
-          }
-          break;
-        }
-        text += sql[j++];
-      }
-      tokens.push({ kind: ch === "'" ? "string" : "ident", text, raw: sql.slice(i, j + 1) });
-      i = j + 1;
-    } else if (ch === "[") {
-      const end = sql.indexOf("]", i);
-      if (end < 0) throw new Error(`unterminated [identifier] in SQL at offset ${i}`);
-      tokens.push({ kind: "ident", text: sql.slice(i + 1, end), raw: sql.slice(i, end + 1) });
-      i = end + 1;
-    } else if (/[0-9.]/.test(ch) && /[0-9]/.test(sql[i + (ch === "." ? 1 : 0)] ?? "")) {
-      const match = /^(0x[0-9a-fA-F]+|\d*\.?\d+(?:[eE][-+]?\d+)?)/.exec(sql.slice(i))!;
-      tokens.push({ kind: "number", text: match[0], raw: match[0] });
-      i += match[0].length;
-    } else if (/[A-Za-z_]/.test(ch)) {
-      const match = /^[A-Za-z_][A-Za-z0-9_$]*/.exec(sql.slice(i))!;
-      tokens.push({ kind: "word", text: match[0], raw: match[0] });
-      i += match[0].length;
-    } else {
-      tokens.push({ kind: "punct", text: ch, raw: ch });
-      i++;
-    }
-  }
-  return tokens;
-}
-
-/** Splits a script into statements on top-level `;` (outside strings and comments). */
-export function splitSqlStatements(sql: string): string[] {
-  const statements: string[] = [];
-  let start = 0;
-  let i = 0;
-  const n = sql.length;
-  while (i < n) {
-    const ch = sql[i];
-    if (ch === "-" && sql[i + 1] === "-") {
-      while (i < n && sql[i] !== "\n") i++;
-    } else if (ch === "/" && sql[i + 1] === "*") {
-      const end = sql.indexOf("*/", i + 2);
-      i = end < 0 ? n : end + 2;
-    } else if (ch === "'" || ch === '"' || ch === "`") {
-      let j = i + 1;
-      while (j < n && !(sql[j] === ch && sql[j + 1] !== ch)) j += sql[j] === ch ? 2 : 1;
-      i = j + 1;
-    } else if (ch === ";") {
-      statements.push(sql.slice(start, i));
-      start = ++i;
-    } else {
-      i++;
-    }
-  }
-  statements.push(sql.slice(start));
-  return statements.filter((s) => tokenize(s).length > 0);
-}
-
-const isWord = (token: Token | undefined, ...words: string[]) =>
-  token !== undefined && token.kind === "word" && words.includes(token.text.toUpperCase());
-
-const isPunct = (token: Token | undefined, text: string) =>
-  token !== undefined && token.kind === "punct" && token.text === text;
-
-const identifierText = (token: Token | undefined): string => {
-  if (!token || (token.kind !== "word" && token.kind !== "ident" && token.kind !== "string")) {
-    throw new Error(`expected a name, found ${token ? `"${token.raw}"` : "the end"}`);
-  }
-  return token.text;
-};
-
-/** Splits tokens on commas that are not inside parentheses. */
-function splitTopLevel(tokens: Token[]): Token[][] {
-  const parts: Token[][] = [[]];
-  let depth = 0;
-  for (const token of tokens) {
-    if (isPunct(token, "(")) depth++;
-    if (isPunct(token, ")")) depth--;
-    if (depth === 0 && isPunct(token, ",")) parts.push([]);
-    else parts[parts.length - 1].push(token);
-  }
-  return parts.filter((part) => part.length > 0);
-}
-
-/** Index of the `)` matching the `(` at `open`. */
-function closingParen(tokens: Token[], open: number): number {
-  let depth = 0;
-  for (let i = open; i < tokens.length; i++) {
-    if (isPunct(tokens[i], "(")) depth++;
-    if (isPunct(tokens[i], ")") && --depth === 0) return i;
-  }
-  throw new Error("unbalanced parentheses");
-}
-
-const joinRaw = (tokens: Token[]) =>
-  tokens
-    .map((t) => t.raw)
-    .join(" ")
-    .replace(/\( /g, "(")
-    .replace(/ \)/g, ")")
-    .replace(/ ,/g, ",");
-
-// --- Column definitions --------------------------------------------------------------------------
-
-const CONSTRAINT_WORDS = [
-  "CONSTRAINT",
-  "PRIMARY",
-  "NOT",
-  "NULL",
-  "UNIQUE",
-  "CHECK",
-  "DEFAULT",
-  "COLLATE",
-  "REFERENCES",
-  "GENERATED",
-  "AS",
-];
-
 /** SQLite's affinity rules, in their documented order. */
 export function sqliteAffinity(declaredType: string | null): SqliteAffinity {
   if (declaredType === null) return "BLOB";
@@ -252,221 +99,150 @@ export function sqliteAffinity(declaredType: string | null): SqliteAffinity {
   return "NUMERIC";
 }
 
-function parseDefault(tokens: Token[], at: number): { value: SqliteDefault; next: number } {
-  const token = tokens[at];
-  if (!token) throw new Error("DEFAULT without a value");
-  if (isPunct(token, "(")) {
-    const close = closingParen(tokens, at);
-    return {
-      value: { sql: joinRaw(tokens.slice(at, close + 1)), value: undefined },
-      next: close + 1,
-    };
-  }
-  if ((isPunct(token, "-") || isPunct(token, "+")) && tokens[at + 1]?.kind === "number") {
-    const number = Number(tokens[at + 1].text) * (token.text === "-" ? -1 : 1);
-    return { value: { sql: token.raw + tokens[at + 1].raw, value: number }, next: at + 2 };
-  }
-  if (token.kind === "number")
-    return { value: { sql: token.raw, value: Number(token.text) }, next: at + 1 };
-  // SQLite reads a double-quoted word it cannot resolve as a column as a string literal; in a
-  // DEFAULT there is no column to resolve, so `DEFAULT "x"` is the text x (Tautulli v2.1 wrote that).
-  if (token.kind === "string" || (token.kind === "ident" && token.raw.startsWith('"'))) {
-    return { value: { sql: token.raw, value: token.text }, next: at + 1 };
-  }
-  if (isWord(token, "NULL")) return { value: { sql: token.raw, value: null }, next: at + 1 };
-  if (isWord(token, "TRUE", "FALSE")) {
-    return {
-      value: { sql: token.raw, value: token.text.toUpperCase() === "TRUE" ? 1 : 0 },
-      next: at + 1,
-    };
-  }
-  // CURRENT_TIMESTAMP and friends: an expression evaluated on insert.
-  return { value: { sql: token.raw, value: undefined }, next: at + 1 };
+/** The value of a DEFAULT as PRAGMA table_xinfo gives it, or undefined for an expression. */
+function defaultValue(sql: string): string | number | null | undefined {
+  if (/^NULL$/i.test(sql)) return null;
+  if (/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(sql)) return Number(sql);
+  // A double-quoted text that names no column is a string to SQLite, as in Tautulli's old DDL.
+  const quoted = /^'((?:[^']|'')*)'$/s.exec(sql) ?? /^"((?:[^"]|"")*)"$/s.exec(sql);
+  if (quoted) return quoted[1].split(sql[0] + sql[0]).join(sql[0]);
+  return undefined;
 }
 
-function parseColumn(tokens: Token[]): SqliteColumn {
-  const name = identifierText(tokens[0]);
-  let i = 1;
-  const typeWords: string[] = [];
-  while (i < tokens.length && !isWord(tokens[i], ...CONSTRAINT_WORDS)) {
-    if (isPunct(tokens[i], "(")) {
-      const close = closingParen(tokens, i);
-      typeWords.push(joinRaw(tokens.slice(i, close + 1)));
-      i = close + 1;
-    } else {
-      typeWords.push(tokens[i].raw);
-      i++;
-    }
-  }
-  const declaredType =
-    typeWords.length > 0 ? typeWords.join(" ").replace(/ \(/g, "(").toUpperCase() : null;
-  const column: SqliteColumn = {
-    name,
-    declaredType,
-    affinity: sqliteAffinity(declaredType),
-    notNull: false,
-    unique: false,
-    primaryKey: false,
-    autoIncrement: false,
-  };
-  while (i < tokens.length) {
-    const token = tokens[i];
-    if (isWord(token, "CONSTRAINT")) {
-      i += 2; // the constraint's name
-    } else if (isWord(token, "PRIMARY")) {
-      column.primaryKey = true;
-      i += 2; // PRIMARY KEY
-    } else if (isWord(token, "AUTOINCREMENT")) {
-      column.autoIncrement = true;
-      i++;
-    } else if (isWord(token, "NOT") && isWord(tokens[i + 1], "NULL")) {
-      column.notNull = true;
-      i += 2;
-    } else if (isWord(token, "UNIQUE")) {
-      column.unique = true;
-      i++;
-    } else if (isWord(token, "DEFAULT")) {
-      const parsed = parseDefault(tokens, i + 1);
-      // `DEFAULT NULL` is how SQLite spells "no default"; keep the clause, it is what was written.
-      column.default = parsed.value;
-      i = parsed.next;
-    } else if (isPunct(token, "(")) {
-      i = closingParen(tokens, i) + 1; // CHECK (...), REFERENCES t (...), GENERATED AS (...)
-    } else {
-      i++; // NULL, ASC/DESC, ON CONFLICT ..., COLLATE x, REFERENCES t: no effect on the model
-    }
-  }
-  return column;
+interface TableXinfoRow {
+  name: string;
+  type: string;
+  notnull: number;
+  dflt_value: string | null;
+  pk: number;
+  hidden: number;
 }
 
-function parseColumnList(tokens: Token[]): SqliteIndexColumn[] {
-  return splitTopLevel(tokens).map((part) => {
-    const last = part[part.length - 1];
-    const order = isWord(last, "ASC", "DESC") ? (last.text.toUpperCase() as "ASC" | "DESC") : null;
-    return { name: identifierText(part[0]), order };
+interface IndexListRow {
+  name: string;
+  unique: number;
+  origin: string;
+  partial: number;
+}
+
+interface IndexXinfoRow {
+  name: string | null;
+  desc: number;
+  key: number;
+}
+
+function quoteName(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function keyColumns(db: Database.Database, index: string): IndexXinfoRow[] {
+  return (db.prepare(`PRAGMA index_xinfo(${quoteName(index)})`).all() as IndexXinfoRow[]).filter(
+    (c) => c.key === 1,
+  );
+}
+
+function readTable(db: Database.Database, name: string, sql: string): SqliteTable {
+  const uniques = (db.prepare(`PRAGMA index_list(${quoteName(name)})`).all() as IndexListRow[])
+    .filter((i) => i.origin === "u")
+    .map((i) => keyColumns(db, i.name).map((c) => c.name!));
+  const columnUnique = new Set(uniques.filter((u) => u.length === 1).map((u) => u[0]));
+  const rows = (
+    db.prepare(`PRAGMA table_xinfo(${quoteName(name)})`).all() as TableXinfoRow[]
+  ).filter((c) => c.hidden === 0);
+  // SQLite reports no pragma for AUTOINCREMENT; it can only follow the INTEGER PRIMARY KEY.
+  const autoIncrement = /\bAUTOINCREMENT\b/i.test(sql);
+  const primaryKey = rows
+    .filter((c) => c.pk > 0)
+    .sort((a, b) => a.pk - b.pk)
+    .map((c) => c.name);
+  const columns = rows.map((c): SqliteColumn => {
+    const declaredType = c.type === "" ? null : c.type.toUpperCase();
+    const column: SqliteColumn = {
+      name: c.name,
+      declaredType,
+      affinity: sqliteAffinity(declaredType),
+      notNull: c.notnull === 1,
+      unique: columnUnique.has(c.name),
+      primaryKey: c.pk > 0,
+      autoIncrement: autoIncrement && c.pk > 0 && primaryKey.length === 1,
+    };
+    if (c.dflt_value !== null)
+      column.default = { sql: c.dflt_value, value: defaultValue(c.dflt_value) };
+    return column;
   });
+  return {
+    name,
+    columns,
+    primaryKey,
+    uniqueConstraints: uniques.filter((u) => u.length > 1),
+  };
 }
 
-/** Parses one `CREATE TABLE` statement (as in a script or in `sqlite_master.sql`). */
-export function parseCreateTable(sql: string): SqliteTable {
-  const tokens = tokenize(sql);
-  let i = 0;
-  if (!isWord(tokens[i++], "CREATE"))
-    throw new Error(`not a CREATE TABLE statement: ${sql.slice(0, 60)}`);
-  while (isWord(tokens[i], "TEMP", "TEMPORARY")) i++;
-  if (!isWord(tokens[i++], "TABLE"))
-    throw new Error(`not a CREATE TABLE statement: ${sql.slice(0, 60)}`);
-  if (isWord(tokens[i], "IF")) i += 3; // IF NOT EXISTS
-  let name = identifierText(tokens[i++]);
-  if (isPunct(tokens[i], ".")) name = identifierText(tokens[(i += 2) - 1]); // schema.table
-  if (!isPunct(tokens[i], "(")) throw new Error(`CREATE TABLE ${name}: expected a column list`);
-  const body = tokens.slice(i + 1, closingParen(tokens, i));
-  const table: SqliteTable = { name, columns: [], primaryKey: [], uniqueConstraints: [] };
-  for (const part of splitTopLevel(body)) {
-    let head = 0;
-    if (isWord(part[0], "CONSTRAINT")) head = 2;
-    if (isWord(part[head], "UNIQUE", "PRIMARY")) {
-      const open = part.findIndex((t) => isPunct(t, "("));
-      const columns = parseColumnList(part.slice(open + 1, closingParen(part, open))).map(
-        (c) => c.name,
-      );
-      if (isWord(part[head], "UNIQUE")) table.uniqueConstraints.push(columns);
-      else table.primaryKey = columns;
-    } else if (isWord(part[head], "CHECK", "FOREIGN")) {
-      // Tautulli declares neither; nothing in this model depends on them.
-    } else {
-      table.columns.push(parseColumn(part));
-    }
-  }
-  if (table.primaryKey.length === 0) {
-    table.primaryKey = table.columns.filter((c) => c.primaryKey).map((c) => c.name);
-  } else {
-    for (const column of table.columns)
-      column.primaryKey ||= table.primaryKey.includes(column.name);
-  }
-  return table;
-}
-
-/** Parses one `CREATE [UNIQUE] INDEX` statement. */
-export function parseCreateIndex(sql: string): SqliteIndex {
-  const tokens = tokenize(sql);
-  let i = 0;
-  if (!isWord(tokens[i++], "CREATE"))
-    throw new Error(`not a CREATE INDEX statement: ${sql.slice(0, 60)}`);
-  const unique = isWord(tokens[i], "UNIQUE");
-  if (unique) i++;
-  if (!isWord(tokens[i++], "INDEX"))
-    throw new Error(`not a CREATE INDEX statement: ${sql.slice(0, 60)}`);
-  if (isWord(tokens[i], "IF")) i += 3;
-  let name = identifierText(tokens[i++]);
-  if (isPunct(tokens[i], ".")) name = identifierText(tokens[(i += 2) - 1]);
-  if (!isWord(tokens[i++], "ON")) throw new Error(`CREATE INDEX ${name}: expected ON <table>`);
-  const table = identifierText(tokens[i++]);
-  const close = closingParen(tokens, i);
-  const columns = parseColumnList(tokens.slice(i + 1, close));
-  const index: SqliteIndex = { name, table, unique, columns };
-  if (isWord(tokens[close + 1], "WHERE")) index.where = joinRaw(tokens.slice(close + 2));
+function readIndex(db: Database.Database, name: string, table: string, sql: string): SqliteIndex {
+  const listed = (
+    db.prepare(`PRAGMA index_list(${quoteName(table)})`).all() as IndexListRow[]
+  ).find((i) => i.name === name)!;
+  const index: SqliteIndex = {
+    name,
+    table,
+    unique: listed.unique === 1,
+    columns: keyColumns(db, name).map((c) => ({
+      name: c.name!,
+      order: c.desc === 1 ? "DESC" : null,
+    })),
+  };
+  if (listed.partial === 1) index.where = /\bWHERE\b([\s\S]*)$/i.exec(sql)![1].trim();
   return index;
 }
 
-function parseInsert(sql: string): SqliteSeedRow[] {
-  const tokens = tokenize(sql);
-  let i = 2; // INSERT INTO
-  const table = identifierText(tokens[i++]);
-  const columnsClose = closingParen(tokens, i);
-  const columns = parseColumnList(tokens.slice(i + 1, columnsClose)).map((c) => c.name);
-  i = columnsClose + 1;
-  if (!isWord(tokens[i++], "VALUES"))
-    throw new Error(`INSERT INTO ${table}: only VALUES lists are understood`);
-  const rows: SqliteSeedRow[] = [];
-  while (isPunct(tokens[i], "(")) {
-    const close = closingParen(tokens, i);
-    const values = splitTopLevel(tokens.slice(i + 1, close)).map(
-      (part) => parseDefault(part, 0).value.value,
+/** What SQLite makes of a schema script: run in an in-memory database and read back. */
+export function schemaOfSql(script: string): TautulliSchema {
+  const db = new Database(":memory:");
+  try {
+    db.exec(script);
+    const objects = db
+      .prepare(
+        "SELECT type, name, tbl_name AS tbl, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+      )
+      .all() as { type: string; name: string; tbl: string; sql: string | null }[];
+    const tables = objects
+      .filter((o) => o.type === "table")
+      .map((o) => readTable(db, o.name, o.sql ?? ""));
+    const indexes = objects
+      .filter((o) => o.type === "index" && o.sql !== null)
+      .map((o) => readIndex(db, o.name, o.tbl, o.sql!));
+    const seedRows: SqliteSeedRow[] = tables.flatMap((t) =>
+      (
+        db.prepare(`SELECT * FROM ${quoteName(t.name)} ORDER BY rowid`).all() as Record<
+          string,
+          string | number | null
+        >[]
+      ).map((values) => ({ table: t.name, values })),
     );
-    const row: Record<string, string | number | null> = {};
-    columns.forEach((column, k) => (row[column] = values[k] ?? null));
-    rows.push({ table, values: row });
-    i = close + 1;
-    if (isPunct(tokens[i], ",")) i++;
+    const versionRow = seedRows.find(
+      (row) => row.table === "version_info" && row.values.key === "version",
+    );
+    return {
+      tautulliVersion:
+        typeof versionRow?.values.value === "string"
+          ? versionRow.values.value
+          : (/Tautulli version\s*:\s*(v\d+(?:\.\d+)+)/.exec(script)?.[1] ?? null),
+      tables,
+      indexes,
+      seedRows,
+    };
+  } finally {
+    db.close();
   }
-  return rows;
-}
-
-/** Parses a whole schema script: every CREATE TABLE, CREATE INDEX and INSERT in it. */
-export function parseTautulliSchemaSql(sql: string): TautulliSchema {
-  const schema: TautulliSchema = { tautulliVersion: null, tables: [], indexes: [], seedRows: [] };
-  for (const statement of splitSqlStatements(sql)) {
-    const tokens = tokenize(statement);
-    const kind = tokens
-      .slice(0, 3)
-      .map((t) => t.text.toUpperCase())
-      .join(" ");
-    if (/^CREATE (TEMP |TEMPORARY )?TABLE/.test(kind))
-      schema.tables.push(parseCreateTable(statement));
-    else if (/^CREATE (UNIQUE )?INDEX/.test(kind)) schema.indexes.push(parseCreateIndex(statement));
-    else if (/^INSERT INTO/.test(kind)) schema.seedRows.push(...parseInsert(statement));
-    else
-      throw new Error(`unsupported statement in schema script: ${statement.trim().slice(0, 60)}`);
-  }
-  const versionRow = schema.seedRows.find(
-    (row) => row.table === "version_info" && row.values.key === "version",
-  );
-  if (typeof versionRow?.values.value === "string") {
-    schema.tautulliVersion = versionRow.values.value;
-  } else {
-    schema.tautulliVersion = /Tautulli version\s*:\s*(v\d+(?:\.\d+)+)/.exec(sql)?.[1] ?? null;
-  }
-  return schema;
 }
 
 const cache = new Map<ReferenceName, TautulliSchema>();
 
-/** The parsed reference schema (`current` = the release the migrations create). */
+/** The reference schema (`current` = the release the migrations create). */
 export function loadTautulliReference(name: ReferenceName = "current"): TautulliSchema {
   let schema = cache.get(name);
   if (!schema) {
-    schema = parseTautulliSchemaSql(fs.readFileSync(REFERENCE_FILES[name], "utf8"));
+    schema = schemaOfSql(fs.readFileSync(REFERENCE_FILES[name], "utf8"));
     cache.set(name, schema);
   }
   return schema;

@@ -243,6 +243,23 @@ describe("kube tunnel: port-forward through the Kubernetes API to a real Postgre
     );
   });
 
+  it("an API server that does not answer fails the connection, naming the server", async () => {
+    addPostgresPod();
+    const closed = new URL(api.url);
+    await api.close();
+    api = await startFakeKubeApi("plex"); // afterEach closes this one
+    const kc = new k8s.KubeConfig();
+    kc.loadFromString(api.kubeconfig().replace(api.url, closed.origin));
+    const tunnel = await open({ kubeConfig: kc });
+    await assert.rejects(connect(tunnel), /Connection terminated|ECONNRESET/);
+    assert.match(
+      tunnel.lastError() ?? "",
+      new RegExp(
+        `^cannot reach the Kubernetes API server ${closed.origin.replace(/[.]/g, "\\.")} \\(.*ECONNREFUSED.*\\)\\. Check the network and kubeContext$`,
+      ),
+    );
+  });
+
   it("refuses an unknown kubeconfig context and a local port in use, before listening", async () => {
     await assert.rejects(
       open({ context: "prod" }),

@@ -135,6 +135,7 @@ describe("PlexVerification provider (serialized, through the Kubernetes API)", f
       /plex-verify: {3}Movies \[movie\]: readable, 3\/3 sampled items readable \(of 6\)\n/,
     );
     assert.match(logged, /plex-verify: From outside the cluster: open https:\/\/app\.plex\.tv/);
+    assert.match(logged, /plex-verify: Keep Plex's "Empty trash automatically after every scan"/);
     assert.equal(outs.summary.split("\n").length, logged.trimEnd().split("\n").length);
     for (const text of [JSON.stringify(outs.report), outs.summary, logged, JSON.stringify(execs)]) {
       assert.ok(!text.includes(TOKEN));

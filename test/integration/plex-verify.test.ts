@@ -12,7 +12,12 @@ import { freePort } from "../../lib/net";
 import { isReadOnlyPath, plexClient } from "../../lib/plex/verify-http";
 import { PlexVerificationError, verifyPlex, VerifyPlexOptions } from "../../lib/plex/verify";
 import { sampleOffsets } from "../../lib/plex/verify-sample";
-import { EMPTY_TRASH_ADVICE, formatReport, VerificationReport } from "../../lib/plex/verify-report";
+import {
+  EMPTY_TRASH_ADVICE,
+  formatReport,
+  OUTSIDE_CHECK_ADVICE,
+  VerificationReport,
+} from "../../lib/plex/verify-report";
 import { parseItemsPage, parseSections } from "../../lib/plex/verify-xml";
 import { FakePlex, FakeSection } from "../support/fake-plex";
 
@@ -164,6 +169,9 @@ describe("Plex verification against a server answering as Plex Media Server", fu
       /advertised address: not checked \(the Plex networking mode advertises no address\)/,
     );
     assert.equal(report.autoEmptyTrash, false);
+    // Off now, and the report still says to keep it off until it passes.
+    assert.match(formatReport(report), /empty trash automatically: off/);
+    assert.deepEqual(report.advice, [EMPTY_TRASH_ADVICE, OUTSIDE_CHECK_ADVICE]);
     // Samples spread over the listing (offsets 0, 2, 4, 7, 9 of 12), each file checked by Plex.
     const metadata = fake.requests.filter((r) => r.path.startsWith("/library/metadata/"));
     assert.deepEqual(
@@ -373,6 +381,31 @@ describe("Plex verification against a server answering as Plex Media Server", fu
     );
     assert.match(error.message, /Fix: compare .*Preferences\.xml/);
     assert.ok(!error.message.includes("not-the-server-token"));
+  });
+
+  it("asks again while Plex answers 503 (starting), and fails with the fix when it stays busy", async () => {
+    const sections: FakeSection[] = [
+      {
+        key: "1",
+        title: "Movies",
+        type: "movie",
+        locations: [path.join(media, "movies")],
+        items: items("movies", 2, 2, 100),
+      },
+    ];
+    const starting = await plex(sections, { busyResponses: 2 });
+    const report = await verifyPlex(options(starting, { busyRetry: { tries: 3, delayMs: 0 } }));
+    assert.equal(report.passed, true);
+    assert.deepEqual(
+      starting.requests.slice(0, 4).map((r) => r.path),
+      ["/identity", "/library/sections", "/library/sections", "/library/sections"],
+    );
+    const busy = await plex(sections, { busyResponses: 100 });
+    const error = await failure(verifyPlex(options(busy, { busyRetry: { tries: 3, delayMs: 0 } })));
+    assert.match(
+      error.message,
+      /answered HTTP 503 \(busy\) to \/library\/sections 3 times: it is still starting/,
+    );
   });
 
   it("fails with the fix when Plex does not answer", async () => {

@@ -41,6 +41,8 @@ export interface FakePlexOptions {
   claimed?: boolean;
   sections: FakeSection[];
   autoEmptyTrash?: boolean;
+  /** Answer this many token-checked requests with 503 first, as a Plex still starting does. */
+  busyResponses?: number;
 }
 
 export interface RecordedRequest {
@@ -140,6 +142,10 @@ export class FakePlex {
     if (req.method !== "GET") return send(405, "", "text/html");
     if (url.pathname === "/identity") return send(200, this.identity());
     if (!authenticated) return send(401, UNAUTHORIZED_BODY, "text/html");
+    if ((this.options.busyResponses ?? 0) > 0) {
+      this.options.busyResponses! -= 1;
+      return send(503, "", "text/html");
+    }
     const container = (name: string) =>
       query[name] ?? (req.headers[name.toLowerCase()] as string | undefined);
 

@@ -360,7 +360,7 @@ describe("PostgresInstance (mocks)", () => {
     assert.equal((await unwrap(viaEndpoint.postgres.clusterHost)).value, "db.example.com");
     assert.equal(
       (await unwrap(viaEndpoint.postgres.reachedAt)).value,
-      "10.0.0.9:6432 (postgresEndpoint, else postgresHost:postgresPort)",
+      "10.0.0.9:6432 (postgresEndpoint)",
     );
   });
 

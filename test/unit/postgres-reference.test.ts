@@ -13,10 +13,7 @@ import { parseIndexDefinition } from "../../lib/postgres/schema-introspection";
 import {
   findTable,
   loadTautulliReference,
-  parseCreateIndex,
-  parseCreateTable,
-  parseTautulliSchemaSql,
-  splitSqlStatements,
+  schemaOfSql,
 } from "../../lib/postgres/tautulli-reference";
 
 describe("Tautulli reference schema model", () => {
@@ -30,10 +27,21 @@ describe("Tautulli reference schema model", () => {
     );
     assert.equal(schema.indexes.length, 22);
     assert.equal(schema.indexes.filter((i) => i.unique).length, 7);
-    assert.deepEqual(schema.seedRows, [
-      { table: "users", values: { user_id: 0, username: "Local" } },
-      { table: "version_info", values: { key: "version", value: "v2.17.2" } },
-    ]);
+    assert.deepEqual(
+      [...schema.seedRows]
+        .sort((a, b) => a.table.localeCompare(b.table))
+        .map((row) => ({
+          table: row.table,
+          values:
+            row.table === "users"
+              ? { user_id: row.values.user_id, username: row.values.username }
+              : row.values,
+        })),
+      [
+        { table: "users", values: { user_id: 0, username: "Local" } },
+        { table: "version_info", values: { key: "version", value: "v2.17.2" } },
+      ],
+    );
   });
 
   it("parses schema-v2.1.sql: 19 tables, 435 columns, 3 indexes, no version row", () => {
@@ -82,11 +90,14 @@ describe("Tautulli reference schema model", () => {
     assert.equal(cron!.notNull, true);
   });
 
-  it("reads sqlite_master-style DDL: run-together commas, quoting styles, table constraints", () => {
-    const table = parseCreateTable(
+  it("reads sqlite_master-style DDL through SQLite: run-together commas, quoting styles, table constraints", () => {
+    const {
+      tables: [table],
+    } = schemaOfSql(
       'CREATE TABLE IF NOT EXISTS "odd table" (id INTEGER PRIMARY KEY AUTOINCREMENT,' +
         "[user] TEXT,`count` INTEGER DEFAULT -1,width INTEGER,transcode_width INTEGER," +
         "note VARCHAR(20) NOT NULL DEFAULT 'it''s', ratio REAL DEFAULT (1.5), untyped, " +
+        "cron TEXT DEFAULT \"0 0 * * 0\", made INTEGER DEFAULT (strftime('%s', 'now')), " +
         "CONSTRAINT k UNIQUE (width, transcode_width), CHECK (width > 0))",
     );
     assert.equal(table.name, "odd table");
@@ -99,21 +110,26 @@ describe("Tautulli reference schema model", () => {
         ["width", "INTEGER", "INTEGER", undefined],
         ["transcode_width", "INTEGER", "INTEGER", undefined],
         ["note", "VARCHAR(20)", "TEXT", "it's"],
-        ["ratio", "REAL", "REAL", undefined],
+        ["ratio", "REAL", "REAL", 1.5],
         ["untyped", null, "BLOB", undefined],
+        ["cron", "TEXT", "TEXT", "0 0 * * 0"],
+        ["made", "INTEGER", "INTEGER", undefined],
       ],
     );
-    assert.deepEqual(table.columns.find((c) => c.name === "ratio")!.default, {
-      sql: "(1.5)",
+    assert.deepEqual(table.columns.find((c) => c.name === "made")!.default, {
+      sql: "strftime('%s', 'now')",
       value: undefined,
     });
+    assert.equal(table.columns[0].autoIncrement, true);
     assert.deepEqual(table.uniqueConstraints, [["width", "transcode_width"]]);
     assert.deepEqual(table.primaryKey, ["id"]);
   });
 
-  it("reads CREATE INDEX with order, uniqueness and a WHERE clause", () => {
-    assert.deepEqual(
-      parseCreateIndex('CREATE UNIQUE INDEX IF NOT EXISTS ix ON t (a, "user" DESC) WHERE a > 0'),
+  it("reads CREATE INDEX through SQLite: key order, uniqueness and a WHERE clause", () => {
+    const { indexes } = schemaOfSql(
+      'CREATE TABLE t (a INTEGER, "user" TEXT); CREATE UNIQUE INDEX IF NOT EXISTS ix ON t (a, "user" DESC) WHERE a > 0;',
+    );
+    assert.deepEqual(indexes, [
       {
         name: "ix",
         table: "t",
@@ -124,20 +140,11 @@ describe("Tautulli reference schema model", () => {
         ],
         where: "a > 0",
       },
-    );
+    ]);
   });
 
-  it("splits statements on semicolons outside strings and comments", () => {
-    assert.deepEqual(
-      splitSqlStatements(
-        "-- a; comment\nCREATE TABLE a (x TEXT DEFAULT ';');\n/* ; */ CREATE INDEX i ON a (x);\n",
-      ),
-      ["-- a; comment\nCREATE TABLE a (x TEXT DEFAULT ';')", "\n/* ; */ CREATE INDEX i ON a (x)"],
-    );
-    assert.throws(
-      () => parseTautulliSchemaSql("DROP TABLE x;"),
-      /unsupported statement in schema script: DROP TABLE x/,
-    );
+  it("refuses a script SQLite refuses", () => {
+    assert.throws(() => schemaOfSql("CREATE TABLE x (a TEXT,);"), /syntax error/);
   });
 });
 
