@@ -198,92 +198,103 @@ function upgradeStatus(error: unknown): number | undefined {
 
 const HIGH_WATER_BYTES = 1 << 20;
 
-/**
- * Opens the tunnel: listens on localHost:localPort and forwards each connection to the target.
- * Rejects when the kubeconfig or context is unusable or the local port is taken.
- */
-export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunnel> {
-  const kc = loadKubeConfig(options);
-  const context = kc.getCurrentContext();
-  const server = kc.getCurrentCluster()!.server;
-  const core = kc.makeApiClient(k8s.CoreV1Api);
-  const log = options.log ?? (() => undefined);
-  const namespace = options.namespace;
-  const remotePort = options.remotePort;
-  const readyTimeoutMs = (options.readyTimeoutSeconds ?? 120) * 1000;
-  const pollMs = options.pollIntervalMs ?? 1000;
-  const targetText =
-    "podName" in options.target
-      ? `pod ${namespace}/${options.target.podName}`
-      : `a Ready pod in ${namespace} with ${labelSelector(options.target.selector)}`;
-  const description = `${targetText}, port ${remotePort}`;
+/** One tunnel's way to its pods: finding a Ready one, and one port-forward stream per connection. */
+class PodRoute {
+  readonly description: string;
+  lastError: string | undefined;
+  closing = false;
+  readonly streams = new Set<WebSocket>();
+  private readonly context: string;
+  private readonly server: string;
+  private readonly core: K8s.CoreV1Api;
+  private readonly portForward: K8s.PortForward;
+  private readonly log: (line: string, level: "info" | "error") => void;
 
-  // The socket factory hook of WebSocketHandler lets the tunnel unref the connection to the API
-  // server once it is open (see the module comment).
-  const handler = new WebSocketHandler(kc, (uri, protocols, opts) => {
-    const WebSocketClass = require("ws") as typeof WebSocket;
-    const ws = new WebSocketClass(uri, protocols, opts);
-    ws.on("upgrade", (response) => response.socket.unref());
-    return ws;
-  });
-  const portForward = new k8s.PortForward(kc, true, handler);
+  constructor(
+    kc: K8s.KubeConfig,
+    private readonly options: PodTunnelOptions,
+  ) {
+    this.context = kc.getCurrentContext();
+    this.server = kc.getCurrentCluster()!.server;
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.log = options.log ?? (() => undefined);
+    const ns = options.namespace;
+    const target =
+      "podName" in options.target
+        ? `pod ${ns}/${options.target.podName}`
+        : `a Ready pod in ${ns} with ${labelSelector(options.target.selector)}`;
+    this.description = `${target}, port ${options.remotePort}`;
+    // The socket factory hook of WebSocketHandler lets the tunnel unref the connection to the API
+    // server once it is open (see the module comment).
+    const handler = new WebSocketHandler(kc, (uri, protocols, opts) => {
+      const WebSocketClass = require("ws") as typeof WebSocket;
+      const ws = new WebSocketClass(uri, protocols, opts);
+      ws.on("upgrade", (response) => response.socket.unref());
+      return ws;
+    });
+    this.portForward = new k8s.PortForward(kc, true, handler);
+  }
 
-  let lastError: string | undefined;
-  const report = (message: string) => {
-    lastError = message;
-    log(message, "error");
-  };
-  const open = new Set<net.Socket>();
-  const sockets = new Set<WebSocket>();
-  let closing = false;
+  report(message: string): void {
+    this.lastError = message;
+    this.log(message, "error");
+  }
 
-  async function listPods(): Promise<PodSummary[]> {
+  private failure(error: unknown): TunnelError {
+    return apiFailure(error, this.server, this.context);
+  }
+
+  private async listPods(): Promise<PodSummary[]> {
+    const { namespace, target } = this.options;
     try {
-      if ("podName" in options.target) {
-        const pod = await core.readNamespacedPod({ name: options.target.podName, namespace });
-        return [summarize(pod)];
+      if ("podName" in target) {
+        return [summarize(await this.core.readNamespacedPod({ name: target.podName, namespace }))];
       }
-      const list = await core.listNamespacedPod({
+      const list = await this.core.listNamespacedPod({
         namespace,
-        labelSelector: labelSelector(options.target.selector),
+        labelSelector: labelSelector(target.selector),
       });
       return list.items.map(summarize).sort((a, b) => a.name.localeCompare(b.name));
     } catch (error) {
-      if ((error as { code?: number }).code === 404 && "podName" in options.target) return [];
-      throw apiFailure(error, server, context);
+      if ((error as { code?: number }).code === 404 && "podName" in target) return [];
+      throw this.failure(error);
     }
   }
 
-  /** The name of a Ready pod, waiting for one up to readyTimeoutMs. */
-  async function readyPod(local: net.Socket): Promise<string> {
-    const deadline = Date.now() + readyTimeoutMs;
+  /** The name of a Ready pod, waiting for one up to readyTimeoutSeconds. */
+  private async readyPod(local: net.Socket): Promise<string> {
+    const waitMs = (this.options.readyTimeoutSeconds ?? 120) * 1000;
+    const deadline = Date.now() + waitMs;
     let waited = false;
     for (;;) {
-      const pods = await listPods();
+      const pods = await this.listPods();
       const ready = pods.find((p) => p.ready);
       if (ready) {
-        if (waited) log(`${ready.name} is Ready: forwarding to it`, "info");
+        if (waited) this.log(`${ready.name} is Ready: forwarding to it`, "info");
         return ready.name;
       }
       const seen = pods.length
         ? pods.map((p) => `${p.name} ${p.state}`).join("; ")
         : "no pod matches";
-      if (Date.now() >= deadline || local.destroyed || closing) {
+      if (Date.now() >= deadline || local.destroyed || this.closing) {
         throw new TunnelError(
-          `no Ready pod for ${description} after ${readyTimeoutMs / 1000} s (${seen}). ` +
-            `Check the pod (kubectl -n ${namespace} describe pod ...): it must be Running and Ready`,
+          `no Ready pod for ${this.description} after ${waitMs / 1000} s (${seen}). ` +
+            `Check the pod (kubectl -n ${this.options.namespace} describe pod ...): it must be Running and Ready`,
           true,
         );
       }
-      if (!waited) log(`waiting for ${description} to be Ready (${seen})`, "info");
+      if (!waited) this.log(`waiting for ${this.description} to be Ready (${seen})`, "info");
       waited = true;
-      await new Promise((resolve) => setTimeout(resolve, pollMs).unref());
+      await new Promise((resolve) =>
+        setTimeout(resolve, this.options.pollIntervalMs ?? 1000).unref(),
+      );
     }
   }
 
-  async function forward(local: net.Socket): Promise<void> {
+  /** Forwards one local connection to a Ready pod, until either side closes. */
+  async forward(local: net.Socket): Promise<void> {
     local.pause();
-    const pod = await readyPod(local);
+    const pod = await this.readyPod(local);
     const errorText: Buffer[] = [];
     let ws: WebSocket | undefined;
     const toLocal = new Writable({
@@ -301,25 +312,28 @@ export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunne
         done();
       },
     });
-    // Data to the pod is sent below with flow control; PortForward only needs an input stream.
-    const idleInput = new PassThrough();
     try {
-      ws = (await portForward.portForward(
-        namespace,
+      // Data to the pod is sent by `pipe` with flow control; PortForward only needs an input.
+      ws = (await this.portForward.portForward(
+        this.options.namespace,
         pod,
-        [remotePort],
+        [this.options.remotePort],
         toLocal,
         errors,
-        idleInput,
+        new PassThrough(),
       )) as unknown as WebSocket;
     } catch (error) {
       const status = upgradeStatus(error);
-      throw status
-        ? apiFailure({ code: status }, server, context)
-        : apiFailure(error, server, context);
+      throw this.failure(status ? { code: status } : error);
     }
-    const socket = ws;
-    sockets.add(socket);
+    this.pipe(local, ws, `${this.options.namespace}/${pod} port ${this.options.remotePort}`, () =>
+      Buffer.concat(errorText).toString("utf8").trim(),
+    );
+  }
+
+  /** Local bytes to the pod (channel 0, paused while 1 MiB is unsent), and the endings. */
+  private pipe(local: net.Socket, ws: WebSocket, where: string, errorText: () => string): void {
+    this.streams.add(ws);
     let pending = 0;
     local.on("data", (chunk: Buffer) => {
       const frame = Buffer.allocUnsafe(chunk.length + 1);
@@ -327,74 +341,83 @@ export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunne
       chunk.copy(frame, 1);
       pending += frame.length;
       if (pending > HIGH_WATER_BYTES) local.pause();
-      socket.send(frame, () => {
+      ws.send(frame, () => {
         pending -= frame.length;
         if (pending <= HIGH_WATER_BYTES && !local.destroyed) local.resume();
       });
     });
     // v4 has no half-close: the stream ends when either side closes.
-    local.on("end", () => socket.close());
-    local.on("close", () => socket.close());
-    local.on("error", () => socket.close());
-    socket.on("close", (code: number) => {
-      sockets.delete(socket);
-      const text = Buffer.concat(errorText).toString("utf8").trim();
+    local.on("end", () => ws.close());
+    local.on("close", () => ws.close());
+    local.on("error", () => ws.close());
+    ws.on("close", (code: number) => {
+      this.streams.delete(ws);
+      const text = errorText();
       if (text) {
-        report(`port-forward to ${namespace}/${pod} port ${remotePort} failed: ${text}`);
+        this.report(`port-forward to ${where} failed: ${text}`);
         local.destroy();
-      } else if (code === 1006 && !closing) {
+      } else if (code === 1006 && !this.closing) {
         // 1006: the connection ended without a close frame (network, API server restart).
-        report(`the port-forward stream to ${namespace}/${pod} port ${remotePort} dropped`);
+        this.report(`the port-forward stream to ${where} dropped`);
         local.destroy();
       } else {
         local.end();
       }
     });
-    socket.on("error", (error) => {
-      report(
-        `the port-forward stream to ${namespace}/${pod} port ${remotePort} broke: ${error.message}`,
-      );
+    ws.on("error", (error) => {
+      this.report(`the port-forward stream to ${where} broke: ${error.message}`);
       local.destroy();
     });
     local.resume();
   }
+}
 
+/** Listens on host:port; a taken port is a TunnelError naming it. */
+async function listen(server: net.Server, host: string, port: number, what: string) {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(
+        new TunnelError(
+          error.code === "EADDRINUSE"
+            ? `local port ${host}:${port} for the tunnel to ${what} is in use. ` +
+                "Stop what listens there, or choose another port"
+            : `cannot listen on ${host}:${port}: ${error.message}`,
+          true,
+        ),
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+}
+
+/**
+ * Opens the tunnel: listens on localHost:localPort and forwards each connection to the target.
+ * Rejects when the kubeconfig or context is unusable or the local port is taken.
+ */
+export async function openPodTunnel(options: PodTunnelOptions): Promise<PodTunnel> {
+  const route = new PodRoute(loadKubeConfig(options), options);
+  const open = new Set<net.Socket>();
   const listener = net.createServer((local) => {
     local.unref();
     open.add(local);
     local.on("close", () => open.delete(local));
     local.on("error", () => undefined);
-    forward(local).catch((error) => {
-      report((error as Error).message);
+    route.forward(local).catch((error) => {
+      route.report((error as Error).message);
       local.destroy();
     });
   });
   const host = options.localHost ?? "127.0.0.1";
-  await new Promise<void>((resolve, reject) => {
-    listener.once("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        new TunnelError(
-          error.code === "EADDRINUSE"
-            ? `local port ${host}:${options.localPort} for the tunnel to ${description} is in use. ` +
-                "Stop what listens there, or choose another port"
-            : `cannot listen on ${host}:${options.localPort ?? 0}: ${error.message}`,
-          true,
-        ),
-      ),
-    );
-    listener.listen(options.localPort ?? 0, host, () => resolve());
-  });
+  await listen(listener, host, options.localPort ?? 0, route.description);
   listener.unref();
-  const port = (listener.address() as net.AddressInfo).port;
-
   return {
     host,
-    port,
-    description,
-    lastError: () => lastError,
+    port: (listener.address() as net.AddressInfo).port,
+    description: route.description,
+    lastError: () => route.lastError,
     close: async () => {
-      closing = true;
-      for (const socket of sockets) socket.terminate();
+      route.closing = true;
+      for (const ws of route.streams) ws.terminate();
       for (const local of open) local.destroy();
       await new Promise<void>((resolve) => listener.close(() => resolve()));
     },

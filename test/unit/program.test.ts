@@ -229,6 +229,8 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     const local = `127.0.0.1:${DEV_TUNNEL_PORT}`;
     const provider = dev.byType("pulumi:providers:postgresql")[0].inputs;
     assert.strictEqual(`${provider.host}:${provider.port}`, local, "role, database, grant");
+    const login = dev.byType("pulumi-nodejs:dynamic/plex-migrate:PostgresAdminLogin")[0].inputs;
+    assert.strictEqual(`${login.host}:${login.port}`, local, "the admin login check");
     for (const type of [SCHEMA, IMPORT]) {
       const url = new URL(String(dev.byType(type)[0].inputs.databaseUrl));
       assert.strictEqual(url.host, local, type);
