@@ -26,7 +26,13 @@ import {
   stepEnvironment,
 } from "../lib/source-vm/commands";
 import { hostKeyProblem, normalizeHostKey } from "../lib/source-vm/host-key";
-import { ArchiveFormat, archiveFormatOf, parseStepOutput } from "../lib/source-vm/outputs";
+import {
+  ArchiveFormat,
+  archiveFormatOf,
+  parseStepOutput,
+  type DataOwner,
+  type PlexPreferences,
+} from "../lib/source-vm/outputs";
 
 export interface SourceVmArgs {
   /** SSH connection to the VM; `privateKey` is a secret. */
@@ -91,6 +97,14 @@ export class SourceVm extends pulumi.ComponentResource {
   readonly databasesOk: pulumi.Output<boolean>;
   /** Media paths the Plex library refers to (section_locations), for plexMediaVolumes. */
   readonly mediaRoots: pulumi.Output<string[]>;
+  /** Files, directories and links in the data dir: the inode need of the copy. */
+  readonly fileCount: pulumi.Output<number>;
+  /** Owner of the Plex data dir and that user's other groups. */
+  readonly dataOwner: pulumi.Output<DataOwner>;
+  /** IANA time zone of the VM ("" when unknown). */
+  readonly timezone: pulumi.Output<string>;
+  /** Preferences.xml's identity and LAN settings. */
+  readonly preferences: pulumi.Output<PlexPreferences>;
   /** Secret: the URL holds the serving token. */
   readonly archiveUrl: pulumi.Output<string>;
   readonly archiveSha256: pulumi.Output<string>;
@@ -241,6 +255,10 @@ export class SourceVm extends pulumi.ComponentResource {
     this.plexVersion = preflightResult.apply((p) => p.plexVersion);
     this.libraryBytes = preflightResult.apply((p) => p.libraryBytes);
     this.mediaRoots = preflightResult.apply((p) => p.mediaRoots);
+    this.fileCount = preflightResult.apply((p) => p.fileCount);
+    this.dataOwner = preflightResult.apply((p) => p.dataOwner);
+    this.timezone = preflightResult.apply((p) => p.timezone);
+    this.preferences = preflightResult.apply((p) => p.preferences);
     this.databasesOk = pulumi
       .all([preflightResult, stopResult])
       .apply(([p, s]) => p.databasesOk && s.databasesOk);
