@@ -14,7 +14,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { PlexRelease } from "./components/plex-release";
 import { PostgresInstance } from "./components/postgres-instance";
 import { SchemaMigrations } from "./components/schema-migrations";
-import { SourceVm } from "./components/source-vm";
+import { ArchiveSourceVm } from "./components/archive-source-vm";
 import { SqliteImport } from "./components/sqlite-import";
 import { TautulliDatabase } from "./components/tautulli-database";
 import { loadConfig } from "./lib/config";
@@ -25,7 +25,7 @@ const config = loadConfig();
 const cluster = new k8s.Provider("cluster", { context: config.kubernetes.context });
 const onCluster = { providers: { kubernetes: cluster } };
 
-const sourceVm = new SourceVm("source-vm", {
+const sourceVm = new ArchiveSourceVm("source-vm", {
   connection: {
     host: config.vm.host,
     port: config.vm.port,
@@ -67,10 +67,20 @@ const plex = new PlexRelease(
     configSize: config.plex.configSize,
     configHeadroomPercent: config.plex.configHeadroomPercent,
     libraryBytes: sourceVm.libraryBytes,
+    fileCount: sourceVm.fileCount,
     mediaVolumes: config.plex.mediaVolumes,
     vmMediaRoots: sourceVm.mediaRoots,
     uid: config.plex.uid,
     gid: config.plex.gid,
+    timezone: config.plex.timezone,
+    vmDataOwner: sourceVm.dataOwner,
+    vmTimezone: sourceVm.timezone,
+    vmPreferences: sourceVm.preferences,
+    supplementalGroups: config.plex.supplementalGroups,
+    clusterNetworks: config.plex.clusterNetworks,
+    nodeSelector: config.plex.nodeSelector,
+    gpu: config.plex.gpu,
+    podSecurity: config.plex.podSecurity,
     claimToken: config.plex.claimToken,
     networking: config.plex.networking,
     advertiseUrls: config.plex.advertiseUrls,

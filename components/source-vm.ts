@@ -29,6 +29,7 @@ import {
   stepEnvironment,
 } from "../lib/source-vm/commands";
 import { hostKeyProblem, normalizeHostKey } from "../lib/source-vm/host-key";
+import { syncStepEnvironment, type SyncStep } from "../lib/source-vm/sync-steps";
 import {
   DataOwner,
   FileDigest,
@@ -261,7 +262,7 @@ export class SourceVm extends pulumi.ComponentResource {
   }
 
   /** A step's stdin: its settings (and the migration's public key), then the script. */
-  private bundle(step: SourceStep): pulumi.Output<string> {
+  private bundle(step: SourceStep | SyncStep): pulumi.Output<string> {
     const script = fs.readFileSync(SCRIPT_PATH, "utf8");
     const needsKey = step === "authorize-sync" || step === "revoke-sync";
     const key: pulumi.Output<string | undefined> = needsKey
@@ -269,11 +270,17 @@ export class SourceVm extends pulumi.ComponentResource {
       : pulumi.output<string | undefined>(undefined);
     return key.apply((syncPublicKey) =>
       // Only the serve step of the archive flow carries the server's source.
-      scriptBundle(step, stepEnvironment(step, this.settings(syncPublicKey)), {
+      scriptBundle(step, this.environment(step, this.settings(syncPublicKey)), {
         script,
         server: "",
       }),
     );
+  }
+
+  private environment(step: SourceStep | SyncStep, settings: SourceScriptSettings) {
+    return step === "authorize-sync" || step === "revoke-sync"
+      ? syncStepEnvironment(step, settings)
+      : stepEnvironment(step, settings);
   }
 
   private remoteUser(): RemoteUser {

@@ -77,6 +77,8 @@ export interface PlexMigrateObjectNames {
   archiveSecret: string;
   /** Secret with the plex.tv claim token (key `token`), when one is given. */
   claimSecret: string;
+  /** ConfigMap with scripts/plex-pms-setup.sh, run in the Plex container before Plex. */
+  pmsSetupConfigMap: string;
 }
 
 export function plexMigrateObjectNames(releaseName: string): PlexMigrateObjectNames {
@@ -85,5 +87,6 @@ export function plexMigrateObjectNames(releaseName: string): PlexMigrateObjectNa
     configClaim: `${fullname}-config`,
     archiveSecret: `${fullname}-archive`,
     claimSecret: `${fullname}-claim`,
+    pmsSetupConfigMap: `${fullname}-pms-setup`,
   };
 }

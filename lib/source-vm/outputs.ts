@@ -30,8 +30,10 @@ export interface PreflightResult {
   step: "preflight";
   ok: boolean;
   rehearsal: boolean;
+  /** How Plex is installed: the deb, the snap, a container run by a systemd unit (docker). */
+  install: "deb" | "snap" | "docker" | "rehearsal" | "given";
   plexVersion: string;
-  /** "dpkg-query", "PLEX_MIGRATE_PLEX_VERSION" or "log: Logs/…". */
+  /** "dpkg-query", "snap list", "PLEX_MIGRATE_PLEX_VERSION" or "log: Logs/…". */
   plexVersionSource: string;
   plexService: string;
   plexServiceFound: boolean;
@@ -205,30 +207,9 @@ export interface RollbackResult {
   notes: string[];
 }
 
-export interface AuthorizeSyncResult {
-  step: "authorize-sync";
-  /** The account whose authorized_keys holds the migration key. */
-  user: string;
-  authorizedKeysFile: string;
-  forcedCommand: string;
-  /** "SHA256:..." of the authorized migration key. */
-  keyFingerprint: string;
-  changed: boolean;
-  notes: string[];
-}
-
-export interface RevokeSyncResult {
-  step: "revoke-sync";
-  revoked: boolean;
-  removed: string[];
-  notes: string[];
-}
-
 export interface StepResults {
   preflight: PreflightResult;
-  "authorize-sync": AuthorizeSyncResult;
   stop: StopResult;
-  "revoke-sync": RevokeSyncResult;
   archive: ArchiveResult;
   serve: ServeResult;
   "stop-serving": StopServingResult;

@@ -7,15 +7,7 @@
  */
 import type { SourceScriptSettings } from "./commands";
 
-export type SourceStep =
-  | "preflight"
-  | "authorize-sync"
-  | "stop"
-  | "revoke-sync"
-  | "archive"
-  | "serve"
-  | "stop-serving"
-  | "rollback";
+export type SourceStep = "preflight" | "stop" | "archive" | "serve" | "stop-serving" | "rollback";
 
 interface Setting {
   /** The variable the script reads. */
@@ -44,11 +36,6 @@ export const SETTINGS = {
     value: (s) => s.serve?.allowedCidrs.join(","),
   },
   keepArchive: { env: "PLEX_MIGRATE_KEEP_ARCHIVE", value: (s) => (s.keepArchive ? "1" : "0") },
-  syncPublicKey: { env: "PLEX_MIGRATE_SYNC_PUBLIC_KEY", value: (s) => s.syncPublicKey },
-  syncAllowedCidrs: {
-    env: "PLEX_MIGRATE_SYNC_ALLOWED_CIDRS",
-    value: (s) => (s.syncAllowedCidrs ?? []).join(","),
-  },
   rehearsal: { env: "PLEX_MIGRATE_REHEARSAL", value: (s) => (s.rehearsal ? "1" : undefined) },
   plexVersion: { env: "PLEX_MIGRATE_PLEX_VERSION", value: (s) => s.plexVersion || undefined },
   rollbackForce: {
@@ -102,6 +89,7 @@ export const STEP_PROTOCOL = {
       step: "string",
       ok: "boolean",
       rehearsal: "boolean",
+      install: "string",
       plexVersion: "string",
       plexVersionSource: "string",
       plexService: "string",
@@ -134,22 +122,6 @@ export const STEP_PROTOCOL = {
       notes: "array",
       problems: "array",
     },
-  },
-  "authorize-sync": {
-    settings: ["workDir", "plexDataDir", "syncPublicKey", "syncAllowedCidrs", "rehearsal"],
-    keys: {
-      step: "string",
-      user: "string",
-      authorizedKeysFile: "string",
-      forcedCommand: "string",
-      keyFingerprint: "string",
-      changed: "boolean",
-      notes: "array",
-    },
-  },
-  "revoke-sync": {
-    settings: ["workDir", "syncPublicKey", "rehearsal"],
-    keys: { step: "string", revoked: "boolean", removed: "array", notes: "array" },
   },
   stop: {
     settings: [

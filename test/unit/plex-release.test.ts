@@ -4,6 +4,7 @@
  */
 import * as assert from "assert";
 import { spawnSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseMediaVolume, type MediaVolume } from "../../lib/config";
@@ -36,6 +37,7 @@ const RELEASE_TYPE = "kubernetes:helm.sh/v3:Release";
 const PVC_TYPE = "kubernetes:core/v1:PersistentVolumeClaim";
 const SECRET_TYPE = "kubernetes:core/v1:Secret";
 const NAMESPACE_TYPE = "kubernetes:core/v1:Namespace";
+const CONFIGMAP_TYPE = "kubernetes:core/v1:ConfigMap";
 const SERVED_TYPE = "plex-migrate:test:ArchiveServed";
 
 function media(entry: string): MediaVolume {
@@ -59,6 +61,12 @@ function baseArgs(overrides: Partial<PlexReleaseArgs> = {}): PlexReleaseArgs {
     mediaVolumes: [],
     uid: 1000,
     gid: 1000,
+    timezone: "",
+    supplementalGroups: [],
+    clusterNetworks: [],
+    nodeSelector: {},
+    gpu: "none",
+    podSecurity: "",
     networking: { mode: "internal" },
     advertiseUrls: [],
     resources: {},
@@ -209,6 +217,10 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
             optional: true,
           },
         },
+        {
+          name: "plex-migrate-pms-setup",
+          configMap: { name: "plex-plex-media-server-pms-setup", defaultMode: 0o755 },
+        },
       ],
       extraVolumeMounts: [
         { name: "media-mnt-nas-plex-movies", mountPath: "/mnt/nas-plex/Movies", readOnly: true },
@@ -219,6 +231,12 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
         },
         { name: "media-srv-music", mountPath: "/srv/music", readOnly: true },
         { name: "plex-migrate-archive", mountPath: "/plex-migrate", readOnly: true },
+        {
+          name: "plex-migrate-pms-setup",
+          mountPath: "/etc/cont-init.d/41-plex-migrate",
+          subPath: "41-plex-migrate",
+          readOnly: true,
+        },
       ],
       ingress: {
         enabled: true,
@@ -402,6 +420,7 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const { run, component } = await build(baseArgs({ claimToken: pulumi.secret(CLAIM) }));
     const children = run.childrenOf(component).map((r) => `${r.type} ${r.name}`);
     assert.deepStrictEqual(children.sort(), [
+      `${CONFIGMAP_TYPE} plex-pms-setup`,
       `${NAMESPACE_TYPE} plex-namespace`,
       `${PVC_TYPE} plex-config`,
       `${SECRET_TYPE} plex-archive-url`,
@@ -571,6 +590,14 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       [{ plexVersion: "" }, /the VM reported Plex version "", which is not a pms-docker image tag/],
       [{ archive: { sha256: "not-a-sha" } }, /archive sha256 "not-a-sha" is not 64 hex digits/],
       [{ archive: { format: "zip" } }, /archive format "zip" is not one of tar\.zst, tar\.gz, tar/],
+      [
+        { uid: "auto" },
+        /plexUid is auto, but the preflight reported no owner of the VM's Plex data directory \(got undefined\)\. Fix: pulumi config set plexUid/,
+      ],
+      [
+        { timezone: "auto", vmTimezone: "Mars/Olympus Mons" },
+        /the VM reported the time zone "Mars\/Olympus Mons", which is not an IANA zone name/,
+      ],
     ];
     const result = spawnSync(
       process.execPath,
@@ -594,6 +621,203 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
         `${JSON.stringify(overrides)}: got ${JSON.stringify(messages[i])}`,
       );
       for (const m of messages[i]) assert.ok(!m.includes(TOKEN), "the token never in an error");
+    });
+  });
+
+  describe("the VM's owner, groups and time zone", () => {
+    const OWNER = {
+      uid: 999,
+      gid: 997,
+      user: "plex",
+      group: "plex",
+      groups: [
+        { name: "video", gid: 44 },
+        { name: "media", gid: 1001 },
+      ],
+    };
+
+    it("runs Plex as the VM data directory's owner and in the VM's zone by default", async () => {
+      const built = await build(
+        baseArgs({
+          uid: "auto",
+          gid: "auto",
+          timezone: "auto",
+          vmDataOwner: OWNER,
+          vmTimezone: "Europe/Berlin",
+        }),
+      );
+      assert.deepStrictEqual(built.values.extraEnv, {
+        PLEX_UID: "999",
+        PLEX_GID: "997",
+        TZ: "Europe/Berlin",
+      });
+      const script = (built.values.initContainer as { script: string }).script;
+      assert.ok(script.includes("PLEX_UID='999'") && script.includes("PLEX_GID='997'"));
+      const env = pmsEnvOf(renderChart(built.values));
+      assert.deepStrictEqual([env.PLEX_UID, env.PLEX_GID, env.TZ], ["999", "997", "Europe/Berlin"]);
+    });
+
+    it('uses explicit ids and zone over the VM\'s, and no TZ for ""', async () => {
+      const built = await build(
+        baseArgs({ uid: 1000, gid: 100, vmDataOwner: OWNER, vmTimezone: "Europe/Berlin" }),
+      );
+      assert.deepStrictEqual(built.values.extraEnv, { PLEX_UID: "1000", PLEX_GID: "100" });
+      const zoned = await build(
+        baseArgs({ timezone: "America/New_York", vmTimezone: "Europe/Berlin" }),
+      );
+      assert.strictEqual((zoned.values.extraEnv as Record<string, string>).TZ, "America/New_York");
+    });
+
+    it("adds the VM user's groups and the cluster's ranges to the LAN networks, through the setup script", async () => {
+      const built = await build(
+        baseArgs({
+          uid: "auto",
+          gid: "auto",
+          supplementalGroups: "auto",
+          vmDataOwner: OWNER,
+          clusterNetworks: ["10.42.0.0/16", "192.168.13.0/24"],
+          vmPreferences: { lanNetworks: "192.168.13.0/24", customConnections: "" },
+        }),
+      );
+      const env = built.values.extraEnv as Record<string, string>;
+      assert.strictEqual(env.PLEX_MIGRATE_GROUPS, "44,1001");
+      assert.strictEqual(env.PLEX_MIGRATE_LAN_NETWORKS, "192.168.13.0/24,10.42.0.0/16");
+      const configMap = built.run.get(CONFIGMAP_TYPE, "plex-pms-setup");
+      assert.deepStrictEqual(configMap.inputs.data, {
+        "41-plex-migrate": fs.readFileSync(path.join(ROOT, "scripts", "plex-pms-setup.sh"), "utf8"),
+      });
+      assert.strictEqual(
+        (configMap.inputs.metadata as { name: string }).name,
+        "plex-plex-media-server-pms-setup",
+      );
+      assert.ok(built.release.dependencies.includes(configMap.urn), "the release waits for it");
+
+      const none = await build(
+        baseArgs({
+          supplementalGroups: [],
+          vmPreferences: { lanNetworks: "192.168.13.0/24", customConnections: "" },
+        }),
+      );
+      const noneEnv = none.values.extraEnv as Record<string, string>;
+      assert.strictEqual(noneEnv.PLEX_MIGRATE_GROUPS, undefined);
+      assert.strictEqual(
+        noneEnv.PLEX_MIGRATE_LAN_NETWORKS,
+        undefined,
+        "no cluster range: Preferences.xml keeps the VM's LAN networks",
+      );
+      const explicit = await build(baseArgs({ gid: 100, supplementalGroups: [100, 1001, 44] }));
+      assert.strictEqual(
+        (explicit.values.extraEnv as Record<string, string>).PLEX_MIGRATE_GROUPS,
+        "44,1001",
+        "sorted, without the primary gid",
+      );
+    });
+
+    it("warns when the VM's zone is unknown under auto", async () => {
+      const warnings = await captureWarnings(() =>
+        build(baseArgs({ ...LB, timezone: "auto", vmTimezone: "" })),
+      );
+      assert.strictEqual(warnings.length, 1);
+      assert.match(warnings[0], /the preflight found no time zone on the VM, so Plex runs in UTC/);
+      assert.match(warnings[0], /pulumi config set plexTimezone/);
+    });
+
+    it("rejects ids and zones that are neither auto nor valid", () => {
+      const { PlexRelease } =
+        require("../../components/plex-release") as typeof import("../../components/plex-release");
+      const cases: [Partial<PlexReleaseArgs>, RegExp][] = [
+        [{ gid: -5 }, /gid -5 must be a numeric id or "auto"/],
+        [{ supplementalGroups: [44, -1] }, /supplementalGroups: -1 is not a gid/],
+        [{ clusterNetworks: ["10.42.0.0"] }, /clusterNetworks: "10.42.0.0" is not a CIDR/],
+        [
+          { timezone: "Europe/../etc" },
+          /timezone "Europe\/\.\.\/etc" must be "auto", "" or an IANA zone name/,
+        ],
+      ];
+      for (const [overrides, message] of cases) {
+        assert.throws(
+          () => new PlexRelease("bad", baseArgs(overrides)),
+          (error: Error) => error instanceof pulumi.ResourceError && message.test(error.message),
+          `expected ${message}`,
+        );
+      }
+    });
+  });
+
+  describe("placement and Pod Security", () => {
+    it("labels a created namespace with the least Pod Security level the pod passes", async () => {
+      const level = async (overrides: Partial<PlexReleaseArgs>) => {
+        const built = await build(baseArgs({ ...LB, ...overrides }));
+        const labels = (
+          built.run.get(NAMESPACE_TYPE, "plex-namespace").inputs.metadata as {
+            labels: Record<string, string>;
+          }
+        ).labels;
+        return [
+          labels["pod-security.kubernetes.io/enforce"],
+          labels["pod-security.kubernetes.io/enforce-version"],
+        ];
+      };
+      assert.deepStrictEqual(await level({}), [undefined, undefined], "off by default");
+      assert.deepStrictEqual(await level({ podSecurity: "auto" }), ["baseline", "latest"]);
+      assert.deepStrictEqual(
+        await level({
+          podSecurity: "auto",
+          mediaVolumes: [media("/srv/tv=hostpath:///srv/tv")],
+        }),
+        ["privileged", "latest"],
+      );
+      assert.deepStrictEqual(await level({ podSecurity: "auto", gpu: "dev-dri" }), [
+        "privileged",
+        "latest",
+      ]);
+      assert.deepStrictEqual(
+        await level({
+          podSecurity: "auto",
+          networking: { mode: "host", address: "192.168.13.30" },
+          nodeSelector: { "kubernetes.io/hostname": "node-1" },
+        }),
+        ["privileged", "latest"],
+      );
+      assert.deepStrictEqual(await level({ podSecurity: "privileged" }), ["privileged", "latest"]);
+    });
+
+    it("refuses a level the pod cannot pass, and bad node labels or GPU modes", () => {
+      const { PlexRelease } =
+        require("../../components/plex-release") as typeof import("../../components/plex-release");
+      const cases: [Partial<PlexReleaseArgs>, RegExp][] = [
+        [
+          { podSecurity: "restricted" },
+          /podSecurity: Pod Security level "restricted" would refuse the Plex pod, which needs "baseline" \(the pms-docker image starts as root\)/,
+        ],
+        [
+          { podSecurity: "baseline", gpu: "dev-dri" },
+          /needs "privileged" \(host network, hostPath media or \/dev\/dri\)/,
+        ],
+        [{ nodeSelector: { "bad key!": "x" } }, /nodeSelector: "bad key!=x" is not a node label/],
+        [{ gpu: "nvidia" as never }, /gpu "nvidia" must be one of none, intel, dev-dri/],
+      ];
+      for (const [overrides, message] of cases) {
+        assert.throws(
+          () => new PlexRelease("bad", baseArgs(overrides)),
+          (error: Error) => error instanceof pulumi.ResourceError && message.test(error.message),
+          `expected ${message}`,
+        );
+      }
+    });
+
+    it("warns when host networking advertises a node's address but nothing pins the pod there", async () => {
+      const host = { mode: "host", address: "192.168.13.30" } as const;
+      const warnings = await captureWarnings(() => build(baseArgs({ networking: host })));
+      assert.strictEqual(warnings.length, 1);
+      assert.match(
+        warnings[0],
+        /plexNetworking is "host" and Plex advertises 192\.168\.13\.30, but no plexNodeSelector pins the pod/,
+      );
+      const pinned = await captureWarnings(() =>
+        build(baseArgs({ networking: host, nodeSelector: { "kubernetes.io/hostname": "node-1" } })),
+      );
+      assert.deepStrictEqual(pinned, []);
     });
   });
 
@@ -638,8 +862,9 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     for (const [networking, url, check] of modes) {
       it(`${networking.mode}: advertises ${url}, outputs it, and warns about nothing`, async () => {
         let built: Built | undefined;
+        const nodeSelector = { "kubernetes.io/hostname": "node-1" };
         const warnings = await captureWarnings(async () => {
-          built = await build(baseArgs({ networking }));
+          built = await build(baseArgs({ networking, nodeSelector }));
         });
         assert.deepStrictEqual(warnings, []);
         assert.ok(built);
@@ -660,6 +885,21 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       assert.match(warnings[0], /plexNetworking is "internal": Plex is reachable only inside/);
       assert.match(warnings[0], /bandwidth-limited relay/);
       assert.match(warnings[0], /Fix: pulumi config set plexNetworking host/);
+      const stale = await captureWarnings(() =>
+        build(
+          baseArgs({
+            vmPreferences: {
+              lanNetworks: "",
+              customConnections: "http://192.168.13.21:32400",
+            },
+          }),
+        ),
+      );
+      assert.strictEqual(stale.length, 2, "the config warning, then the VM's stale address");
+      assert.match(
+        stale[1],
+        /Plex keeps advertising what the VM's Preferences\.xml says \(http:\/\/192\.168\.13\.21:32400\), which no longer answers/,
+      );
       assert.ok(built);
       assert.strictEqual((await unwrap(built.outputs.advertisedUrl)).value, "");
       const chart = renderChart(built.values);
