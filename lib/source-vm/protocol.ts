@@ -89,6 +89,7 @@ export const STEP_PROTOCOL = {
       step: "string",
       ok: "boolean",
       rehearsal: "boolean",
+      install: "string",
       plexVersion: "string",
       plexVersionSource: "string",
       plexService: "string",

@@ -34,6 +34,7 @@ export const SAMPLE_STEP_OUTPUT: Record<string, unknown> = {
     step: "preflight",
     ok: true,
     rehearsal: false,
+    install: "deb",
     plexVersion: SAMPLE_PLEX_VERSION,
     plexVersionSource: "dpkg-query",
     plexService: "plexmediaserver",
