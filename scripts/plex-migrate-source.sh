@@ -1043,18 +1043,23 @@ cmd_preflight() {
       serviceFound "$(json_bool "$tautulli_service_found")" running "$(json_bool "$tautulli_running")")
   fi
 
-  # Space: the archive (at worst as large as its input), the snapshot, and the largest database
-  # copied for the integrity check; a previous archive would be replaced, so it counts as free.
+  # Space in the work dir: the Tautulli snapshot (at most the database and its -wal) and the copy
+  # of the largest Plex database (with its -wal) that the integrity check opens; the library
+  # itself is copied straight from the data dir, never into the work dir.
   free=$(free_bytes_at "$WORK_DIR")
-  for f in "$ARCHIVE_DIR"/plex-library.* "$ARCHIVE_DIR"/tautulli.db; do
+  for f in "$SNAPSHOT_DIR"/tautulli.db "$SNAPSHOT_DIR"/config.ini; do
     [ -f "$f" ] && reclaimable=$((reclaimable + $(stat -c %s -- "$f")))
   done
-  local largest_db
-  largest_db=$(stat -c %s -- "$DATA_DIR/$LIBRARY_DB")
-  required=$((INCLUDED_BYTES + tautulli_bytes + 64 * 1024 * 1024))
-  [ $((largest_db * 2)) -gt "$required" ] && required=$((largest_db * 2))
+  local largest_db=0 db_bytes rel
+  for rel in "$LIBRARY_DB" "$BLOBS_DB"; do
+    [ -f "$DATA_DIR/$rel" ] || continue
+    db_bytes=$(stat -c %s -- "$DATA_DIR/$rel")
+    [ -f "$DATA_DIR/$rel-wal" ] && db_bytes=$((db_bytes + $(stat -c %s -- "$DATA_DIR/$rel-wal")))
+    [ "$db_bytes" -le "$largest_db" ] || largest_db=$db_bytes
+  done
+  required=$((tautulli_bytes + largest_db + 64 * 1024 * 1024))
   if [ $((free + reclaimable)) -lt "$required" ]; then
-    problems+=("not enough free disk for the archive in $WORK_DIR: need $required bytes, have $((free + reclaimable)); free space there, set vmWorkDir to a bigger disk, or exclude Cache (archiveExcludes)")
+    problems+=("not enough free disk in the work dir $WORK_DIR for the Tautulli snapshot and the database check: need $required bytes, have $((free + reclaimable)); free space there or set vmWorkDir to a bigger disk")
   fi
 
   local ok=1 token_json='""'
