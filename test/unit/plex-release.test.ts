@@ -907,6 +907,41 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       assert.strictEqual(serviceSpecOf(chart).type, "ClusterIP");
     });
 
+    it("the first preview warns, while the VM's measures are still unknown", async () => {
+      const PREFLIGHT_TYPE = "plex-migrate:test:Preflight";
+      class Preflight extends pulumi.CustomResource {
+        declare readonly preferences: pulumi.Output<{
+          lanNetworks: string;
+          customConnections: string;
+        }>;
+        constructor(name: string) {
+          super(PREFLIGHT_TYPE, name, { preferences: undefined });
+        }
+      }
+      const warnings = await captureWarnings(() =>
+        runWithMocks(
+          () => {
+            const { PlexRelease } =
+              require("../../components/plex-release") as typeof import("../../components/plex-release");
+            const preflight = new Preflight("preflight");
+            new PlexRelease("plex", baseArgs({ vmPreferences: preflight.preferences }));
+            return {};
+          },
+          {
+            preview: true,
+            outputs: {
+              "plex-migrate:plex:Release": () => ({}),
+              [PREFLIGHT_TYPE]: () => ({
+                preferences: { lanNetworks: "", customConnections: "http://192.168.13.21:32400" },
+              }),
+            },
+          },
+        ),
+      );
+      assert.strictEqual(warnings.length, 1, JSON.stringify(warnings));
+      assert.match(warnings[0], /plexNetworking is "internal"/);
+    });
+
     it("internal with advertised URLs of the user's own: no warning, those URLs advertised", async () => {
       let built: Built | undefined;
       const warnings = await captureWarnings(async () => {
