@@ -441,6 +441,21 @@ printf 'tautulli ghcr.io/tautulli/tautulli:latest\\nplex plexinc/pms-docker:1.41
       assert.equal(parseStepOutput("stop", again.stdout).previousState.plex?.active, true);
     });
 
+    it("a step that fails (an unreadable tautulli.db) leaves no copy or partial snapshot behind", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      fs.rmSync(`${vm.tautulliDb}-wal`, { force: true });
+      fs.writeFileSync(vm.tautulliDb, Buffer.alloc(8192, 0x5a));
+      const run = await vm.run("stop");
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, /the Tautulli snapshot failed/);
+      assert.ok(!fs.existsSync(path.join(vm.workDir, "check")), "no database copy left");
+      assert.deepEqual(
+        fs.readdirSync(path.join(vm.workDir, "snapshot")),
+        [],
+        "no partial snapshot",
+      );
+    });
+
     it("long operations print progress lines while they run and a total with the rate at the end", async () => {
       const vm = await fresh({ servicesRunning: false });
       const hold = path.join(vm.root, "hold-plex-sqlite");
