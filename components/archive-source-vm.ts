@@ -106,6 +106,9 @@ export class ArchiveSourceVm extends pulumi.ComponentResource {
   readonly timezone: pulumi.Output<string>;
   /** Preferences.xml's identity and LAN settings. */
   readonly preferences: pulumi.Output<PlexPreferences>;
+  readonly machineIdentifier: pulumi.Output<string>;
+  /** Secret: Preferences.xml's PlexOnlineToken (the verification reads Plex with it). */
+  readonly plexToken: pulumi.Output<string>;
   /** Secret: the URL holds the serving token. */
   readonly archiveUrl: pulumi.Output<string>;
   readonly archiveSha256: pulumi.Output<string>;
@@ -260,6 +263,8 @@ export class ArchiveSourceVm extends pulumi.ComponentResource {
     this.dataOwner = preflightResult.apply((p) => p.dataOwner);
     this.timezone = preflightResult.apply((p) => p.timezone);
     this.preferences = preflightResult.apply((p) => p.preferences);
+    this.machineIdentifier = preflightResult.apply((p) => p.preferences.machineIdentifier);
+    this.plexToken = pulumi.secret(preflightResult.apply((p) => p.plexToken));
     this.databasesOk = pulumi
       .all([preflightResult, stopResult])
       .apply(([p, s]) => p.databasesOk && s.databasesOk);
