@@ -534,8 +534,8 @@ check_unit_data_dir() {
 holders_of() {
   local target=$1 inodes
   [ -e "$target" ] || return 0
-  inodes=$(mktemp -- "$CHECK_DIR.inodes.XXXXXX")
-  scratch "$inodes"
+  [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
+  inodes=$(mktemp -- "$CHECK_DIR/inodes.XXXXXX")
   if [ -d "$target" ]; then
     find "$target" -printf '%D:%i\n' 2>/dev/null >>"$inodes" || true
   else
