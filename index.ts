@@ -3,21 +3,28 @@
  *
  * This file only reads the stack config and wires the components in data-flow order:
  *
- *   VM preflight -> stop Plex/Tautulli -> archive -> serve -> Plex Helm release (init container
- *   pulls the archive) -> stop serving;
- *   Postgres -> Tautulli role/database -> schema migrations -> import (after Tautulli stopped).
+ *   VM preflight -> authorize-sync -> warm copy (a Job, Plex still serving) -> stop Plex/Tautulli
+ *   -> Plex Helm release (its init container syncs the rest and verifies) -> verification;
+ *   Postgres -> Tautulli role/database -> schema migrations -> import (the stop step's snapshot,
+ *   over SSH) -> revoke-sync.
  *
  * Every decision lives in the components and the library modules they call.
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { PlexConfigVolume } from "./components/plex-config-volume";
 import { PlexRelease } from "./components/plex-release";
+import { PlexVerification } from "./components/plex-verification";
 import { PostgresInstance } from "./components/postgres-instance";
 import { SchemaMigrations } from "./components/schema-migrations";
 import { SourceVm } from "./components/source-vm";
 import { SqliteImport } from "./components/sqlite-import";
 import { TautulliDatabase } from "./components/tautulli-database";
 import { loadConfig } from "./lib/config";
+import { chartResourceNames } from "./lib/plex/chart";
+import { plexHostUse } from "./lib/plex/helm-values";
+import { podSecurityLabels } from "./lib/plex/placement";
+import { resolvePlexIds } from "./lib/plex/vm-identity";
 
 const config = loadConfig();
 
@@ -39,51 +46,105 @@ const sourceVm = new SourceVm("source-vm", {
   plexService: config.vm.plexService,
   tautulliService: config.vm.tautulliService,
   tautulliDbPath: config.vm.tautulliDbPath,
-  archiveExcludes: config.vm.archiveExcludes,
-  archiveCompression: config.vm.archiveCompression,
-  serve: {
-    address: config.vm.serveAddress,
-    host: config.vm.serveHost,
-    port: config.vm.servePort,
-    lifetimeMinutes: config.vm.serveLifetimeMinutes,
-    allowedCidrs: config.vm.serveAllowedCidrs,
-  },
-  keepArchive: config.vm.keepArchive,
+  syncAllowedCidrs: config.syncAllowedCidrs,
   rollbackOnDestroy: config.vm.rollbackOnDestroy,
+  generations: { transfer: 1, tautulliImport: 1 },
+  retired: false,
 });
+
+// Who owns the copied files: the ids Plex runs as, "auto" resolved from the VM's data owner.
+const plexIds = sourceVm.dataOwner.apply((owner) =>
+  resolvePlexIds(config.plex.uid, config.plex.gid, owner),
+);
+
+// The config volume and the warm copy: the library is copied while Plex still serves.
+const configVolume = new PlexConfigVolume(
+  "plex-config",
+  {
+    namespace: config.kubernetes.namespace,
+    createNamespace: config.kubernetes.createNamespace,
+    namespaceLabels: podSecurityLabels(
+      config.plex.podSecurity,
+      plexHostUse(config.plex.networking, config.plex.mediaVolumes, config.plex.gpu),
+    ),
+    releaseName: config.plex.releaseName,
+    storageClass: config.plex.storageClass,
+    configSize: config.plex.configSize,
+    configHeadroomPercent: config.plex.configHeadroomPercent,
+    libraryBytes: sourceVm.libraryBytes,
+    fileCount: sourceVm.fileCount,
+    uid: plexIds.uid,
+    gid: plexIds.gid,
+    sync: config.sync,
+    syncPrivateKey: sourceVm.syncPrivateKey,
+    nodeSelector: config.plex.nodeSelector,
+    protectData: config.protectData,
+  },
+  { ...onCluster, dependsOn: [sourceVm.syncAuthorized] },
+);
+
+// Plex and Tautulli stop only once the warm copy is on the volume.
+const stopped = sourceVm.stopAfter([configVolume.warmCopy]);
 
 const plex = new PlexRelease(
   "plex",
   {
-    namespace: config.kubernetes.namespace,
-    createNamespace: config.kubernetes.createNamespace,
+    namespace: configVolume.namespace,
+    configClaimName: configVolume.configClaimName,
+    sync: configVolume.finalSyncValues(
+      stopped.plexDatabases,
+      chartResourceNames(config.plex.releaseName).initContainer,
+    ),
     releaseName: config.plex.releaseName,
     chartVersion: config.plex.chartVersion,
     chartRepo: config.plex.chartRepo,
     imageTagOverride: config.plex.imageTag,
     plexVersion: sourceVm.plexVersion,
-    initImage: config.plex.initImage,
-    storageClass: config.plex.storageClass,
-    configSize: config.plex.configSize,
-    configHeadroomPercent: config.plex.configHeadroomPercent,
     libraryBytes: sourceVm.libraryBytes,
     mediaVolumes: config.plex.mediaVolumes,
     vmMediaRoots: sourceVm.mediaRoots,
     uid: config.plex.uid,
     gid: config.plex.gid,
+    timezone: config.plex.timezone,
+    vmDataOwner: sourceVm.dataOwner,
+    vmTimezone: sourceVm.timezone,
+    vmPreferences: sourceVm.preferences,
+    supplementalGroups: config.plex.supplementalGroups,
+    clusterNetworks: config.plex.clusterNetworks,
+    nodeSelector: config.plex.nodeSelector,
+    gpu: config.plex.gpu,
+    podSecurity: config.plex.podSecurity,
     claimToken: config.plex.claimToken,
     networking: config.plex.networking,
     advertiseUrls: config.plex.advertiseUrls,
     resources: config.plex.resources,
-    archive: {
-      url: sourceVm.archiveUrl,
-      sha256: sourceVm.archiveSha256,
-      bytes: sourceVm.archiveBytes,
-      format: sourceVm.archiveFormat,
-    },
-    protectData: config.protectData,
   },
-  { ...onCluster, dependsOn: [sourceVm.archiveServed] },
+  // The final sync starts only after the stop. The protected namespace and claim are
+  // PlexConfigVolume's, so depending on the destroy hooks protects nothing from them: on destroy
+  // the hooks run after the release is gone (pulumi/pulumi pkg/resource/graph/dependency_graph.go
+  // DependenciesOf counts the parent; deployment_executor.go erroredDeps).
+  { ...onCluster, dependsOn: [stopped.stopped, ...sourceVm.destroyHooks] },
+);
+
+// Once the release is ready, prove the move through the Plex pod's tunnel: the VM's server
+// identity, every library's media readable, the advertised address answering.
+const verification = new PlexVerification(
+  "plex-verification",
+  {
+    kubernetes: {
+      context: config.kubernetes.context,
+      namespace: plex.namespace,
+      podName: plex.chartNames.pod,
+      container: plex.chartNames.pmsContainer,
+    },
+    plexToken: sourceVm.plexToken,
+    machineIdentifier: sourceVm.machineIdentifier,
+    plexVersion: plex.imageTag,
+    mediaVolumes: config.plex.mediaVolumes,
+    advertisedUrl: plex.advertisedUrl,
+    releaseRevision: plex.release.status.revision,
+  },
+  { dependsOn: [plex.release] },
 );
 
 // In-cluster, the instance opens the tunnel through the Kubernetes API that every Postgres
@@ -124,25 +185,26 @@ const tautulliImport = new SqliteImport(
   {
     databaseUrl: tautulliDatabase.databaseUrl,
     reachedAt: postgres.reachedAt,
-    source: { url: sourceVm.tautulliSnapshotUrl, sha256: sourceVm.tautulliSnapshotSha256 },
+    source: { ssh: sourceVm.sshConnection, snapshot: stopped.tautulliSnapshot },
     overwrite: config.tautulli.importOverwrite,
     schemaVersion: schema.schemaVersion,
     integrityCheck: config.tautulli.integrityCheck,
   },
-  { dependsOn: [schema, sourceVm.servicesStopped] },
+  { dependsOn: [schema, stopped.stopped] },
 );
 
-// The archive server holds Preferences.xml (the Plex token): stop it once both consumers are done.
-sourceVm.stopServingAfter([plex.release, tautulliImport]);
+// The migration key may read the library (and the Plex token in it): revoke it once both
+// consumers are done.
+sourceVm.revokeSyncAfter([plex.release, tautulliImport]);
 
 export const plexUrl = plex.plexUrl;
 export const advertisedUrl = plex.advertisedUrl;
 export const plexConfigClaim = plex.configClaimName;
-export const plexConfigSize = plex.configSize;
+export const plexConfigSize = configVolume.configSize;
 export const plexVersion = sourceVm.plexVersion;
 export const plexImageTag = plex.imageTag;
-export const archiveSha256 = sourceVm.archiveSha256;
 export const postgresService = postgres.serviceName;
 export const tautulliConnectionSecret = pulumi.interpolate`${plex.namespace}/${tautulliDatabase.secretName}`;
 export const tautulliSchemaVersion = schema.schemaVersion;
 export const importSummary = tautulliImport.summary;
+export const plexVerification = verification.report;

@@ -46,6 +46,8 @@ export interface PlexConfigVolumeArgs {
   namespace: string;
   /** Create the namespace (false: it exists already). */
   createNamespace: boolean;
+  /** Extra labels of a created namespace (Pod Security, lib/plex/placement.ts). @default none */
+  namespaceLabels?: Record<string, string>;
   /** Helm release name of Plex: the object names derive from it. */
   releaseName: string;
   /** StorageClass of the config volume (must support file locking). @default the cluster default */
@@ -58,9 +60,9 @@ export interface PlexConfigVolumeArgs {
   libraryBytes: pulumi.Input<number>;
   /** Files, directories and links in it (the preflight's fileCount): the inodes the volume needs. */
   fileCount: pulumi.Input<number>;
-  /** Owner of the copied files (the Plex container's PLEX_UID/PLEX_GID). */
-  uid: number;
-  gid: number;
+  /** Owner of the copied files (the Plex container's PLEX_UID/PLEX_GID, resolved). */
+  uid: pulumi.Input<number>;
+  gid: pulumi.Input<number>;
   sync: PlexSyncSettings;
   /** The migration's private key (secret), authorized on the VM by SourceVm. */
   syncPrivateKey: pulumi.Input<string>;
@@ -100,7 +102,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     this.namespace = args.createNamespace
       ? new k8s.core.v1.Namespace(
           `${name}-namespace`,
-          { metadata: { name: args.namespace, labels } },
+          { metadata: { name: args.namespace, labels: { ...labels, ...args.namespaceLabels } } },
           { parent: this, retainOnDelete: true, protect: args.protectData },
         ).metadata.name
       : pulumi.output(args.namespace);
@@ -128,8 +130,8 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     );
 
     const manifest = pulumi
-      .all([this.namespace, claim.metadata.name, args.libraryBytes])
-      .apply(([namespace, claimName, libraryBytes]) => {
+      .all([this.namespace, claim.metadata.name, args.libraryBytes, args.uid, args.gid])
+      .apply(([namespace, claimName, libraryBytes, uid, gid]) => {
         try {
           return warmCopyJob({
             name: own.warmCopyJob,
@@ -137,8 +139,8 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
             labels,
             image: args.sync.image,
             connection: args.sync.connection,
-            uid: args.uid,
-            gid: args.gid,
+            uid,
+            gid,
             excludes: args.sync.excludes,
             libraryBytes,
             claimName,
@@ -186,14 +188,14 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     containerName: string,
   ): pulumi.Output<ReturnType<typeof plexSyncValues>> {
     const own = plexMigrateObjectNames(this.args.releaseName);
-    return pulumi.output(databases).apply((dbs) => {
+    return pulumi.all([databases, this.args.uid, this.args.gid]).apply(([dbs, uid, gid]) => {
       try {
         return plexSyncValues({
           containerName,
           image: this.args.sync.image,
           connection: this.args.sync.connection,
-          uid: this.args.uid,
-          gid: this.args.gid,
+          uid,
+          gid,
           excludes: this.args.sync.excludes,
           databases: dbs,
           secretName: own.syncSecret,

@@ -19,16 +19,40 @@ import {
   CLAIM_TOKEN_KEY,
   buildPlexValues,
   mediaVolumeProblems,
+  plexHostUse,
   plexUrl,
   releaseTimeoutSeconds,
 } from "../lib/plex/helm-values";
 import type { plexSyncValues } from "../lib/plex/init-script";
 import {
+  isId,
+  isTimezoneName,
+  resolvePlexIds,
+  resolveSupplementalGroups,
+  resolveTimezone,
+  type GroupsSetting,
+  type IdSetting,
+  type PlexIds,
+  type TimezoneSetting,
+  type VmDataOwner,
+} from "../lib/plex/vm-identity";
+import {
   advertiseUrlProblem,
   advertisedUrls,
   noDirectPathWarning,
+  podLanNetworks,
+  staleAddressWarning,
   type PlexNetworking,
 } from "../lib/plex/networking";
+import { PMS_SETUP_KEY, pmsSetupScript } from "../lib/plex/pms-setup";
+import {
+  GPU_MODES,
+  parseNodeSelectorEntry,
+  podSecurityProblem,
+  type GpuMode,
+  type PodSecuritySetting,
+} from "../lib/plex/placement";
+import { isCidr } from "../lib/net";
 
 export interface PlexReleaseArgs {
   /** Namespace for Plex (PlexConfigVolume's). */
@@ -63,10 +87,31 @@ export interface PlexReleaseArgs {
    * @default not checked
    */
   vmMediaRoots?: pulumi.Input<string[]>;
-  /** uid of the plex user the imported files belong to. @default 1000 */
-  uid: number;
-  /** gid of the plex user. @default 1000 */
-  gid: number;
+  /** uid Plex runs as and the copied files belong to; "auto": the VM data directory's owner. */
+  uid: IdSetting;
+  /** gid of the same; "auto": the VM data directory's group. */
+  gid: IdSetting;
+  /** TZ of Plex: "auto" (the VM's), "" (none: UTC) or an IANA zone name. */
+  timezone: TimezoneSetting;
+  /** The VM data directory's owner, measured by the preflight (needed for "auto" ids). */
+  vmDataOwner?: pulumi.Input<VmDataOwner>;
+  /** The VM's time zone, measured by the preflight ("" when unknown). */
+  vmTimezone?: pulumi.Input<string>;
+  /** Groups Plex gets besides its own: "auto" (the VM user's other groups) or these gids. */
+  supplementalGroups: GroupsSetting;
+  /** Labels the Plex pod must run on (node label key -> value). */
+  nodeSelector: Record<string, string>;
+  /** Hardware transcoding: none, Intel's GPU device plugin, or the node's /dev/dri (privileged). */
+  gpu: GpuMode;
+  /**
+   * Pod Security labels on the namespace (PlexConfigVolume creates it with plexNamespaceLabels):
+   * "" none, "auto" the least level the Plex pod passes, or a level. Checked here.
+   */
+  podSecurity: PodSecuritySetting;
+  /** The cluster's pod and node ranges (CIDRs), added to Plex's LAN networks. @default [] */
+  clusterNetworks: string[];
+  /** Preferences.xml's LAN settings on the VM, read by the preflight. */
+  vmPreferences?: pulumi.Input<{ lanNetworks: string; customConnections: string }>;
   /** plex.tv claim token (secret); not needed when Preferences.xml is moved. @default none */
   claimToken?: pulumi.Input<string>;
   /** How clients reach Plex; decides the pod network, Service, Ingress and advertised URL. */
@@ -75,6 +120,14 @@ export interface PlexReleaseArgs {
   advertiseUrls: string[];
   /** Requests/limit of the Plex container. @default none */
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
+}
+
+/** Who Plex runs as in the pod and what it carries over from the VM. */
+interface PodIdentity {
+  ids: PlexIds;
+  timezone?: string;
+  groups: number[];
+  lanNetworks?: string;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -139,36 +192,73 @@ export class PlexRelease extends pulumi.ComponentResource {
           );
 
     this.imageTag = this.decideImageTag(args);
+    // From config alone, so the first preview shows it (the VM's measures are unknown then).
     const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
     if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
+    pulumi.output(args.vmPreferences).apply((preferences) => {
+      const stale = staleAddressWarning(
+        args.networking,
+        args.advertiseUrls,
+        preferences?.customConnections ?? "",
+      );
+      if (stale) void pulumi.log.warn(stale, this);
+    });
+    if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
+      void pulumi.log.warn(
+        `plexNetworking is "host" and Plex advertises ${args.networking.address}, but no ` +
+          `plexNodeSelector pins the pod to that node: on another node clients reach nothing. ` +
+          `Fix: pulumi config set --path 'plexNodeSelector[0]' kubernetes.io/hostname=<node>.`,
+        this,
+      );
+    }
     if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
 
+    // The VM user's groups and LAN networks, applied in the Plex container before Plex starts.
+    const pmsSetup = new k8s.core.v1.ConfigMap(
+      `${name}-pms-setup`,
+      {
+        metadata: { name: own.pmsSetupConfigMap, namespace: this.namespace, labels },
+        data: { [PMS_SETUP_KEY]: pmsSetupScript() },
+      },
+      { parent: this, deleteBeforeReplace: true },
+    );
+    const identity = this.podIdentity(args);
     const values = pulumi
       .all([
-        this.imageTag,
+        pulumi.all([identity, this.imageTag]),
         this.configClaimName,
         args.sync,
-        claimSecret ? claimSecret.metadata.name : undefined,
+        pulumi.all([claimSecret ? claimSecret.metadata.name : undefined, pmsSetup.metadata.name]),
       ])
-      .apply(([imageTag, claimName, sync, claimSecretName]) => {
-        try {
-          return buildPlexValues({
-            releaseName: args.releaseName,
-            imageTag,
-            sync,
-            configClaimName: claimName,
-            claimSecretName,
-            mediaVolumes: args.mediaVolumes,
-            uid: args.uid,
-            gid: args.gid,
-            networking: args.networking,
-            advertiseUrls: args.advertiseUrls,
-            resources: args.resources,
-          });
-        } catch (error) {
-          throw new pulumi.ResourceError((error as Error).message, this);
-        }
-      });
+      .apply(
+        ([
+          [{ ids, timezone, groups, lanNetworks }, imageTag],
+          claimName,
+          sync,
+          [claimSecretName, pmsSetupName],
+        ]) => {
+          try {
+            return buildPlexValues({
+              releaseName: args.releaseName,
+              imageTag,
+              sync,
+              configClaimName: claimName,
+              claimSecretName,
+              mediaVolumes: args.mediaVolumes,
+              uid: ids.uid,
+              gid: ids.gid,
+              timezone,
+              networking: args.networking,
+              advertiseUrls: args.advertiseUrls,
+              pmsSetup: { configMapName: pmsSetupName, groups, lanNetworks },
+              placement: { nodeSelector: args.nodeSelector, gpu: args.gpu },
+              resources: args.resources,
+            });
+          } catch (error) {
+            throw new pulumi.ResourceError((error as Error).message, this);
+          }
+        },
+      );
 
     const oci = args.chartRepo.startsWith("oci://");
     this.release = new k8s.helm.v3.Release(
@@ -187,7 +277,10 @@ export class PlexRelease extends pulumi.ComponentResource {
       {
         parent: this,
         // The caller's dependsOn (the VM's stop step) must be done before the final sync starts.
-        dependsOn: withDependencies(opts.dependsOn, claimSecret ? [claimSecret] : []),
+        dependsOn: withDependencies(opts.dependsOn, [
+          pmsSetup,
+          ...(claimSecret ? [claimSecret] : []),
+        ]),
       },
     );
 
@@ -205,6 +298,36 @@ export class PlexRelease extends pulumi.ComponentResource {
       plexUrl: this.plexUrl,
       advertisedUrl: this.advertisedUrl,
     });
+  }
+
+  /**
+   * Who Plex runs as and its time zone: what the preflight measured on the VM unless set. An
+   * unknown VM time zone under "auto" is warned about (Plex's scheduled tasks then run in UTC).
+   */
+  private podIdentity(args: PlexReleaseArgs): pulumi.Output<PodIdentity> {
+    return pulumi
+      .all([args.vmDataOwner, args.vmTimezone, args.vmPreferences])
+      .apply(([owner, vmTimezone, preferences]) => {
+        try {
+          const ids = resolvePlexIds(args.uid, args.gid, owner);
+          const timezone = resolveTimezone(args.timezone, vmTimezone);
+          if (args.timezone === "auto" && timezone === undefined) {
+            void pulumi.log.warn(
+              `the preflight found no time zone on the VM, so Plex runs in UTC and its scheduled ` +
+                `maintenance shifts. Set it: pulumi config set plexTimezone <zone, e.g. Europe/Berlin>.`,
+              this,
+            );
+          }
+          return {
+            ids,
+            timezone,
+            groups: resolveSupplementalGroups(args.supplementalGroups, ids.gid, owner),
+            lanNetworks: podLanNetworks(preferences?.lanNetworks ?? "", args.clusterNetworks),
+          };
+        } catch (error) {
+          throw new pulumi.ResourceError((error as Error).message, this);
+        }
+      });
   }
 
   /** The VM's exact Plex version, so the database is never upgraded by the move itself. */
@@ -271,10 +394,35 @@ export class PlexRelease extends pulumi.ComponentResource {
       ["uid", args.uid],
       ["gid", args.gid],
     ] as const) {
-      if (!Number.isInteger(id) || id < 0) problems.push(`${field} ${id} must be a numeric id`);
+      if (id !== "auto" && !isId(id))
+        problems.push(`${field} ${id} must be a numeric id or "auto"`);
+    }
+    if (!["auto", ""].includes(args.timezone) && !isTimezoneName(args.timezone)) {
+      problems.push(`timezone "${args.timezone}" must be "auto", "" or an IANA zone name`);
     }
     problems.push(...mediaVolumeProblems(args.mediaVolumes).map((p) => `mediaVolumes: ${p}`));
     problems.push(...networkingProblems(args.networking));
+    if (args.supplementalGroups !== "auto") {
+      for (const gid of args.supplementalGroups) {
+        if (!isId(gid)) problems.push(`supplementalGroups: ${gid} is not a gid`);
+      }
+    }
+    if (!(GPU_MODES as readonly string[]).includes(args.gpu)) {
+      problems.push(`gpu "${args.gpu}" must be one of ${GPU_MODES.join(", ")}`);
+    }
+    for (const [key, value] of Object.entries(args.nodeSelector)) {
+      const parsed = parseNodeSelectorEntry(`${key}=${value}`);
+      if (typeof parsed === "string") problems.push(`nodeSelector: ${parsed}`);
+    }
+    const security = podSecurityProblem(
+      args.podSecurity,
+      plexHostUse(args.networking, args.mediaVolumes, args.gpu),
+    );
+    if (security) problems.push(`podSecurity: ${security}`);
+    for (const cidr of args.clusterNetworks) {
+      if (!isCidr(cidr))
+        problems.push(`clusterNetworks: "${cidr}" is not a CIDR such as 10.42.0.0/16`);
+    }
     for (const url of args.advertiseUrls) {
       const problem = advertiseUrlProblem(url);
       if (problem) problems.push(`advertiseUrls: ${problem}`);

@@ -1,297 +1,338 @@
 /**
  * SourceVm: the VM side of the Plex move as `@pulumi/command` remote steps over SSH, in data-flow
- * order: preflight -> stop -> archive -> serve (-> stop serving, via {@link SourceVm.stopServingAfter}).
+ * order: preflight -> authorize-sync -> (the warm copy) -> stop ({@link SourceVm.stopAfter}) ->
+ * (the final copy, the import) -> revoke-sync ({@link SourceVm.revokeSyncAfter}).
  *
- * Every step runs scripts/plex-migrate-source.sh, sent on stdin with its settings (see
- * lib/source-vm/commands.ts). A step runs when it is created and again only when its own settings,
- * the script, or the result of the step before it change (`triggers`), so a second `pulumi up`
- * with the same inputs neither stops Plex nor archives again.
+ * Every step runs scripts/plex-migrate-source.sh, sent on stdin with the settings it reads (see
+ * lib/source-vm/commands.ts). How often a step runs is the lifecycle rule of lib/source-vm/phases.ts:
+ * once per generation. Until it succeeded, each `pulumi up` tries it again with the current
+ * settings, script and connection; once it succeeded, only a new generation (a new resource name)
+ * runs it again. Nothing else does: its inputs are all in `ignoreChanges`.
  *
- * `pulumi destroy` runs stop-serving and, only with rollbackOnDestroy, rollback. Those run from two
- * hook commands created before the first step and deleted after the last, never from the steps
- * themselves: a step replaced by a trigger would otherwise run its delete right after its
- * successor (restarting Plex or killing the new server).
+ * `pulumi destroy` runs revoke-sync and, with rollbackOnDestroy, rollback, from two hook commands
+ * that have only a `delete`. The cluster's Plex release depends on them ({@link destroyHooks}), so
+ * they run after it is gone; nothing that is protected depends on them, so a refused delete of a
+ * protected resource never skips them. With `retired` no step or hook contacts the VM again.
  */
+import * as fs from "fs";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
-import type { ArchiveCompression } from "../lib/config";
+import * as tls from "@pulumi/tls";
+import type { SshConnection } from "../lib/import/ssh-download";
 import {
-  loadScriptSources,
   remoteCommandLine,
+  RemoteUser,
+  SCRIPT_PATH,
   scriptBundle,
-  servedUrl,
   SourceScriptSettings,
   SourceStep,
   stepEnvironment,
 } from "../lib/source-vm/commands";
 import { hostKeyProblem, normalizeHostKey } from "../lib/source-vm/host-key";
-import { ArchiveFormat, archiveFormatOf, parseStepOutput } from "../lib/source-vm/outputs";
+import { syncStepEnvironment, type SyncStep } from "../lib/source-vm/sync-steps";
+import {
+  DataOwner,
+  FileDigest,
+  parseStepOutput,
+  PlexPreferences,
+  PreviousState,
+} from "../lib/source-vm/outputs";
+import {
+  FROZEN_STEP_INPUTS,
+  MigrationGenerations,
+  generationProblems,
+  stepResourceName,
+} from "../lib/source-vm/phases";
+
+/** The admin SSH connection to the VM. */
+export interface SourceVmConnection {
+  /** VM host name or IP. */
+  host: string;
+  /** SSH port. */
+  port: number;
+  /** SSH user; steps run through `sudo -n` when it is not root and `sudo` is true. */
+  user: string;
+  /** OpenSSH private key (secret). */
+  privateKey: pulumi.Input<string>;
+  /** The VM's pinned ed25519 or ECDSA host key ("ssh-ed25519 AAAA..."), see lib/source-vm/host-key.ts. */
+  hostKey: string;
+}
 
 export interface SourceVmArgs {
-  /** SSH connection to the VM; `privateKey` is a secret. */
-  connection: {
-    /** VM host name or IP. */
-    host: string;
-    /** SSH port. @default 22 */
-    port: number;
-    /** SSH user; steps run through `sudo -n` when it is not root and `sudo` is true. @default ubuntu */
-    user: string;
-    /** OpenSSH private key (secret). */
-    privateKey: pulumi.Input<string>;
-    /** The VM's pinned ed25519 or ECDSA host key ("ssh-ed25519 AAAA..."), see lib/source-vm/host-key.ts. */
-    hostKey: string;
-  };
-  /** Run the steps with `sudo -n` when the user is not root. @default true */
+  connection: SourceVmConnection;
+  /** Run the steps with `sudo -n` when the user is not root. */
   sudo: boolean;
-  /** Work directory on the VM (snapshot, state, migration log); see the vmWorkDir key. */
+  /** Work directory on the VM (snapshot, state, migration log). */
   workDir: string;
-  /** Plex data directory on the VM, never modified. @default /var/lib/plexmediaserver/Library/Application Support/Plex Media Server */
+  /** Plex data directory on the VM, never modified. */
   plexDataDir: string;
-  /** systemd unit of Plex. @default plexmediaserver */
+  /** systemd unit of Plex. */
   plexService: string;
-  /** systemd unit of Tautulli. @default tautulli */
+  /** systemd unit of Tautulli. */
   tautulliService: string;
-  /** Path of tautulli.db on the VM. @default /opt/Tautulli/tautulli.db */
+  /** Path of tautulli.db on the VM. */
   tautulliDbPath: string;
-  /** Top-level folders left out of the archive (Cache, Logs, Crash Reports, Updates, Diagnostics). @default [] */
-  archiveExcludes: string[];
-  /** Archive compression. @default auto */
-  archiveCompression: ArchiveCompression;
-  /**
-   * The archive server on the VM: listen `address`:`port`, reached by the cluster at
-   * `host`:`port`, stops after `lifetimeMinutes`, answers only clients in `allowedCidrs` (all if empty).
-   * @default { address: "0.0.0.0", host: connection.host, port: 32499, lifetimeMinutes: 240, allowedCidrs: [] }
-   */
-  serve: {
-    address: string;
-    host: string;
-    port: number;
-    lifetimeMinutes: number;
-    allowedCidrs: string[];
-  };
-  /** Keep the archive on the VM after serving (it holds the Plex token). @default false */
-  keepArchive: boolean;
-  /** Start Plex and Tautulli again on `pulumi destroy`. @default false */
+  /** Networks the migration key may connect from (`from=` in authorized_keys); empty allows any. */
+  syncAllowedCidrs: string[];
+  /** Start Plex and Tautulli again on `pulumi destroy`. */
   rollbackOnDestroy: boolean;
-  /**
-   * Run without systemd and dpkg (a machine without Plex, for rehearsals); the version comes from
-   * `plexVersion` or the newest Plex log. @default false
-   */
+  /** Which run of the transfer and of the Tautulli import this is (lib/source-vm/phases.ts). */
+  generations: MigrationGenerations;
+  /** The VM is gone: nothing contacts it again (steps keep their recorded results). */
+  retired: boolean;
+  /** Run without systemd and dpkg (a machine without Plex, for rehearsals). */
   rehearsal?: boolean;
-  /** Plex version to report instead of asking dpkg-query (rehearsals). @default undefined */
+  /** Plex version to report instead of asking dpkg-query (rehearsals). */
   plexVersion?: string;
 }
+
+/** What the stop step hands to the final copy and the import. */
+export interface StoppedSource {
+  /** The stop step itself: done once Plex and Tautulli are stopped and masked. */
+  stopped: pulumi.Resource;
+  /** sha256 of each Plex database after the stop: what the final copy must reproduce. */
+  plexDatabases: pulumi.Output<FileDigest[]>;
+  /** Tautulli's snapshot on the VM (null when the VM has no Tautulli). */
+  tautulliSnapshot: pulumi.Output<FileDigest | null>;
+  /** Plex and Tautulli before the stop (what rollback restores). */
+  previousState: pulumi.Output<PreviousState>;
+}
+
+type Extra = Partial<command.remote.CommandArgs>;
 
 export class SourceVm extends pulumi.ComponentResource {
   readonly plexVersion: pulumi.Output<string>;
   /** Bytes the Plex data dir occupies on the VM's disk. */
   readonly libraryBytes: pulumi.Output<number>;
-  /** Both the preflight and the after-stop integrity checks passed. */
-  readonly databasesOk: pulumi.Output<boolean>;
+  /** Files, directories and links in the data dir: the inode need of the copy. */
+  readonly fileCount: pulumi.Output<number>;
   /** Media paths the Plex library refers to (section_locations), for plexMediaVolumes. */
   readonly mediaRoots: pulumi.Output<string[]>;
-  /** Secret: the URL holds the serving token. */
-  readonly archiveUrl: pulumi.Output<string>;
-  readonly archiveSha256: pulumi.Output<string>;
-  readonly archiveBytes: pulumi.Output<number>;
-  readonly archiveFormat: pulumi.Output<ArchiveFormat>;
-  /** Secret: the URL holds the serving token. */
-  readonly tautulliSnapshotUrl: pulumi.Output<string>;
-  readonly tautulliSnapshotSha256: pulumi.Output<string>;
-  /** Done once Plex and Tautulli are stopped (and the databases re-checked). */
-  readonly servicesStopped: pulumi.Resource;
-  /** Done once the archive and the snapshot are being served. */
-  readonly archiveServed: pulumi.Resource;
+  readonly dataOwner: pulumi.Output<DataOwner>;
+  /** IANA time zone of the VM ("" when unknown). */
+  readonly timezone: pulumi.Output<string>;
+  /** Preferences.xml's identity and LAN settings. */
+  readonly preferences: pulumi.Output<PlexPreferences>;
+  readonly machineIdentifier: pulumi.Output<string>;
+  /** Secret: Preferences.xml's PlexOnlineToken. */
+  readonly plexToken: pulumi.Output<string>;
+  /** Secret: the migration's own ed25519 key (OpenSSH), authorized by authorize-sync. */
+  readonly syncPrivateKey: pulumi.Output<string>;
+  readonly syncPublicKey: pulumi.Output<string>;
+  /** The authorize-sync step: done once the migration key may read plexDataDir. */
+  readonly syncAuthorized: pulumi.Resource;
+  /** The admin connection (privateKey secret), for the snapshot fetch over SSH. */
+  readonly connection: SourceVmConnection & { privateKey: pulumi.Output<string> };
+  /** The same as one secret value, in the shape the snapshot fetch takes. */
+  readonly sshConnection: pulumi.Output<SshConnection>;
+  /**
+   * The destroy hooks. The resource that runs the cluster's Plex depends on them, so on destroy
+   * they run after it is gone; nothing protected may depend on them (or on this component).
+   */
+  readonly destroyHooks: pulumi.Resource[];
 
-  private readonly stepCommand: (
-    step: SourceStep,
-    extra: Partial<command.remote.CommandArgs>,
-    opts: pulumi.CustomResourceOptions,
-  ) => command.remote.Command;
-  private readonly serveStep: command.remote.Command;
-  private stopServing?: command.remote.Command;
+  private readonly name: string;
+  private readonly args: SourceVmArgs;
+  private readonly connectionArgs: command.types.input.remote.ConnectionArgs;
+  private readonly preflight: command.remote.Command;
+  private readonly authorizeSync: command.remote.Command;
+  private stopStep?: command.remote.Command;
+  private revokeSyncDone = false;
 
   constructor(name: string, args: SourceVmArgs, opts?: pulumi.ComponentResourceOptions) {
     // Validated before registering anything, so a bad argument leaves no half-made component.
     super("plex-migrate:source:Vm", name, validateArgs(name, args), opts);
-
-    const settings: SourceScriptSettings = {
-      workDir: args.workDir,
-      plexDataDir: args.plexDataDir,
-      plexService: args.plexService,
-      tautulliService: args.tautulliService,
-      tautulliDbPath: args.tautulliDbPath,
-      archiveExcludes: args.archiveExcludes,
-      archiveCompression: args.archiveCompression,
-      serve: args.serve,
-      keepArchive: args.keepArchive,
-      rehearsal: args.rehearsal,
-      plexVersion: args.plexVersion,
+    this.name = name;
+    this.args = args;
+    const privateKey = pulumi.secret(pulumi.output(args.connection.privateKey));
+    this.connection = {
+      ...args.connection,
+      hostKey: normalizeHostKey(args.connection.hostKey),
+      privateKey,
     };
-    const sources = loadScriptSources();
-    const connection: command.types.input.remote.ConnectionArgs = {
+    this.connectionArgs = {
       host: args.connection.host,
       port: args.connection.port,
       user: args.connection.user,
-      privateKey: pulumi.secret(args.connection.privateKey),
-      hostKey: normalizeHostKey(args.connection.hostKey),
+      privateKey,
+      hostKey: this.connection.hostKey,
     };
-    const who = { user: args.connection.user, sudo: args.sudo };
-    const bundle = (step: SourceStep) =>
-      scriptBundle(step, stepEnvironment(step, settings), sources);
 
-    this.stepCommand = (step, extra, stepOpts) =>
-      new command.remote.Command(
-        `${name}-${step}`,
-        {
-          connection,
-          create: remoteCommandLine(step, who),
-          stdin: bundle(step),
-          // stdout is the step's JSON summary; progress lines (stderr) go to the Pulumi log.
-          logging: "stderr",
-          // Without AcceptEnv on the VM these would only produce warnings.
-          addPreviousOutputInEnv: false,
-          ...extra,
-        },
-        { parent: this, ...stepOpts },
-      );
-
-    // Destroy hooks: no create command; their delete runs last on `pulumi destroy`.
-    const onDestroyStopServing = new command.remote.Command(
-      `${name}-on-destroy-stop-serving`,
-      {
-        connection,
-        delete: remoteCommandLine("stop-serving", who),
-        stdin: bundle("stop-serving"),
-        logging: "stderr",
-        addPreviousOutputInEnv: false,
-      },
+    this.sshConnection = pulumi.secret(
+      privateKey.apply((key) => ({
+        host: args.connection.host,
+        port: args.connection.port,
+        user: args.connection.user,
+        privateKey: key,
+        hostKey: normalizeHostKey(args.connection.hostKey),
+        sudo: args.sudo && args.connection.user !== "root",
+      })),
+    );
+    const syncKey = new tls.PrivateKey(
+      `${name}-sync-key`,
+      { algorithm: "ED25519" },
       { parent: this },
     );
-    const onDestroyRollback = new command.remote.Command(
-      `${name}-on-destroy-rollback`,
-      {
-        connection,
-        // Always present, so turning rollbackOnDestroy off is an update, not a delete that runs it.
-        delete: args.rollbackOnDestroy ? remoteCommandLine("rollback", who) : undefined,
-        // Forced: this delete runs after everything that depends on preflight (the Plex release
-        // among them) is deleted, since Pulumi deletes dependents first; the migrated Plex is gone.
-        stdin: scriptBundle(
-          "rollback",
-          stepEnvironment("rollback", { ...settings, rollbackForce: true }),
-          sources,
-        ),
-        logging: "stderr",
-        addPreviousOutputInEnv: false,
-      },
-      { parent: this },
-    );
+    this.syncPrivateKey = pulumi.secret(syncKey.privateKeyOpenssh);
+    this.syncPublicKey = syncKey.publicKeyOpenssh.apply((key) => key.trim());
+    this.destroyHooks = this.createDestroyHooks();
 
-    const preflight = this.stepCommand(
-      "preflight",
+    this.preflight = this.step("preflight", {}, { additionalSecretOutputs: ["stdout"] });
+    this.authorizeSync = this.step(
+      "authorize-sync",
       {},
-      { dependsOn: [onDestroyStopServing, onDestroyRollback] },
+      { dependsOn: [this.preflight, ...this.destroyHooks] },
     );
-    const stop = this.stepCommand(
-      "stop",
-      { triggers: [preflight.stdout] },
-      { dependsOn: [preflight] },
-    );
-    const archive = this.stepCommand("archive", { triggers: [stop.stdout] }, { dependsOn: [stop] });
+    this.syncAuthorized = this.authorizeSync;
 
-    // 256 bits, letters and digits: the only thing between the LAN and Preferences.xml's token.
-    const token = new random.RandomPassword(
-      `${name}-serve-token`,
-      { length: 43, special: false },
-      { parent: this, additionalSecretOutputs: ["result"] },
-    );
-    const serveStdin = pulumi
-      .secret(token.result)
-      .apply((serveToken) =>
-        scriptBundle("serve", stepEnvironment("serve", settings), sources, { serveToken }),
-      );
-    this.serveStep = this.stepCommand(
-      "serve",
-      { stdin: serveStdin, triggers: [archive.stdout] },
-      { dependsOn: [archive], additionalSecretOutputs: ["stdin"] },
-    );
-
-    const preflightResult = preflight.stdout.apply((out) => {
-      const result = parseStepOutput("preflight", out);
-      return result;
-    });
-    const stopResult = stop.stdout.apply((out) => parseStepOutput("stop", out));
-    const serveResult = this.serveStep.stdout.apply((out) => parseStepOutput("serve", out));
-    const served = (fileName: (names: string[]) => string | undefined) =>
-      serveResult.apply((result) => {
-        const file = result.files.find((f) => f.name === fileName(result.files.map((x) => x.name)));
-        if (!file) {
-          throw new pulumi.ResourceError(
-            `the VM is not serving the expected file (serving: ${result.files.map((f) => f.name).join(", ")})`,
-            this,
-          );
-        }
-        return file;
-      });
-    const archiveFile = served((names) => names.find((n) => n.startsWith("plex-library.")));
-    const tautulliFile = served(() => "tautulli.db");
-    const { host, port } = args.serve;
-
-    this.plexVersion = preflightResult.apply((p) => p.plexVersion);
-    this.libraryBytes = preflightResult.apply((p) => p.libraryBytes);
-    this.mediaRoots = preflightResult.apply((p) => p.mediaRoots);
-    this.databasesOk = pulumi
-      .all([preflightResult, stopResult])
-      .apply(([p, s]) => p.databasesOk && s.databasesOk);
-    // Everything the Plex release and the import read comes through the serve step's summary, so
-    // using any of it orders them after the server is up.
-    this.archiveSha256 = archiveFile.apply((f) => f.sha256);
-    this.archiveBytes = archiveFile.apply((f) => f.bytes);
-    this.archiveFormat = archiveFile.apply((f) => archiveFormatOf(f.name));
-    this.archiveUrl = pulumi.secret(
-      pulumi.all([token.result, archiveFile]).apply(([t, f]) => servedUrl(host, port, t, f.name)),
-    );
-    this.tautulliSnapshotUrl = pulumi.secret(
-      pulumi.all([token.result, tautulliFile]).apply(([t, f]) => servedUrl(host, port, t, f.name)),
-    );
-    this.tautulliSnapshotSha256 = tautulliFile.apply((f) => f.sha256);
-    this.servicesStopped = stop;
-    this.archiveServed = this.serveStep;
+    const preflight = this.preflight.stdout.apply((out) => parseStepOutput("preflight", out));
+    const field = <T>(pick: (p: ReturnType<typeof parseStepOutput<"preflight">>) => T) =>
+      pulumi.unsecret(preflight.apply(pick));
+    this.plexVersion = field((p) => p.plexVersion);
+    this.libraryBytes = field((p) => p.libraryBytes);
+    this.fileCount = field((p) => p.fileCount);
+    this.mediaRoots = field((p) => p.mediaRoots);
+    this.dataOwner = field((p) => p.dataOwner);
+    this.timezone = field((p) => p.timezone);
+    this.preferences = field((p) => p.preferences);
+    this.machineIdentifier = field((p) => p.preferences.machineIdentifier);
+    this.plexToken = pulumi.secret(preflight.apply((p) => p.plexToken));
 
     this.registerOutputs({
       plexVersion: this.plexVersion,
       libraryBytes: this.libraryBytes,
-      databasesOk: this.databasesOk,
+      fileCount: this.fileCount,
       mediaRoots: this.mediaRoots,
-      archiveUrl: this.archiveUrl,
-      archiveSha256: this.archiveSha256,
-      archiveBytes: this.archiveBytes,
-      archiveFormat: this.archiveFormat,
-      tautulliSnapshotUrl: this.tautulliSnapshotUrl,
-      tautulliSnapshotSha256: this.tautulliSnapshotSha256,
+      timezone: this.timezone,
+      machineIdentifier: this.machineIdentifier,
     });
   }
 
   /**
-   * Creates the stop-serving step, run once everything in `after` (the Plex release, the import)
-   * is done: stops the archive server and, unless keepArchive, removes the archive and snapshot.
-   * It runs again whenever the server is restarted. Call it once.
+   * Creates the stop step, run once everything in `after` (the warm copy) is done: stops and
+   * masks Plex and Tautulli, re-checks the databases, records their sha256 and snapshots Tautulli.
+   * Call it once.
    */
-  stopServingAfter(after: pulumi.Resource[]): pulumi.Resource {
-    if (this.stopServing) {
-      throw new pulumi.ResourceError("stopServingAfter may be called only once per SourceVm", this);
+  stopAfter(after: pulumi.Resource[]): StoppedSource {
+    if (this.stopStep) {
+      throw new pulumi.ResourceError("stopAfter may be called only once per SourceVm", this);
     }
-    this.stopServing = this.stepCommand(
-      "stop-serving",
-      { triggers: [this.serveStep.stdout] },
-      { dependsOn: [...after, this.serveStep] },
+    this.stopStep = this.step("stop", {}, { dependsOn: [...after, this.authorizeSync] });
+    const result = this.stopStep.stdout.apply((out) => parseStepOutput("stop", out));
+    return {
+      stopped: this.stopStep,
+      plexDatabases: result.apply((r) => r.plexDatabases),
+      tautulliSnapshot: result.apply((r) => r.tautulliSnapshot),
+      previousState: result.apply((r) => r.previousState),
+    };
+  }
+
+  /**
+   * Creates the revoke-sync step, run once everything in `after` (the Plex release, the import) is
+   * done: removes the migration key from the VM's authorized_keys. Returns
+   * undefined when the VM is retired (there is nothing left to revoke). Call it once, after
+   * {@link stopAfter}.
+   */
+  revokeSyncAfter(after: pulumi.Resource[]): pulumi.Resource | undefined {
+    if (this.revokeSyncDone || !this.stopStep) {
+      throw new pulumi.ResourceError(
+        "revokeSyncAfter must be called once per SourceVm, after stopAfter",
+        this,
+      );
+    }
+    this.revokeSyncDone = true;
+    if (this.args.retired) return undefined;
+    return this.step("revoke-sync", {}, { dependsOn: [...after, this.stopStep] });
+  }
+
+  /** The settings the script reads (lib/source-vm/protocol.ts picks each step's). */
+  private settings(syncPublicKey?: string): SourceScriptSettings {
+    const a = this.args;
+    return {
+      workDir: a.workDir,
+      plexDataDir: a.plexDataDir,
+      plexService: a.plexService,
+      tautulliService: a.tautulliService,
+      tautulliDbPath: a.tautulliDbPath,
+      syncAllowedCidrs: a.syncAllowedCidrs,
+      syncPublicKey,
+      rehearsal: a.rehearsal,
+      plexVersion: a.plexVersion,
+    };
+  }
+
+  /** A step's stdin: its settings (and the migration's public key), then the script. */
+  private bundle(step: SourceStep | SyncStep): pulumi.Output<string> {
+    const script = fs.readFileSync(SCRIPT_PATH, "utf8");
+    const needsKey = step === "authorize-sync" || step === "revoke-sync";
+    const key: pulumi.Output<string | undefined> = needsKey
+      ? this.syncPublicKey
+      : pulumi.output<string | undefined>(undefined);
+    return key.apply((syncPublicKey) =>
+      // Only the serve step of the archive flow carries the server's source.
+      scriptBundle(step, this.environment(step, this.settings(syncPublicKey)), {
+        script,
+        server: "",
+      }),
     );
-    return this.stopServing;
+  }
+
+  private environment(step: SourceStep | SyncStep, settings: SourceScriptSettings) {
+    return step === "authorize-sync" || step === "revoke-sync"
+      ? syncStepEnvironment(step, settings)
+      : stepEnvironment(step, settings);
+  }
+
+  private remoteUser(): RemoteUser {
+    return { user: this.args.connection.user, sudo: this.args.sudo };
+  }
+
+  /** One VM step: frozen once it succeeded, renamed (so run anew) by a new generation. */
+  private step(
+    step: "preflight" | "authorize-sync" | "stop" | "revoke-sync",
+    extra: Extra,
+    opts: pulumi.CustomResourceOptions,
+  ): command.remote.Command {
+    return new command.remote.Command(
+      stepResourceName(this.name, step, this.args.generations),
+      {
+        connection: this.connectionArgs,
+        create: remoteCommandLine(step, this.remoteUser()),
+        stdin: this.bundle(step),
+        // stdout is the step's JSON summary; progress lines (stderr) go to the Pulumi log.
+        logging: "stderr",
+        // Without AcceptEnv on the VM these would only produce warnings.
+        addPreviousOutputInEnv: false,
+        ...extra,
+      },
+      { parent: this, ignoreChanges: [...FROZEN_STEP_INPUTS], ...opts },
+    );
+  }
+
+  /**
+   * The destroy hooks: no create and no update command, so creating or updating them never
+   * contacts the VM (pulumi-command v1.2.1 remote/commandController.go runs `update`, else
+   * `create`, and nothing when both are unset); their `delete` runs on destroy with the connection
+   * and script of the last `up`. Retired, they keep no delete, so removing them needs no VM.
+   */
+  private createDestroyHooks(): command.remote.Command[] {
+    const hook = (step: "revoke-sync" | "rollback", enabled: boolean) =>
+      new command.remote.Command(
+        `${this.name}-on-destroy-${step}`,
+        {
+          connection: this.connectionArgs,
+          // Always present, so turning the hook off is an update, never a delete that runs it.
+          delete:
+            enabled && !this.args.retired ? remoteCommandLine(step, this.remoteUser()) : undefined,
+          stdin: this.bundle(step),
+          logging: "stderr",
+          addPreviousOutputInEnv: false,
+        },
+        { parent: this },
+      );
+    return [hook("revoke-sync", true), hook("rollback", this.args.rollbackOnDestroy)];
   }
 }
-
-const ALLOWED_EXCLUDES = ["Cache", "Logs", "Crash Reports", "Updates", "Diagnostics"];
 
 function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   const problems: string[] = [];
@@ -307,28 +348,12 @@ function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   if (args.workDir === data || args.workDir.startsWith(`${data}/`)) {
     problems.push("workDir must not be inside plexDataDir (the Plex source is never written to)");
   }
-  for (const exclude of args.archiveExcludes) {
-    if (!ALLOWED_EXCLUDES.includes(exclude)) {
-      problems.push(
-        `archiveExcludes: "${exclude}" may not be excluded; allowed: ${ALLOWED_EXCLUDES.join(", ")}`,
-      );
-    }
-  }
   for (const unit of [args.plexService, args.tautulliService]) {
     if (!/^[A-Za-z0-9:_.@-]+$/.test(unit)) problems.push(`"${unit}" is not a systemd unit name`);
   }
-  if (!Number.isInteger(args.serve.port) || args.serve.port < 1 || args.serve.port > 65535) {
-    problems.push(`serve.port must be a TCP port, got ${args.serve.port}`);
-  }
-  if (!Number.isInteger(args.serve.lifetimeMinutes) || args.serve.lifetimeMinutes < 1) {
-    problems.push(
-      `serve.lifetimeMinutes must be a positive whole number, got ${args.serve.lifetimeMinutes}`,
-    );
-  }
-  if (!args.serve.host)
-    problems.push("serve.host is empty: set the host the cluster reaches the VM at");
   const hostKey = hostKeyProblem(args.connection.hostKey, args.connection.host);
   if (hostKey) problems.push(`connection.hostKey ${hostKey}`);
+  problems.push(...generationProblems(args.generations));
   if (problems.length > 0) throw new Error(`SourceVm ${name}: ${problems.join("; ")}`);
   return {};
 }

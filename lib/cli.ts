@@ -76,6 +76,14 @@ export interface CliDefinition<O extends Options> extends CliSpec<O> {
   exitCode?: (error: unknown) => number;
 }
 
+/** A command's entry point: its exit code for `argv` (tests pass their own env and io). */
+export type CliMain = (argv: string[], env?: NodeJS.ProcessEnv, io?: CliIo) => Promise<number>;
+
+/** The entry point of the command `definition` describes. */
+export function cliMain<O extends Options>(definition: CliDefinition<O>): CliMain {
+  return (argv, env = process.env, io = processIo) => runCli(definition, argv, env, io);
+}
+
 /** `plex-migrate` and this checkout's version (package.json). */
 export function programVersion(): string {
   const manifest = JSON.parse(

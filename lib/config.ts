@@ -14,7 +14,20 @@ import type { PlexSyncSettings } from "../components/plex-config-volume";
 import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
 import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
 import { tunnelPortFor } from "./postgres/tunnel";
+import { isCidr, isIpAddress } from "./net";
 import { reservedMountPathClash } from "./plex/helm-values";
+import {
+  GPU_MODES,
+  parseNodeSelectorEntry,
+  type GpuMode,
+  type PodSecuritySetting,
+} from "./plex/placement";
+import {
+  isTimezoneName,
+  type GroupsSetting,
+  type IdSetting,
+  type TimezoneSetting,
+} from "./plex/vm-identity";
 import {
   NETWORKING_MODES,
   advertiseUrlProblem,
@@ -87,8 +100,14 @@ export interface PlexConfig {
   configSize: string;
   configHeadroomPercent: number;
   mediaVolumes: MediaVolume[];
-  uid: number;
-  gid: number;
+  uid: IdSetting;
+  gid: IdSetting;
+  timezone: TimezoneSetting;
+  supplementalGroups: GroupsSetting;
+  clusterNetworks: string[];
+  nodeSelector: Record<string, string>;
+  gpu: GpuMode;
+  podSecurity: PodSecuritySetting;
   claimToken?: pulumi.Output<string>;
   networking: PlexNetworking;
   advertiseUrls: string[];
@@ -121,6 +140,8 @@ export interface MigrationConfig {
   plex: PlexConfig;
   /** How the cluster pulls the Plex library from the VM (PlexConfigVolume's `sync`). */
   sync: PlexSyncSettings;
+  /** Networks the migration key may connect from (SourceVm's `syncAllowedCidrs`). */
+  syncAllowedCidrs: string[];
   postgres: PostgresSettings;
   tautulli: TautulliConfig;
   protectData: boolean;
@@ -189,14 +210,6 @@ const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function isHost(value: string): boolean {
   return IPV4.test(value) || HOSTNAME.test(value) || /^\[?[0-9a-fA-F:]+\]?$/.test(value);
-}
-
-function isCidr(value: string): boolean {
-  const match = /^(.+)\/(\d{1,3})$/.exec(value);
-  if (!match) return false;
-  const bits = Number(match[2]);
-  if (IPV4.test(match[1])) return bits <= 32;
-  return /^[0-9a-fA-F:]+$/.test(match[1]) && match[1].includes(":") && bits <= 128;
 }
 
 function isSafeAbsolutePath(value: string): boolean {
@@ -376,6 +389,32 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     return value;
   }
 
+  /** "auto" or a numeric uid/gid. */
+  function idSetting(key: string): IdSetting {
+    const value = str(key, (v) =>
+      v === "auto" || (/^\d{1,10}$/.test(v) && Number(v) <= 2147483647)
+        ? undefined
+        : `expected auto or a numeric id such as 999, got "${v}"`,
+    );
+    return value === "auto" || !/^\d+$/.test(value) ? "auto" : Number(value);
+  }
+
+  /** "auto", "" (none) or comma-separated gids. */
+  function groupsSetting(key: string): GroupsSetting {
+    const value = str(key, (v) =>
+      v === "auto" || v === "" || /^\d{1,10}(,\d{1,10})*$/.test(v.replace(/\s+/g, ""))
+        ? undefined
+        : `expected auto, "" or gids such as "44,1001", got "${v}"`,
+    );
+    if (value === "auto") return "auto";
+    return value
+      .split(",")
+      .map((g) => g.trim())
+      .filter(Boolean)
+      .map(Number)
+      .filter(Number.isInteger);
+  }
+
   function bool(key: string): boolean {
     const decl = declaration(key);
     const text = config.get(key);
@@ -542,7 +581,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const networking = plexNetworking(
     oneOf("plexNetworking", NETWORKING_MODES),
     optionalStr("plexAddress", (v) =>
-      IPV4.test(v) || /^[0-9a-fA-F:]+$/.test(v)
+      isIpAddress(v)
         ? undefined
         : `expected the IP address clients reach Plex on, such as 192.168.1.20, got "${v}"`,
     ),
@@ -589,8 +628,33 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     configSize: str("plexConfigSize", (v) => (v === "auto" ? undefined : quantity(v))),
     configHeadroomPercent: int("plexConfigHeadroomPercent", 0, 1000),
     mediaVolumes,
-    uid: int("plexUid", 0, 2147483647),
-    gid: int("plexGid", 0, 2147483647),
+    uid: idSetting("plexUid"),
+    gid: idSetting("plexGid"),
+    timezone: str("plexTimezone", (v) =>
+      v === "auto" || v === "" || isTimezoneName(v)
+        ? undefined
+        : `expected auto, "" or an IANA time zone such as Europe/Berlin, got "${v}"`,
+    ),
+    supplementalGroups: groupsSetting("plexSupplementalGroups"),
+    clusterNetworks: list("plexClusterNetworks", (v) =>
+      isCidr(v) ? undefined : `"${v}" is not a CIDR such as "10.42.0.0/16"`,
+    ),
+    nodeSelector: Object.fromEntries(
+      list("plexNodeSelector", (v) => {
+        const parsed = parseNodeSelectorEntry(v);
+        return typeof parsed === "string" ? parsed : undefined;
+      })
+        .map(parseNodeSelectorEntry)
+        .filter((e): e is [string, string] => typeof e !== "string"),
+    ),
+    gpu: oneOf("plexHardwareTranscoding", GPU_MODES),
+    podSecurity: oneOf("plexPodSecurity", [
+      "",
+      "auto",
+      "privileged",
+      "baseline",
+      "restricted",
+    ] as const),
     claimToken: optionalSecret("plexClaimToken", false),
     networking,
     advertiseUrls: list("plexAdvertiseUrls", (v) => advertiseUrlProblem(v)),
@@ -734,11 +798,14 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     excludes: [],
     warmCopyTimeoutMinutes: int("warmCopyTimeoutMinutes", 10, 10080),
   };
+  const syncAllowedCidrs = list("syncAllowedCidrs", (v) =>
+    isCidr(v) ? undefined : `"${v}" is not a CIDR such as "10.42.0.0/16"`,
+  );
 
   for (const key of Object.keys(declarations)) {
     if (!used.has(key))
       throw new Error(`config key ${key} is declared in Pulumi.yaml but never read`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { vm, kubernetes, plex, sync, postgres, tautulli, protectData };
+  return { vm, kubernetes, plex, sync, syncAllowedCidrs, postgres, tautulli, protectData };
 }

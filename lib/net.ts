@@ -13,3 +13,17 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** "10.42.0.0/16", "fd00:42::/56": an IPv4 or IPv6 address with a prefix length that fits it. */
+export function isCidr(value: string): boolean {
+  const match = /^(.+)\/(\d{1,3})$/.exec(value);
+  if (!match) return false;
+  const version = net.isIP(match[1]);
+  const bits = Number(match[2]);
+  return (version === 4 && bits <= 32) || (version === 6 && bits <= 128);
+}
+
+/** An IPv4 or IPv6 address (no brackets, no prefix). */
+export function isIpAddress(value: string): boolean {
+  return net.isIP(value) !== 0;
+}

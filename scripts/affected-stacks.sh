@@ -3,10 +3,18 @@
 # preview matrix: a change to a stack file (Pulumi.<stack>.yaml) affects that stack; a change to
 # anything the program is built from affects every stack; documentation alone affects none.
 #
-# usage: affected-stacks.sh <base-ref> [<head-ref>]     (run inside the repository)
+# usage: affected-stacks.sh [--except <stack>]... <base-ref> [<head-ref>]   (inside the repository)
+#   --except <stack>  never list this stack (the pipeline previews pull requests without prod's
+#                     credentials, so prod is never in a pull request's matrix)
 set -euo pipefail
 
-base=${1:?usage: affected-stacks.sh <base-ref> [<head-ref>]}
+usage="usage: affected-stacks.sh [--except <stack>]... <base-ref> [<head-ref>]"
+excepted=()
+while [ "${1:-}" = --except ]; do
+  excepted+=("${2:?$usage}")
+  shift 2
+done
+base=${1:?$usage}
 head=${2:-HEAD}
 
 all_stacks() {
@@ -42,6 +50,9 @@ fi
 mapfile -t existing < <(all_stacks)
 printf '%s\n' "${affected[@]+"${affected[@]}"}" | sort -u | while IFS= read -r stack; do
   [ -n "$stack" ] || continue
+  for skip in "${excepted[@]+"${excepted[@]}"}"; do
+    [ "$skip" = "$stack" ] && continue 2
+  done
   for known in "${existing[@]+"${existing[@]}"}"; do
     [ "$known" = "$stack" ] && printf '%s\n' "$stack"
   done

@@ -2,7 +2,8 @@
 # Makes sure the system tools the test suite runs for real are present: sshd (the SSH tests),
 # the linter shellcheck, sqlite3, zstd, pigz, curl, python3, sudo, busybox and rsync (the VM and
 # init-container scripts, run for real), mke2fs/dumpe2fs (the volume sizing is checked against real
-# ext4) and Helm (renders the vendored Plex chart).
+# ext4), xmlstarlet and unshare (the Plex container's setup script, run on a private /etc) and Helm
+# (renders the vendored Plex chart).
 # On Debian/Ubuntu it installs what is missing when it can (root or passwordless sudo); otherwise
 # it names the packages and stops, so a missing tool is never mistaken for a passing test.
 set -euo pipefail
@@ -51,6 +52,8 @@ declare -A packages=(
   [rrsync]=rsync
   [mke2fs]=e2fsprogs
   [dumpe2fs]=e2fsprogs
+  [xmlstarlet]=xmlstarlet
+  [unshare]=util-linux
 )
 
 missing=()

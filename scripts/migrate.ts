@@ -13,9 +13,9 @@ import {
   DATABASE_URL_ENV,
   databaseUrlOption,
   exitWith,
-  runCli,
+  cliMain,
+  type CliMain,
   UsageError,
-  type CliIo,
 } from "../lib/cli";
 import {
   listMigrationNames,
@@ -133,25 +133,14 @@ async function migrateCommand(run: MigrateRun): Promise<number> {
   return 0;
 }
 
-export function main(
-  argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  io?: CliIo,
-): Promise<number> {
-  return runCli(
-    {
-      command: "migrate",
-      usage: USAGE,
-      options: OPTIONS,
-      positionals: true,
-      urls: ({ values }) => [values["database-url"], env[DATABASE_URL_ENV]],
-      run: migrateCommand,
-      exitCode: (error) => (error instanceof MigrationRefusedError ? 3 : 1),
-    },
-    argv,
-    env,
-    io,
-  );
-}
+export const main: CliMain = cliMain({
+  command: "migrate",
+  usage: USAGE,
+  options: OPTIONS,
+  positionals: true,
+  urls: ({ values, env }) => [values["database-url"], env[DATABASE_URL_ENV]],
+  run: migrateCommand,
+  exitCode: (error) => (error instanceof MigrationRefusedError ? 3 : 1),
+});
 
 if (require.main === module) exitWith(main(process.argv.slice(2)));

@@ -332,7 +332,9 @@ with_progress() {
         "") done_bytes="" ;;
         *) done_bytes=$(stat -c %s -- "$watch" 2>/dev/null || echo 0) ;;
       esac
-      if [ -z "$done_bytes" ]; then
+      if [ -z "$done_bytes" ] && [ "$total" = 0 ]; then
+        log "$label: running, $((SECONDS - started))s"
+      elif [ -z "$done_bytes" ]; then
         log "$label: running, $(human_bytes "$total") to go through, $((SECONDS - started))s"
       else
         log "$label: $(human_bytes "$done_bytes") of $(human_bytes "$total"), $(rate "$done_bytes" $((SECONDS - started))), $((SECONDS - started))s"
@@ -343,7 +345,11 @@ with_progress() {
   done
   wait "$pid" || rc=$?
   [ "$rc" = 0 ] || return "$rc"
-  log "$label: done, $(human_bytes "$total") in $((SECONDS - started))s ($(rate "$total" $((SECONDS - started))))"
+  if [ "$total" = 0 ]; then
+    log "$label: done in $((SECONDS - started))s"
+  else
+    log "$label: done, $(human_bytes "$total") in $((SECONDS - started))s ($(rate "$total" $((SECONDS - started))))"
+  fi
 }
 
 # sha256 of a file, with progress lines for large ones.
@@ -359,8 +365,13 @@ sha256_of() {
 # --- Plex facts -----------------------------------------------------------------------------
 
 require_data_dir() {
-  [ -d "$DATA_DIR" ] ||
-    refuse "the Plex data dir $DATA_DIR does not exist; set plexDataDir (PLEX_MIGRATE_DATA_DIR) to the folder holding Preferences.xml"
+  if [ ! -d "$DATA_DIR" ]; then
+    local hint=""
+    if [ "$REHEARSAL" = 0 ] && snap_plex_version >/dev/null 2>&1; then
+      hint=" (Plex is installed as a snap here: its data is in $SNAP_DATA_DIR and its unit is $SNAP_UNIT)"
+    fi
+    refuse "the Plex data dir $DATA_DIR does not exist$hint; set plexDataDir (PLEX_MIGRATE_DATA_DIR) to the folder holding Preferences.xml"
+  fi
   [ -f "$DATA_DIR/Preferences.xml" ] ||
     refuse "$DATA_DIR has no Preferences.xml, so it is not a Plex data dir; set plexDataDir (PLEX_MIGRATE_DATA_DIR) to the folder holding Preferences.xml"
   [ -f "$DATA_DIR/$LIBRARY_DB" ] ||
@@ -369,22 +380,60 @@ require_data_dir() {
 
 PLEX_VERSION=""
 PLEX_VERSION_SOURCE=""
+INSTALL=""
+readonly SNAP_UNIT="snap.plexmediaserver.plexmediaserver"
+readonly SNAP_DATA_DIR="/var/snap/plexmediaserver/common/Library/Application Support/Plex Media Server"
+
+# The snap's version ("snap list plexmediaserver" prints a header line, then "name version …").
+snap_plex_version() {
+  command -v snap >/dev/null 2>&1 || return 1
+  snap list plexmediaserver 2>/dev/null | awk '$1 == "plexmediaserver" { print $2; found = 1 } END { exit !found }'
+}
+
+# "name image" of a running container whose image is a Plex server image.
+docker_plex_container() {
+  command -v docker >/dev/null 2>&1 || return 1
+  docker ps --format '{{.Names}} {{.Image}}' 2>/dev/null |
+    awk '$2 ~ /(^|\/)(pms-docker|plex)(:|$)/ { print; found = 1; exit } END { exit !found }'
+}
+
+# How Plex is installed and which version runs. The deb: dpkg-query. The snap: `snap list`, its
+# unit snap.plexmediaserver.plexmediaserver and data under /var/snap (as PlexDBRepair's
+# DBRepair.sh finds it). A container (Docker): the version from its log, and only when
+# plexService names a systemd unit that runs the container, since stop and rollback go through
+# systemd. Sets INSTALL (deb|snap|docker|rehearsal|given), PLEX_VERSION, PLEX_VERSION_SOURCE.
 detect_plex_version() {
+  local status="" container
   if [ -n "$PLEX_VERSION_OVERRIDE" ]; then
+    INSTALL=given
     PLEX_VERSION=$PLEX_VERSION_OVERRIDE
     PLEX_VERSION_SOURCE="PLEX_MIGRATE_PLEX_VERSION"
   elif [ "$REHEARSAL" = 1 ]; then
+    INSTALL=rehearsal
     version_from_logs
   else
-    command -v dpkg-query >/dev/null 2>&1 ||
-      refuse "dpkg-query is missing: this is not a Debian/Ubuntu Plex install (set PLEX_MIGRATE_REHEARSAL=1 to rehearse without Plex)"
-    local status=""
-    status=$(dpkg-query -W -f='${db:Status-Status} ${Version}' -- "$PLEX_PACKAGE" 2>/dev/null) || status=""
-    if [ "${status%% *}" != "installed" ] || [ -z "${status#* }" ]; then
-      refuse "Plex Media Server is not installed: dpkg package '$PLEX_PACKAGE' not found (status: '${status:-none}'); install Plex or set PLEX_MIGRATE_PLEX_PACKAGE"
+    if command -v dpkg-query >/dev/null 2>&1; then
+      status=$(dpkg-query -W -f='${db:Status-Status} ${Version}' -- "$PLEX_PACKAGE" 2>/dev/null) || status=""
     fi
-    PLEX_VERSION=${status#* }
-    PLEX_VERSION_SOURCE="dpkg-query"
+    if [ "${status%% *}" = "installed" ] && [ -n "${status#* }" ]; then
+      INSTALL=deb
+      PLEX_VERSION=${status#* }
+      PLEX_VERSION_SOURCE="dpkg-query"
+    elif PLEX_VERSION=$(snap_plex_version); then
+      INSTALL=snap
+      PLEX_VERSION_SOURCE="snap list"
+      if [ "$PLEX_SERVICE" != "$SNAP_UNIT" ] && ! unit_found "$PLEX_SERVICE"; then
+        refuse "Plex is installed as a snap: set plexService to $SNAP_UNIT (and plexDataDir to $SNAP_DATA_DIR)"
+      fi
+    elif container=$(docker_plex_container); then
+      INSTALL=docker
+      if ! unit_found "$PLEX_SERVICE"; then
+        refuse "Plex runs in the container ${container% *} (image ${container#* }), and plex-migrate stops and restarts Plex through systemd: run the container from a systemd unit (ExecStart=docker start -a ${container% *}, ExecStop=docker stop ${container% *}) and set plexService to it; set plexDataDir to the host folder mounted at /config plus /Library/Application Support/Plex Media Server"
+      fi
+      version_from_logs
+    else
+      refuse "Plex Media Server is not installed: dpkg package '$PLEX_PACKAGE' not found (status: '${status:-none}'), no plexmediaserver snap, no Plex container running; install Plex, set PLEX_MIGRATE_PLEX_PACKAGE, or set PLEX_MIGRATE_REHEARSAL=1 to rehearse without Plex"
+    fi
   fi
   if ! [[ $PLEX_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+-[0-9a-f]+$ ]]; then
     note "Plex version '$PLEX_VERSION' does not look like X.Y.Z.BUILD-hash; the image tag must be set by hand (plexImageTag)"
@@ -485,8 +534,8 @@ check_unit_data_dir() {
 holders_of() {
   local target=$1 inodes
   [ -e "$target" ] || return 0
-  inodes=$(mktemp -- "$CHECK_DIR.inodes.XXXXXX")
-  scratch "$inodes"
+  [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
+  inodes=$(mktemp -- "$CHECK_DIR/inodes.XXXXXX")
   if [ -d "$target" ]; then
     find "$target" -printf '%D:%i\n' 2>/dev/null >>"$inodes" || true
   else
@@ -521,9 +570,8 @@ wait_released() {
 
 # Where each install method puts Plex's own SQLite shell (the only one with Plex's collations
 # icu_root and naturalsort): the deb/rpm package, the snap (as PlexDBRepair's DBRepair.sh finds
-# them). A Docker install has it inside the container only: PLEX_MIGRATE_PLEX_SQLITE can name a
-# wrapper such as `docker exec -i plex "/usr/lib/plexmediaserver/Plex SQLite" "$@"` with the data
-# dir mounted at the same path.
+# them). A Docker install has it inside the image only (/usr/lib/plexmediaserver): without a
+# copy on the VM named by PLEX_MIGRATE_PLEX_SQLITE the databases are "not checked".
 readonly PLEX_SQLITE_CANDIDATES=("/usr/lib/plexmediaserver/Plex SQLite" "/snap/plexmediaserver/current/Plex SQLite")
 readonly PLEX_SQLITE_HELP="the check needs Plex's own SQLite (it has Plex's collations): /usr/lib/plexmediaserver/Plex SQLite from the plexmediaserver package, /snap/plexmediaserver/current/Plex SQLite for the snap, or PLEX_MIGRATE_PLEX_SQLITE naming it"
 
@@ -698,10 +746,10 @@ check_plex_databases() {
 measure_library() {
   log "measuring $DATA_DIR"
   local started=$SECONDS
-  LIBRARY_BYTES=$(du -s -B1 -- "$DATA_DIR/." | cut -f1)
+  LIBRARY_BYTES=$(with_progress "measuring the data dir" 0 "" du -s -B1 -- "$DATA_DIR/." | cut -f1)
   LIBRARY_APPARENT_BYTES=$(du -s -b -- "$DATA_DIR/." | cut -f1)
   LIBRARY_FILES=$(find "$DATA_DIR/." -type f -printf x | wc -c)
-  FILE_COUNT=$(find "$DATA_DIR/." -printf x | wc -c)
+  FILE_COUNT=$(with_progress "counting the data dir's entries" 0 "" find "$DATA_DIR/." -printf x | wc -c)
   INCLUDED_BYTES=$LIBRARY_APPARENT_BYTES
   local name
   for name in ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"}; do
@@ -1005,18 +1053,23 @@ cmd_preflight() {
       serviceFound "$(json_bool "$tautulli_service_found")" running "$(json_bool "$tautulli_running")")
   fi
 
-  # Space: the archive (at worst as large as its input), the snapshot, and the largest database
-  # copied for the integrity check; a previous archive would be replaced, so it counts as free.
+  # Space in the work dir: the Tautulli snapshot (at most the database and its -wal) and the copy
+  # of the largest Plex database (with its -wal) that the integrity check opens; the library
+  # itself is copied straight from the data dir, never into the work dir.
   free=$(free_bytes_at "$WORK_DIR")
-  for f in "$ARCHIVE_DIR"/plex-library.* "$ARCHIVE_DIR"/tautulli.db; do
+  for f in "$SNAPSHOT_DIR"/tautulli.db "$SNAPSHOT_DIR"/config.ini; do
     [ -f "$f" ] && reclaimable=$((reclaimable + $(stat -c %s -- "$f")))
   done
-  local largest_db
-  largest_db=$(stat -c %s -- "$DATA_DIR/$LIBRARY_DB")
-  required=$((INCLUDED_BYTES + tautulli_bytes + 64 * 1024 * 1024))
-  [ $((largest_db * 2)) -gt "$required" ] && required=$((largest_db * 2))
+  local largest_db=0 db_bytes rel
+  for rel in "$LIBRARY_DB" "$BLOBS_DB"; do
+    [ -f "$DATA_DIR/$rel" ] || continue
+    db_bytes=$(stat -c %s -- "$DATA_DIR/$rel")
+    [ -f "$DATA_DIR/$rel-wal" ] && db_bytes=$((db_bytes + $(stat -c %s -- "$DATA_DIR/$rel-wal")))
+    [ "$db_bytes" -le "$largest_db" ] || largest_db=$db_bytes
+  done
+  required=$((tautulli_bytes + largest_db + 64 * 1024 * 1024))
   if [ $((free + reclaimable)) -lt "$required" ]; then
-    problems+=("not enough free disk for the archive in $WORK_DIR: need $required bytes, have $((free + reclaimable)); free space there, set vmWorkDir to a bigger disk, or exclude Cache (archiveExcludes)")
+    problems+=("not enough free disk in the work dir $WORK_DIR for the Tautulli snapshot and the database check: need $required bytes, have $((free + reclaimable)); free space there or set vmWorkDir to a bigger disk")
   fi
 
   local ok=1 token_json='""'
@@ -1025,7 +1078,7 @@ cmd_preflight() {
   # messages, which are never secret.
   if [ "$ok" = 1 ]; then token_json=$(json_str "$(pref_attr PlexOnlineToken)"); fi
   json_obj step '"preflight"' ok "$(json_bool "$ok")" rehearsal "$(json_bool "$REHEARSAL")" \
-    plexVersion "$(json_str "$PLEX_VERSION")" plexVersionSource "$(json_str "$PLEX_VERSION_SOURCE")" \
+    install "$(json_str "$INSTALL")" plexVersion "$(json_str "$PLEX_VERSION")" plexVersionSource "$(json_str "$PLEX_VERSION_SOURCE")" \
     plexService "$(json_str "$PLEX_SERVICE")" plexServiceFound "$(json_bool "$plex_found")" \
     plexRunning "$(json_bool "$plex_running")" dataDir "$(json_str "$DATA_DIR")" \
     dataDirOwner "$(json_str "$owner")" dataOwner "$(data_owner_json)" \
@@ -1539,7 +1592,7 @@ cmd_rollback() {
     # After the stop the data went to the cluster, whose Plex starts with the same server
     # identity; two servers with one identity confuse every client and plex.tv.
     if [ "$ROLLBACK_FORCE" != 1 ]; then
-      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback with PLEX_MIGRATE_ROLLBACK_FORCE=1 (config rollbackForce: true)"
+      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback with PLEX_MIGRATE_ROLLBACK_FORCE=1 (pulumi destroy with rollbackOnDestroy does this itself, after deleting the cluster's Plex)"
     fi
     while read -r role unit active enabled state; do
       [ -n "$unit" ] || continue

@@ -10,7 +10,14 @@
  * (nothing was touched).
  */
 import * as path from "path";
-import { CliRun, exitWith, positiveNumberOption, runCli, UsageError, type CliIo } from "../lib/cli";
+import {
+  cliMain,
+  CliRun,
+  exitWith,
+  positiveNumberOption,
+  UsageError,
+  type CliMain,
+} from "../lib/cli";
 import type * as ReportModule from "../lib/rehearsal/report";
 
 const USAGE = `usage: plex-migrate rehearse [--plex-dir DIR] [--tautulli-db FILE] [--work-dir DIR] [--keep]
@@ -79,24 +86,13 @@ async function rehearseCommand({ values, io }: CliRun<typeof OPTIONS>): Promise<
   return outcome.passed ? 0 : 1;
 }
 
-export function main(
-  argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  io?: CliIo,
-): Promise<number> {
-  return runCli(
-    {
-      command: "rehearse",
-      usage: USAGE,
-      options: OPTIONS,
-      run: rehearseCommand,
-      // Bad input: exit 2, told as the input error says it (with its fix).
-      exitCode: (error) => ((error as Error)?.name === "RehearsalInputError" ? 2 : 1),
-    },
-    argv,
-    env,
-    io,
-  );
-}
+export const main: CliMain = cliMain({
+  command: "rehearse",
+  usage: USAGE,
+  options: OPTIONS,
+  run: rehearseCommand,
+  // Bad input: exit 2, told as the input error says it (with its fix).
+  exitCode: (error) => ((error as Error)?.name === "RehearsalInputError" ? 2 : 1),
+});
 
 if (require.main === module) exitWith(main(process.argv.slice(2)));

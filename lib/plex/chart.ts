@@ -81,6 +81,8 @@ export interface PlexMigrateObjectNames {
   warmCopyJob: string;
   /** Secret with the plex.tv claim token (key `token`), when one is given. */
   claimSecret: string;
+  /** ConfigMap with scripts/plex-pms-setup.sh, run in the Plex container before Plex. */
+  pmsSetupConfigMap: string;
 }
 
 export function plexMigrateObjectNames(releaseName: string): PlexMigrateObjectNames {
@@ -91,5 +93,6 @@ export function plexMigrateObjectNames(releaseName: string): PlexMigrateObjectNa
     syncScript: `${fullname}-sync-script`,
     warmCopyJob: `${fullname}-warm-copy`,
     claimSecret: `${fullname}-claim`,
+    pmsSetupConfigMap: `${fullname}-pms-setup`,
   };
 }

@@ -6,7 +6,20 @@
 import type { MediaVolume } from "../config";
 import { CHART_MOUNT_PATHS, PMS_PORT, chartResourceNames } from "./chart";
 import type { plexSyncValues } from "./init-script";
+import {
+  DEV_DRI,
+  DEV_DRI_VOLUME,
+  INTEL_GPU_RESOURCE,
+  type GpuMode,
+  type HostUse,
+} from "./placement";
 import { advertisedUrls, modeUrl, networkingChartValues, type PlexNetworking } from "./networking";
+import {
+  PMS_SETUP_MOUNT_PATH,
+  pmsSetupEnv,
+  pmsSetupVolume,
+  type PmsSetupSettings,
+} from "./pms-setup";
 
 /** Key of the claim token in its Secret. */
 export const CLAIM_TOKEN_KEY = "token";
@@ -85,9 +98,15 @@ export interface PlexValuesInput {
   mediaVolumes: MediaVolume[];
   uid: number;
   gid: number;
+  /** TZ of the Plex container (the VM's zone), or undefined for the image's UTC. */
+  timezone?: string;
   networking: PlexNetworking;
   /** URLs Plex advertises besides the mode's own (e.g. a public name the router forwards). */
   advertiseUrls: string[];
+  /** Node selection and the GPU for hardware transcoding. */
+  placement: { nodeSelector: Record<string, string>; gpu: GpuMode };
+  /** The ConfigMap with plex-pms-setup.sh, and what it applies. */
+  pmsSetup: PmsSetupSettings & { configMapName: string };
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
 }
 
@@ -97,7 +116,11 @@ export interface PlexValuesInput {
  * enables, and the image merely creates it empty (pms-docker Dockerfile: `mkdir -p /config
  * /transcode /data`), so media keeps a VM path under /data.
  */
-export const RESERVED_MOUNT_PATHS: readonly string[] = [...CHART_MOUNT_PATHS];
+export const RESERVED_MOUNT_PATHS: readonly string[] = [
+  ...CHART_MOUNT_PATHS,
+  PMS_SETUP_MOUNT_PATH,
+  DEV_DRI,
+];
 
 /** The reserved path `mountPath` is at or under, or undefined: the one rule config and values use. */
 export function reservedMountPathClash(mountPath: string): string | undefined {
@@ -134,6 +157,9 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
   // The sync Secret and script are pod volumes mounted only by the sync init container (its own
   // volumeMounts): extraVolumeMounts would mount them in the PMS container too.
   extraVolumes.push(...input.sync.extraVolumes);
+  const setup = pmsSetupVolume(input.pmsSetup.configMapName);
+  extraVolumes.push(setup.volume);
+  extraVolumeMounts.push(setup.mount);
 
   const pms: Record<string, unknown> = {
     configExistingClaim: input.configClaimName,
@@ -150,7 +176,8 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
     pms.claimSecret = { name: input.claimSecretName, key: CLAIM_TOKEN_KEY };
   }
   const { cpuRequest, memoryRequest, memoryLimit } = input.resources;
-  if (cpuRequest || memoryRequest || memoryLimit) {
+  const gpu = input.placement.gpu;
+  if (cpuRequest || memoryRequest || memoryLimit || gpu === "intel") {
     const resources: Record<string, Record<string, string>> = {};
     if (cpuRequest || memoryRequest) {
       resources.requests = {
@@ -158,8 +185,18 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
         ...(memoryRequest ? { memory: memoryRequest } : {}),
       };
     }
-    if (memoryLimit) resources.limits = { memory: memoryLimit };
+    if (memoryLimit || gpu === "intel") {
+      resources.limits = {
+        ...(memoryLimit ? { memory: memoryLimit } : {}),
+        ...(gpu === "intel" ? { [INTEL_GPU_RESOURCE]: "1" } : {}),
+      };
+    }
     pms.resources = resources;
+  }
+  if (gpu === "dev-dri") {
+    extraVolumes.push({ name: DEV_DRI_VOLUME, hostPath: { path: DEV_DRI, type: "Directory" } });
+    extraVolumeMounts.push({ name: DEV_DRI_VOLUME, mountPath: DEV_DRI });
+    pms.securityContext = { privileged: true };
   }
 
   // The image chowns to plex only when Preferences.xml is not plex's; pinning the ids makes the
@@ -167,7 +204,10 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
   const extraEnv: Record<string, string> = {
     PLEX_UID: String(input.uid),
     PLEX_GID: String(input.gid),
+    ...pmsSetupEnv(input.pmsSetup),
   };
+  // pms-docker ships tzdata, so TZ sets the zone Plex's scheduled tasks run in.
+  if (input.timezone) extraEnv.TZ = input.timezone;
   const advertised = advertisedUrls(input.networking, input.advertiseUrls);
   // The chart sets ADVERTISE_IP from this key before falling back to "<ingress.url>:443", and the
   // image writes it into Preferences.xml as customConnections at every start.
@@ -178,6 +218,9 @@ export function buildPlexValues(input: PlexValuesInput): Record<string, unknown>
     extraInitContainers: input.sync.extraInitContainers,
     pms,
     ...networkingChartValues(input.networking),
+    ...(Object.keys(input.placement.nodeSelector).length > 0
+      ? { nodeSelector: input.placement.nodeSelector }
+      : {}),
     extraEnv,
     extraVolumes,
     extraVolumeMounts,
@@ -205,4 +248,17 @@ export function plexUrl(
  */
 export function releaseTimeoutSeconds(libraryBytes: number): number {
   return 600 + Math.ceil(libraryBytes / (10 * 1024 * 1024));
+}
+
+/** What of the host the Plex pod uses with these values' inputs (for its Pod Security level). */
+export function plexHostUse(
+  networking: PlexNetworking,
+  mediaVolumes: MediaVolume[],
+  gpu: GpuMode,
+): HostUse {
+  return {
+    hostNetwork: networking.mode === "host",
+    hostPathVolumes: gpu === "dev-dri" || mediaVolumes.some((v) => v.source.kind === "hostPath"),
+    privileged: gpu === "dev-dri",
+  };
 }

@@ -136,8 +136,44 @@ export function noDirectPathWarning(
   if (advertisedUrls(networking, extraUrls).length > 0) return undefined;
   return (
     `plexNetworking is "internal": Plex is reachable only inside the cluster, so clients outside ` +
-    `it fall back to Plex's bandwidth-limited relay and the VM's advertised address goes stale. ` +
+    `it fall back to Plex's bandwidth-limited relay. ` +
     `Fix: pulumi config set plexNetworking host (or loadBalancer, or ingress) with plexAddress ` +
     `(or plexIngressHost), or list the URLs clients use in plexAdvertiseUrls.`
   );
+}
+
+/**
+ * With nothing advertised, Plex keeps the VM's `customConnections` (they move in
+ * Preferences.xml), which point at the stopped VM: what to tell the user, or undefined.
+ */
+export function staleAddressWarning(
+  networking: PlexNetworking,
+  extraUrls: string[],
+  vmCustomConnections: string,
+): string | undefined {
+  if (!vmCustomConnections || advertisedUrls(networking, extraUrls).length > 0) return undefined;
+  return (
+    `Plex keeps advertising what the VM's Preferences.xml says (${vmCustomConnections}), which ` +
+    `no longer answers after the move. Fix: set plexNetworking (or plexAdvertiseUrls) so Plex ` +
+    `advertises where it runs now.`
+  );
+}
+
+/**
+ * Preferences.xml's LanNetworksBandwidth for the pod: the VM's LAN networks plus the cluster's
+ * pod and node ranges, so clients reaching Plex from cluster addresses (through an Ingress, or
+ * SNAT by kube-proxy) count as local as they did on the VM's LAN. Undefined when no cluster range
+ * is configured: Preferences.xml then keeps the VM's value. allowedNetworks (access without
+ * sign-in) is never widened: it moves unchanged with Preferences.xml.
+ */
+export function podLanNetworks(
+  vmLanNetworks: string,
+  clusterNetworks: string[],
+): string | undefined {
+  if (clusterNetworks.length === 0) return undefined;
+  const vm = vmLanNetworks
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
+  return [...new Set([...vm, ...clusterNetworks])].join(",");
 }

@@ -34,7 +34,7 @@ export function pgClientConfig(databaseUrl: string): ClientConfig {
     database: parsed.database,
     ssl: parsed.ssl as ClientConfig["ssl"],
     application_name: parsed.application_name ?? "plex-migrate",
-    // A server that does not answer (wrong endpoint, port-forward not running) fails in seconds.
+    // A server that does not answer (wrong endpoint, no Ready pod behind the tunnel) fails in seconds.
     connectionTimeoutMillis: parsed.connect_timeout
       ? Number(parsed.connect_timeout) * 1000
       : 15_000,

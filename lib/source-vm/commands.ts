@@ -14,6 +14,7 @@ import * as path from "path";
 import type { ArchiveCompression } from "../config";
 
 import { SETTINGS, STEP_PROTOCOL, type SourceStep } from "./protocol";
+import type { SyncStep } from "./sync-steps";
 
 export { SOURCE_STEPS, type SourceStep } from "./protocol";
 
@@ -24,10 +25,15 @@ export interface SourceScriptSettings {
   plexService: string;
   tautulliService: string;
   tautulliDbPath: string;
-  archiveExcludes: string[];
-  archiveCompression: ArchiveCompression;
-  serve: { address: string; port: number; lifetimeMinutes: number; allowedCidrs: string[] };
-  keepArchive: boolean;
+  /** The archive flow's settings (absent for the sync flow's steps). */
+  archiveExcludes?: string[];
+  archiveCompression?: ArchiveCompression;
+  serve?: { address: string; port: number; lifetimeMinutes: number; allowedCidrs: string[] };
+  keepArchive?: boolean;
+  /** The migration's public key ("ssh-ed25519 AAAA..."), for authorize-sync and revoke-sync. */
+  syncPublicKey?: string;
+  /** Networks the migration key may connect from (`from=`); empty allows any. */
+  syncAllowedCidrs?: string[];
   /** Run without systemctl/dpkg-query (a machine without Plex). @default false */
   rehearsal?: boolean;
   /** Plex version to report instead of asking dpkg-query. */
@@ -39,6 +45,12 @@ export interface SourceScriptSettings {
   /** Networks the migration key may connect from (`from=`); empty allows any. */
   syncAllowedCidrs?: string[];
 }
+
+/** The settings of the archive flow's steps (archive, serve, stop-serving): all of them set. */
+export type ArchiveScriptSettings = SourceScriptSettings &
+  Required<
+    Pick<SourceScriptSettings, "archiveExcludes" | "archiveCompression" | "serve" | "keepArchive">
+  >;
 
 export const SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-source.sh");
 export const SERVER_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-serve.py");
@@ -90,7 +102,7 @@ const SERVER_HEREDOC = "PLEX_MIGRATE_SERVE_PY_END";
  * line), the archive server's source for `serve`, then the script. `bash -s -- <step>` runs it.
  */
 export function scriptBundle(
-  step: SourceStep,
+  step: SourceStep | SyncStep,
   env: Record<string, string>,
   sources: ScriptSources,
   secrets: { serveToken?: string } = {},
@@ -134,7 +146,7 @@ export interface RemoteUser {
  * The command line for a step. Root (or sudo disabled) runs `bash -s -- <step>`; anyone else goes
  * through `sudo -n`, checked first so a missing sudo rule gives a message that says what to do.
  */
-export function remoteCommandLine(step: SourceStep, who: RemoteUser): string {
+export function remoteCommandLine(step: SourceStep | SyncStep, who: RemoteUser): string {
   const run = `bash -s -- ${step}`;
   if (who.user === "root" || !who.sudo) return run;
   const help =

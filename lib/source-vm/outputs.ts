@@ -30,8 +30,10 @@ export interface PreflightResult {
   step: "preflight";
   ok: boolean;
   rehearsal: boolean;
+  /** How Plex is installed: the deb, the snap, a container run by a systemd unit (docker). */
+  install: "deb" | "snap" | "docker" | "rehearsal" | "given";
   plexVersion: string;
-  /** "dpkg-query", "PLEX_MIGRATE_PLEX_VERSION" or "log: Logs/…". */
+  /** "dpkg-query", "snap list", "PLEX_MIGRATE_PLEX_VERSION" or "log: Logs/…". */
   plexVersionSource: string;
   plexService: string;
   plexServiceFound: boolean;

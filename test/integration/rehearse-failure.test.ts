@@ -1,20 +1,23 @@
 /**
- * A rehearsal that fails (the real VM script refusing a damaged Plex database, through the real
- * CLI): the folder is kept, created with its missing parents, and report.md/report.json say
- * FAILED, the failing step, what the script's exit code means and where the log is.
+ * The rehearsal's folder and report. A rehearsal that fails (the real VM script refusing a
+ * damaged Plex database, through the real CLI): the folder is kept, created with its missing
+ * parents, and report.md/report.json say FAILED, the failing step, what the script's exit code
+ * means and where the log is. With --keep a passing one keeps everything, and its timings count
+ * bytes as bytes.
  */
 import * as assert from "assert/strict";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { FailedRehearsal } from "../../lib/rehearsal/report";
+import type { RehearsalReport } from "../../lib/rehearsal/rehearse";
+import { rehearseWithReport, type FailedRehearsal } from "../../lib/rehearsal/report";
 import { generatePlexTree } from "../../lib/samples/plex-tree";
 import { generateTautulliDb } from "../../lib/samples/tautulli-db";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
-describe("a failed rehearsal (plex-migrate rehearse, real VM script)", function () {
+describe("the rehearsal folder and report (plex-migrate rehearse, real VM script)", function () {
   this.timeout(180_000);
   let scratch: string;
   before(() => {
@@ -88,5 +91,34 @@ describe("a failed rehearsal (plex-migrate rehearse, real VM script)", function 
     // Everything it made is kept for a look.
     for (const kept of ["vm", "config-volume", "rehearsal.log"])
       assert.ok(fs.existsSync(path.join(dir, kept)), kept);
+  });
+
+  it("--keep keeps everything in the folder; the import's timing counts bytes and rows apart", async () => {
+    const workDir = path.join(scratch, "kept");
+    const outcome = await rehearseWithReport({ workDir, keep: true, sample: "small" });
+    assert.equal(outcome.passed, true, outcome.markdown);
+    const report = outcome.report as RehearsalReport;
+    assert.equal(report.kept, true);
+    const kept = fs.readdirSync(outcome.dir).sort();
+    for (const name of [
+      "rehearsal.log",
+      "report.json",
+      "report.md",
+      "sample",
+      "vm",
+      "config-volume",
+    ])
+      assert.ok(kept.includes(name), `${name} kept (${kept.join(", ")})`);
+    assert.ok(fs.readdirSync(path.join(outcome.dir, "config-volume")).length > 0);
+    const timing = report.timings.find((t) => t.step === "tautulli import")!;
+    const source = report.tautulli.import.source;
+    assert.equal(timing.bytes, source.bytes + source.walBytes);
+    assert.equal(timing.rows, report.tautulli.import.totals.rows);
+    assert.notEqual(timing.bytes, timing.rows);
+    const json = JSON.parse(fs.readFileSync(path.join(outcome.dir, "report.json"), "utf8"));
+    assert.equal(
+      json.timings.find((t: { step: string }) => t.step === "tautulli import").bytes,
+      timing.bytes,
+    );
   });
 });

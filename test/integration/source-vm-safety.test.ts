@@ -291,6 +291,80 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
       assert.equal(json.plexToken, "", "no token in a refused summary");
     });
 
+    /** Puts an executable fake tool (a bash script body) on the fake VM's PATH. */
+    const fakeTool = (vm: FakeVm, name: string, body: string) => {
+      const file = path.join(vm.binDir, name);
+      fs.writeFileSync(file, `#!/usr/bin/env bash\n${body}\n`);
+      fs.chmodSync(file, 0o755);
+    };
+
+    it("recognises a snap install: its version from snap list, and the unit and data dir it needs named", async () => {
+      const vm = await fresh({ plexVersion: null });
+      fakeTool(
+        vm,
+        "snap",
+        `[ "$1 $2" = "list plexmediaserver" ] || exit 1
+printf 'Name             Version                Rev  Tracking       Publisher  Notes\\n'
+printf 'plexmediaserver  1.41.3.9314-a0bfb8370  417  latest/stable  plexinc*   -\\n'`,
+      );
+      const units = path.join(vm.stateDir, "systemd");
+      fs.renameSync(
+        path.join(units, "plexmediaserver"),
+        path.join(units, "snap.plexmediaserver.plexmediaserver"),
+      );
+      const wrongUnit = await vm.run("preflight");
+      assert.equal(wrongUnit.code, 3);
+      assert.ok(
+        wrongUnit.stderr.includes(
+          "Plex is installed as a snap: set plexService to snap.plexmediaserver.plexmediaserver (and plexDataDir to /var/snap/plexmediaserver/common/Library/Application Support/Plex Media Server)",
+        ),
+        wrongUnit.stderr,
+      );
+      const wrongDir = await vm.run("preflight", {
+        PLEX_MIGRATE_DATA_DIR: path.join(vm.root, "nowhere"),
+      });
+      assert.equal(wrongDir.code, 3);
+      assert.match(
+        wrongDir.stderr,
+        /does not exist \(Plex is installed as a snap here: its data is in \/var\/snap\/plexmediaserver\/common/,
+      );
+      const run = await vm.run("preflight", {
+        PLEX_MIGRATE_PLEX_SERVICE: "snap.plexmediaserver.plexmediaserver",
+      });
+      assert.equal(run.code, 0, run.stderr);
+      const json = parseStepOutput("preflight", run.stdout);
+      assert.equal(json.install, "snap");
+      assert.equal(json.plexVersion, "1.41.3.9314-a0bfb8370");
+      assert.equal(json.plexVersionSource, "snap list");
+    });
+
+    it("recognises Plex in a Docker container: refused with what to do unless a systemd unit runs it", async () => {
+      const vm = await fresh({ plexVersion: null });
+      fakeTool(
+        vm,
+        "docker",
+        `[ "$1" = ps ] || exit 1
+printf 'tautulli ghcr.io/tautulli/tautulli:latest\\nplex plexinc/pms-docker:1.41.3.9314-a0bfb8370\\n'`,
+      );
+      const units = path.join(vm.stateDir, "systemd");
+      fs.renameSync(path.join(units, "plexmediaserver"), path.join(units, "elsewhere"));
+      const refused = await vm.run("preflight");
+      assert.equal(refused.code, 3);
+      assert.ok(
+        refused.stderr.includes(
+          "Plex runs in the container plex (image plexinc/pms-docker:1.41.3.9314-a0bfb8370), and plex-migrate stops and restarts Plex through systemd: run the container from a systemd unit (ExecStart=docker start -a plex, ExecStop=docker stop plex) and set plexService to it; set plexDataDir to the host folder mounted at /config plus /Library/Application Support/Plex Media Server",
+        ),
+        refused.stderr,
+      );
+      fs.renameSync(path.join(units, "elsewhere"), path.join(units, "plexmediaserver"));
+      const run = await vm.run("preflight");
+      assert.equal(run.code, 0, run.stderr);
+      const json = parseStepOutput("preflight", run.stdout);
+      assert.equal(json.install, "docker");
+      assert.equal(json.plexVersion, vm.manifest.plexVersion);
+      assert.equal(json.plexVersionSource, "log: Logs/Plex Media Server.log");
+    });
+
     it("reads TZ from Plex's unit and the Preferences.xml settings, XML-unescaped", async () => {
       const vm = await fresh();
       fs.writeFileSync(
@@ -365,6 +439,21 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
       const again = await vm.run("stop");
       assert.equal(again.code, 0, again.stderr);
       assert.equal(parseStepOutput("stop", again.stdout).previousState.plex?.active, true);
+    });
+
+    it("a step that fails (an unreadable tautulli.db) leaves no copy or partial snapshot behind", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      fs.rmSync(`${vm.tautulliDb}-wal`, { force: true });
+      fs.writeFileSync(vm.tautulliDb, Buffer.alloc(8192, 0x5a));
+      const run = await vm.run("stop");
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, /the Tautulli snapshot failed/);
+      assert.ok(!fs.existsSync(path.join(vm.workDir, "check")), "no database copy left");
+      assert.deepEqual(
+        fs.readdirSync(path.join(vm.workDir, "snapshot")),
+        [],
+        "no partial snapshot",
+      );
     });
 
     it("long operations print progress lines while they run and a total with the rate at the end", async () => {

@@ -504,7 +504,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       );
     });
 
-    it("preflight refuses when the work dir's disk is too small for the archive (a 1 MiB tmpfs)", async () => {
+    it("preflight refuses when the work dir's disk is too small for the snapshot (a 1 MiB tmpfs)", async () => {
       const vm = await fresh();
       fs.mkdirSync(vm.workDir, { recursive: true });
       const env = vm.env();
@@ -524,7 +524,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.ok(json.freeBytes < json.requiredFreeBytes);
       assert.match(
         json.problems.join("\n"),
-        /not enough free disk for the archive in .*need \d+ bytes, have \d+/,
+        /not enough free disk in the work dir .* for the Tautulli snapshot and the database check: need \d+ bytes, have \d+/,
       );
     });
 
@@ -583,7 +583,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.equal(usage.code, 2);
       assert.match(
         usage.stderr,
-        /usage: plex-migrate-source\.sh preflight\|stop\|archive\|serve\|stop-serving\|rollback/,
+        /usage: plex-migrate-source\.sh preflight\|stop\|archive\|serve\|stop-serving\|authorize-sync\|revoke-sync\|rollback/,
       );
     });
 
@@ -683,11 +683,11 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
           parseStepOutput("preflight", preflight.stdout).notes.join(),
           /systemd unit tautulli not found: Tautulli is not stopped/,
         );
-        const run = await vm.run("archive");
+        const run = await vm.run("stop");
         assert.equal(run.code, 0, run.stderr);
-        const snapshot = new Database(path.join(vm.workDir, "archive", "tautulli.db"), {
-          readonly: true,
-        });
+        const taken = parseStepOutput("stop", run.stdout).tautulliSnapshot;
+        assert.equal(taken?.path, path.join(vm.workDir, "snapshot", "tautulli.db"));
+        const snapshot = new Database(taken.path, { readonly: true });
         try {
           const rows = snapshot.prepare("SELECT count(*) AS n FROM session_history").get() as {
             n: number;

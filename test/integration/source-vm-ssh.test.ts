@@ -12,7 +12,10 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import type { SourceVm, SourceVmArgs } from "../../components/source-vm";
+import type {
+  ArchiveSourceVm as SourceVm,
+  ArchiveSourceVmArgs as SourceVmArgs,
+} from "../../components/archive-source-vm";
 import { Registration, runWithMocks, unwrap, unwrapSecrets } from "../support/pulumi-mocks";
 import { createFakeVm, FakeVm, processesHolding } from "../support/fake-vm";
 import { SshServer, startSshd } from "../support/sshd";
@@ -74,7 +77,7 @@ describe("SourceVm over a real sshd (OpenSSH on 127.0.0.2, fake VM behind it)", 
     let vm: SourceVm | undefined;
     const { registrations } = await runWithMocks(
       () => {
-        const { SourceVm } = require("../../components/source-vm");
+        const { ArchiveSourceVm: SourceVm } = require("../../components/archive-source-vm");
         vm = new SourceVm("vm", args(user));
         vm!.stopServingAfter([]);
         return {};

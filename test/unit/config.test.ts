@@ -370,8 +370,38 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       { plexMediaVolumes: ["/mnt/a=nfs://nas/x", "/mnt/a/b=nfs://nas/y"] },
       /plexMediaVolumes: mount paths "\/mnt\/a" and "\/mnt\/a\/b" overlap/,
     ],
-    ["plexUid", { plexUid: "-1" }, /plexUid: expected an integer from 0/],
-    ["plexGid", { plexGid: "1.5" }, /plexGid: expected an integer/],
+    ["plexUid", { plexUid: "-1" }, /plexUid: expected auto or a numeric id such as 999, got "-1"/],
+    ["plexGid", { plexGid: "1.5" }, /plexGid: expected auto or a numeric id/],
+    [
+      "plexSupplementalGroups",
+      { plexSupplementalGroups: "video" },
+      /plexSupplementalGroups: expected auto, "" or gids such as "44,1001", got "video"/,
+    ],
+    [
+      "plexNodeSelector",
+      { plexNodeSelector: ["node-1"] },
+      /plexNodeSelector: "node-1" is not a node label such as kubernetes.io\/hostname=node-1/,
+    ],
+    [
+      "plexHardwareTranscoding",
+      { plexHardwareTranscoding: "nvidia" },
+      /plexHardwareTranscoding: expected one of "none", "intel", "dev-dri", got "nvidia"/,
+    ],
+    [
+      "plexPodSecurity",
+      { plexPodSecurity: "strict" },
+      /plexPodSecurity: expected one of "", "auto", "privileged", "baseline", "restricted", got "strict"/,
+    ],
+    [
+      "plexClusterNetworks",
+      { plexClusterNetworks: ["10.42.0.0/33"] },
+      /plexClusterNetworks: "10.42.0.0\/33" is not a CIDR such as "10.42.0.0\/16"/,
+    ],
+    [
+      "plexTimezone",
+      { plexTimezone: "Berlin time" },
+      /plexTimezone: expected auto, "" or an IANA time zone such as Europe\/Berlin, got "Berlin time"/,
+    ],
     [
       "plexNetworking",
       { plexNetworking: "NodePort" },
@@ -587,6 +617,32 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     assert.deepStrictEqual(
       load({ plexAdvertiseUrls: ["https://plex.example.net:443"] }).plex.advertiseUrls,
       ["https://plex.example.net:443"],
+    );
+  });
+
+  it("reads ids and the time zone as auto unless set", () => {
+    const plex = load().plex;
+    assert.deepStrictEqual([plex.uid, plex.gid, plex.timezone], ["auto", "auto", "auto"]);
+    const set = load({ plexUid: "1000", plexGid: 100, plexTimezone: "" }).plex;
+    assert.deepStrictEqual([set.uid, set.gid, set.timezone], [1000, 100, ""]);
+    assert.strictEqual(load().plex.supplementalGroups, "auto");
+    assert.deepStrictEqual(load({ plexSupplementalGroups: "" }).plex.supplementalGroups, []);
+    assert.deepStrictEqual(
+      load({ plexSupplementalGroups: "44, 1001" }).plex.supplementalGroups,
+      [44, 1001],
+    );
+    assert.deepStrictEqual(
+      load({ plexNodeSelector: ["kubernetes.io/hostname=node-1", "plex-migrate/media="] }).plex
+        .nodeSelector,
+      { "kubernetes.io/hostname": "node-1", "plex-migrate/media": "" },
+    );
+    assert.deepStrictEqual(
+      [load().plex.gpu, load().plex.podSecurity, load().plex.nodeSelector],
+      ["none", "", {}],
+    );
+    assert.deepStrictEqual(
+      load({ plexClusterNetworks: ["10.42.0.0/16", "fd00:42::/56"] }).plex.clusterNetworks,
+      ["10.42.0.0/16", "fd00:42::/56"],
     );
   });
 

@@ -13,6 +13,13 @@ import { plexSyncValues } from "../../lib/plex/init-script";
 import { HELM_MODULE_VERSION, helmBinary, renderChart, type Manifest } from "../support/helm";
 
 const NAMES = chartResourceNames("plex");
+/** scripts/plex-pms-setup.sh where the image's s6 init runs it, after 40-plex-first-run. */
+const PMS_SETUP_MOUNT = {
+  name: "plex-migrate-pms-setup",
+  mountPath: "/etc/cont-init.d/41-plex-migrate",
+  subPath: "41-plex-migrate",
+  readOnly: true,
+};
 
 function media(entry: string): MediaVolume {
   const parsed = parseMediaVolume(entry);
@@ -52,6 +59,8 @@ function input(overrides: Partial<PlexValuesInput> = {}): PlexValuesInput {
     gid: 999,
     networking: { mode: "internal" },
     advertiseUrls: [],
+    pmsSetup: { configMapName: "plex-plex-media-server-pms-setup", groups: [] },
+    placement: { nodeSelector: {}, gpu: "none" },
     resources: {},
     ...overrides,
   };
@@ -169,7 +178,9 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
     ]);
     assert.strictEqual(chart.has("ConfigMap"), false, "the chart's own init script is not used");
     assert.deepStrictEqual(
-      spec.volumes.filter((v) => String(v.name).startsWith("plex-migrate-")),
+      spec.volumes.filter((v) =>
+        ["plex-migrate-sync", "plex-migrate-script"].includes(String(v.name)),
+      ),
       [
         {
           name: "plex-migrate-sync",
@@ -198,7 +209,16 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
       { name: "pms-transcode", mountPath: "/transcode" },
       { name: "media-data-movies", mountPath: "/data/movies", readOnly: true },
       { name: "media-mnt-tv", mountPath: "/mnt/tv", readOnly: false },
+      PMS_SETUP_MOUNT,
     ]);
+    assert.deepStrictEqual(
+      spec.volumes.find((v) => v.name === "plex-migrate-pms-setup"),
+      {
+        name: "plex-migrate-pms-setup",
+        configMap: { name: "plex-plex-media-server-pms-setup", defaultMode: 0o755 },
+      },
+      "the image's init runs it: executable",
+    );
     assert.deepStrictEqual(plex.readinessProbe, {
       httpGet: { path: "/identity", port: 32400 },
       initialDelaySeconds: 10,
@@ -324,6 +344,66 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
     assert.strictEqual(
       env(pms(chart.get("StatefulSet"))).ADVERTISE_IP,
       "https://plex.example.com:443",
+    );
+  });
+
+  it("hands the VM's groups, LAN networks and time zone to the Plex container's environment", () => {
+    const chart = render({
+      timezone: "Europe/Berlin",
+      pmsSetup: {
+        configMapName: "plex-plex-media-server-pms-setup",
+        groups: [44, 1001],
+        lanNetworks: "192.168.13.0/24,10.42.0.0/16",
+      },
+    });
+    assert.deepStrictEqual(env(pms(chart.get("StatefulSet"))), {
+      PLEX_GID: "999",
+      PLEX_MIGRATE_GROUPS: "44,1001",
+      PLEX_MIGRATE_LAN_NETWORKS: "192.168.13.0/24,10.42.0.0/16",
+      PLEX_UID: "999",
+      TZ: "Europe/Berlin",
+    });
+  });
+
+  it("pins the pod with the node selector, and leaves the chart's empty one otherwise", () => {
+    const pinned = render({
+      placement: { nodeSelector: { "kubernetes.io/hostname": "node-1" }, gpu: "none" },
+    });
+    assert.deepStrictEqual(
+      (podSpec(pinned.get("StatefulSet")) as { nodeSelector?: unknown }).nodeSelector,
+      { "kubernetes.io/hostname": "node-1" },
+    );
+    assert.deepStrictEqual(
+      (podSpec(render().get("StatefulSet")) as { nodeSelector?: unknown }).nodeSelector,
+      {},
+    );
+  });
+
+  it("gpu intel: one gpu.intel.com/i915 from the device plugin, nothing privileged", () => {
+    const chart = render({
+      placement: { nodeSelector: {}, gpu: "intel" },
+      resources: { memoryLimit: "4Gi" },
+    });
+    const plex = pms(chart.get("StatefulSet")) as Container & { resources?: unknown };
+    assert.deepStrictEqual(plex.resources, {
+      limits: { memory: "4Gi", "gpu.intel.com/i915": "1" },
+    });
+    assert.strictEqual(plex.securityContext, undefined);
+    assert.ok(!plex.volumeMounts.some((m) => m.mountPath === "/dev/dri"));
+  });
+
+  it("gpu dev-dri: the node's /dev/dri in a privileged Plex container", () => {
+    const chart = render({ placement: { nodeSelector: {}, gpu: "dev-dri" } });
+    const statefulSet = chart.get("StatefulSet");
+    const plex = pms(statefulSet);
+    assert.deepStrictEqual(plex.securityContext, { privileged: true });
+    assert.deepStrictEqual(
+      plex.volumeMounts.find((m) => m.mountPath === "/dev/dri"),
+      { name: "dev-dri", mountPath: "/dev/dri" },
+    );
+    assert.deepStrictEqual(
+      podSpec(statefulSet).volumes.find((v) => v.name === "dev-dri"),
+      { name: "dev-dri", hostPath: { path: "/dev/dri", type: "Directory" } },
     );
   });
 

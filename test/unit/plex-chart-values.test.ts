@@ -17,6 +17,7 @@ import {
 import { loadChartValues, unknownValueKeys } from "../../lib/plex/chart-values";
 import { buildPlexValues } from "../../lib/plex/helm-values";
 import type { PlexNetworking } from "../../lib/plex/networking";
+import { GPU_MODES, type GpuMode } from "../../lib/plex/placement";
 import { plexSyncValues } from "../../lib/plex/init-script";
 
 const template = (name: string) =>
@@ -36,7 +37,10 @@ const EVERY_MODE: PlexNetworking[] = [
 ];
 
 /** Values with every optional feature on, so every key we can ever pass is checked. */
-function everyFeatureValues(networking: PlexNetworking): Record<string, unknown> {
+function everyFeatureValues(
+  networking: PlexNetworking,
+  gpu: GpuMode = "intel",
+): Record<string, unknown> {
   return buildPlexValues({
     releaseName: "plex",
     imageTag: "1.41.3.9314-a0bfb8370",
@@ -62,6 +66,13 @@ function everyFeatureValues(networking: PlexNetworking): Record<string, unknown>
     gid: 1000,
     networking,
     advertiseUrls: ["http://plex.example.net:32400"],
+    timezone: "Europe/Berlin",
+    pmsSetup: {
+      configMapName: "plex-plex-media-server-pms-setup",
+      groups: [44],
+      lanNetworks: "10.42.0.0/16",
+    },
+    placement: { nodeSelector: { "kubernetes.io/hostname": "node-1" }, gpu },
     resources: { cpuRequest: "1", memoryRequest: "2Gi", memoryLimit: "4Gi" },
   });
 }
@@ -71,7 +82,12 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
 
   it("has every values key we pass, with the kind (map/list/scalar) the chart expects", () => {
     for (const networking of EVERY_MODE) {
-      assert.deepStrictEqual(unknownValueKeys(everyFeatureValues(networking), chartValues), []);
+      for (const gpu of GPU_MODES) {
+        assert.deepStrictEqual(
+          unknownValueKeys(everyFeatureValues(networking, gpu), chartValues),
+          [],
+        );
+      }
     }
     const values = everyFeatureValues(EVERY_MODE[0]);
     // The keys that carry the move are really among them.
@@ -144,6 +160,7 @@ describe("plex-media-server chart facts (reference/pms-chart)", () => {
       syncScript: "plex-plex-media-server-sync-script",
       warmCopyJob: "plex-plex-media-server-warm-copy",
       claimSecret: "plex-plex-media-server-claim",
+      pmsSetupConfigMap: "plex-plex-media-server-pms-setup",
     });
   });
 });

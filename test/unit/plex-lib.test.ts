@@ -16,6 +16,11 @@ import {
   syncContainer,
 } from "../../lib/plex/init-script";
 import {
+  advertiseUrlProblem,
+  podLanNetworks,
+  staleAddressWarning,
+} from "../../lib/plex/networking";
+import {
   autoConfigSize,
   minimumConfigGiB,
   parseQuantity,
@@ -308,5 +313,38 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
     }
     const lint = spawnSync("shellcheck", ["-s", "sh", INIT_SCRIPT_PATH], { encoding: "utf8" });
     assert.strictEqual(lint.status, 0, lint.stdout);
+  });
+});
+
+describe("lib/plex/networking.ts", () => {
+  it("merges the cluster's ranges into the VM's LAN networks, keeping the VM's when none", () => {
+    assert.strictEqual(podLanNetworks("192.168.13.0/24", []), undefined);
+    assert.strictEqual(
+      podLanNetworks(" 192.168.13.0/24,10.42.0.0/16 ", ["10.42.0.0/16", "10.43.0.0/16"]),
+      "192.168.13.0/24,10.42.0.0/16,10.43.0.0/16",
+    );
+    assert.strictEqual(podLanNetworks("", ["10.42.0.0/16"]), "10.42.0.0/16");
+  });
+
+  it("names the VM's stale address only when nothing new is advertised", () => {
+    const vm = "http://192.168.13.21:32400";
+    assert.match(staleAddressWarning({ mode: "internal" }, [], vm) ?? "", /192\.168\.13\.21/);
+    assert.strictEqual(staleAddressWarning({ mode: "internal" }, [], ""), undefined);
+    assert.strictEqual(
+      staleAddressWarning({ mode: "internal" }, ["http://plex.example.net:32400"], vm),
+      undefined,
+    );
+    assert.strictEqual(
+      staleAddressWarning({ mode: "host", address: "192.168.13.30" }, [], vm),
+      undefined,
+    );
+  });
+
+  it("accepts scheme://host:port URLs only", () => {
+    assert.strictEqual(advertiseUrlProblem("https://plex.example.net:443"), undefined);
+    assert.strictEqual(advertiseUrlProblem("http://[fd00::1]:32400/"), undefined);
+    assert.match(advertiseUrlProblem("ftp://plex.lan:21") ?? "", /must start with http/);
+    assert.match(advertiseUrlProblem("http://plex.lan:32400/web") ?? "", /no path/);
+    assert.match(advertiseUrlProblem("http://plex.lan") ?? "", /port spelled out/);
   });
 });

@@ -5,10 +5,14 @@
  */
 import * as assert from "assert";
 import { spawnSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseMediaVolume, type MediaVolume } from "../../lib/config";
+import { plexHostUse } from "../../lib/plex/helm-values";
 import { plexSyncValues } from "../../lib/plex/init-script";
+import { podSecurityLabels } from "../../lib/plex/placement";
+import { resolvePlexIds } from "../../lib/plex/vm-identity";
 import {
   captureWarnings,
   isSecretInput,
@@ -46,6 +50,7 @@ const LB = { networking: { mode: "loadBalancer", address: "192.168.13.40" } } as
 
 const RELEASE_TYPE = "kubernetes:helm.sh/v3:Release";
 const SECRET_TYPE = "kubernetes:core/v1:Secret";
+const CONFIGMAP_TYPE = "kubernetes:core/v1:ConfigMap";
 const STOPPED_TYPE = "plex-migrate:test:SourceStopped";
 
 function media(entry: string): MediaVolume {
@@ -67,6 +72,12 @@ function baseArgs(overrides: Partial<PlexReleaseArgs> = {}): PlexReleaseArgs {
     mediaVolumes: [],
     uid: 1000,
     gid: 1000,
+    timezone: "",
+    supplementalGroups: [],
+    clusterNetworks: [],
+    nodeSelector: {},
+    gpu: "none",
+    podSecurity: "",
     networking: { mode: "internal" },
     advertiseUrls: [],
     resources: {},
@@ -194,6 +205,10 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
           name: "plex-migrate-script",
           configMap: { name: "plex-plex-media-server-sync-script", defaultMode: 0o555 },
         },
+        {
+          name: "plex-migrate-pms-setup",
+          configMap: { name: "plex-plex-media-server-pms-setup", defaultMode: 0o755 },
+        },
       ],
       extraVolumeMounts: [
         { name: "media-mnt-nas-plex-movies", mountPath: "/mnt/nas-plex/Movies", readOnly: true },
@@ -203,6 +218,12 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
           readOnly: false,
         },
         { name: "media-srv-music", mountPath: "/srv/music", readOnly: true },
+        {
+          name: "plex-migrate-pms-setup",
+          mountPath: "/etc/cont-init.d/41-plex-migrate",
+          subPath: "41-plex-migrate",
+          readOnly: true,
+        },
       ],
       ingress: {
         enabled: true,
@@ -280,18 +301,22 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       const { run, release } = await build(baseArgs({ claimToken: pulumi.secret(CLAIM) }), shape);
       const stopped = run.get(STOPPED_TYPE, "source-stopped").urn;
       const claimSecret = run.get(SECRET_TYPE, "plex-claim-token").urn;
-      for (const urn of [stopped, claimSecret]) {
+      const setup = run.get(CONFIGMAP_TYPE, "plex-pms-setup").urn;
+      for (const urn of [stopped, claimSecret, setup]) {
         assert.ok(release.dependencies.includes(urn), `${shape}: release waits for ${urn}`);
       }
     }
     const alone = await build(baseArgs(), "none");
-    assert.deepStrictEqual(alone.release.dependencies, []);
+    assert.deepStrictEqual(alone.release.dependencies, [
+      alone.run.get(CONFIGMAP_TYPE, "plex-pms-setup").urn,
+    ]);
   });
 
   it("parents every child to the component with names derived from its name", async () => {
     const { run, component } = await build(baseArgs({ claimToken: pulumi.secret(CLAIM) }));
     const children = run.childrenOf(component).map((r) => `${r.type} ${r.name}`);
     assert.deepStrictEqual(children.sort(), [
+      `${CONFIGMAP_TYPE} plex-pms-setup`,
       `${SECRET_TYPE} plex-claim-token`,
       `${RELEASE_TYPE} plex-chart`,
     ]);
@@ -434,6 +459,14 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     const base = baseArgs();
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ plexVersion: "" }, /the VM reported Plex version "", which is not a pms-docker image tag/],
+      [
+        { uid: "auto" },
+        /plexUid is auto, but the preflight reported no owner of the VM's Plex data directory \(got undefined\)\. Fix: pulumi config set plexUid/,
+      ],
+      [
+        { timezone: "auto", vmTimezone: "Mars/Olympus Mons" },
+        /the VM reported the time zone "Mars\/Olympus Mons", which is not an IANA zone name/,
+      ],
     ];
     const result = spawnSync(
       process.execPath,
@@ -456,6 +489,203 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
         messages[i].some((m) => expected.test(m)),
         `${JSON.stringify(overrides)}: got ${JSON.stringify(messages[i])}`,
       );
+    });
+  });
+
+  describe("the VM's owner, groups and time zone", () => {
+    const OWNER = {
+      uid: 999,
+      gid: 997,
+      user: "plex",
+      group: "plex",
+      groups: [
+        { name: "video", gid: 44 },
+        { name: "media", gid: 1001 },
+      ],
+    };
+
+    it("runs Plex as the VM data directory's owner and in the VM's zone by default", async () => {
+      const built = await build(
+        baseArgs({
+          uid: "auto",
+          gid: "auto",
+          timezone: "auto",
+          vmDataOwner: OWNER,
+          vmTimezone: "Europe/Berlin",
+        }),
+      );
+      assert.deepStrictEqual(built.values.extraEnv, {
+        PLEX_UID: "999",
+        PLEX_GID: "997",
+        TZ: "Europe/Berlin",
+      });
+      // index.ts gives the sync container (PlexConfigVolume) the ids from the same rule.
+      assert.deepStrictEqual(resolvePlexIds("auto", "auto", OWNER), { uid: 999, gid: 997 });
+      const env = pmsEnvOf(renderChart(built.values));
+      assert.deepStrictEqual([env.PLEX_UID, env.PLEX_GID, env.TZ], ["999", "997", "Europe/Berlin"]);
+    });
+
+    it('uses explicit ids and zone over the VM\'s, and no TZ for ""', async () => {
+      const built = await build(
+        baseArgs({ uid: 1000, gid: 100, vmDataOwner: OWNER, vmTimezone: "Europe/Berlin" }),
+      );
+      assert.deepStrictEqual(built.values.extraEnv, { PLEX_UID: "1000", PLEX_GID: "100" });
+      const zoned = await build(
+        baseArgs({ timezone: "America/New_York", vmTimezone: "Europe/Berlin" }),
+      );
+      assert.strictEqual((zoned.values.extraEnv as Record<string, string>).TZ, "America/New_York");
+    });
+
+    it("adds the VM user's groups and the cluster's ranges to the LAN networks, through the setup script", async () => {
+      const built = await build(
+        baseArgs({
+          uid: "auto",
+          gid: "auto",
+          supplementalGroups: "auto",
+          vmDataOwner: OWNER,
+          clusterNetworks: ["10.42.0.0/16", "192.168.13.0/24"],
+          vmPreferences: { lanNetworks: "192.168.13.0/24", customConnections: "" },
+        }),
+      );
+      const env = built.values.extraEnv as Record<string, string>;
+      assert.strictEqual(env.PLEX_MIGRATE_GROUPS, "44,1001");
+      assert.strictEqual(env.PLEX_MIGRATE_LAN_NETWORKS, "192.168.13.0/24,10.42.0.0/16");
+      const configMap = built.run.get(CONFIGMAP_TYPE, "plex-pms-setup");
+      assert.deepStrictEqual(configMap.inputs.data, {
+        "41-plex-migrate": fs.readFileSync(path.join(ROOT, "scripts", "plex-pms-setup.sh"), "utf8"),
+      });
+      assert.strictEqual(
+        (configMap.inputs.metadata as { name: string }).name,
+        "plex-plex-media-server-pms-setup",
+      );
+      assert.ok(built.release.dependencies.includes(configMap.urn), "the release waits for it");
+
+      const none = await build(
+        baseArgs({
+          supplementalGroups: [],
+          vmPreferences: { lanNetworks: "192.168.13.0/24", customConnections: "" },
+        }),
+      );
+      const noneEnv = none.values.extraEnv as Record<string, string>;
+      assert.strictEqual(noneEnv.PLEX_MIGRATE_GROUPS, undefined);
+      assert.strictEqual(
+        noneEnv.PLEX_MIGRATE_LAN_NETWORKS,
+        undefined,
+        "no cluster range: Preferences.xml keeps the VM's LAN networks",
+      );
+      const explicit = await build(baseArgs({ gid: 100, supplementalGroups: [100, 1001, 44] }));
+      assert.strictEqual(
+        (explicit.values.extraEnv as Record<string, string>).PLEX_MIGRATE_GROUPS,
+        "44,1001",
+        "sorted, without the primary gid",
+      );
+    });
+
+    it("warns when the VM's zone is unknown under auto", async () => {
+      const warnings = await captureWarnings(() =>
+        build(baseArgs({ ...LB, timezone: "auto", vmTimezone: "" })),
+      );
+      assert.strictEqual(warnings.length, 1);
+      assert.match(warnings[0], /the preflight found no time zone on the VM, so Plex runs in UTC/);
+      assert.match(warnings[0], /pulumi config set plexTimezone/);
+    });
+
+    it("rejects ids and zones that are neither auto nor valid", () => {
+      const { PlexRelease } =
+        require("../../components/plex-release") as typeof import("../../components/plex-release");
+      const cases: [Partial<PlexReleaseArgs>, RegExp][] = [
+        [{ gid: -5 }, /gid -5 must be a numeric id or "auto"/],
+        [{ supplementalGroups: [44, -1] }, /supplementalGroups: -1 is not a gid/],
+        [{ clusterNetworks: ["10.42.0.0"] }, /clusterNetworks: "10.42.0.0" is not a CIDR/],
+        [
+          { timezone: "Europe/../etc" },
+          /timezone "Europe\/\.\.\/etc" must be "auto", "" or an IANA zone name/,
+        ],
+      ];
+      for (const [overrides, message] of cases) {
+        assert.throws(
+          () => new PlexRelease("bad", baseArgs(overrides)),
+          (error: Error) => error instanceof pulumi.ResourceError && message.test(error.message),
+          `expected ${message}`,
+        );
+      }
+    });
+  });
+
+  describe("placement and Pod Security", () => {
+    // The namespace is PlexConfigVolume's: index.ts hands it these labels (namespaceLabels).
+    it("labels a created namespace with the least Pod Security level the pod passes", async () => {
+      const level = async (overrides: Partial<PlexReleaseArgs>) => {
+        const args = baseArgs({ ...LB, ...overrides });
+        const labels = podSecurityLabels(
+          args.podSecurity,
+          plexHostUse(args.networking, args.mediaVolumes, args.gpu),
+        );
+        return [
+          labels["pod-security.kubernetes.io/enforce"],
+          labels["pod-security.kubernetes.io/enforce-version"],
+        ];
+      };
+      assert.deepStrictEqual(await level({}), [undefined, undefined], "off by default");
+      assert.deepStrictEqual(await level({ podSecurity: "auto" }), ["baseline", "latest"]);
+      assert.deepStrictEqual(
+        await level({
+          podSecurity: "auto",
+          mediaVolumes: [media("/srv/tv=hostpath:///srv/tv")],
+        }),
+        ["privileged", "latest"],
+      );
+      assert.deepStrictEqual(await level({ podSecurity: "auto", gpu: "dev-dri" }), [
+        "privileged",
+        "latest",
+      ]);
+      assert.deepStrictEqual(
+        await level({
+          podSecurity: "auto",
+          networking: { mode: "host", address: "192.168.13.30" },
+          nodeSelector: { "kubernetes.io/hostname": "node-1" },
+        }),
+        ["privileged", "latest"],
+      );
+      assert.deepStrictEqual(await level({ podSecurity: "privileged" }), ["privileged", "latest"]);
+    });
+
+    it("refuses a level the pod cannot pass, and bad node labels or GPU modes", () => {
+      const { PlexRelease } =
+        require("../../components/plex-release") as typeof import("../../components/plex-release");
+      const cases: [Partial<PlexReleaseArgs>, RegExp][] = [
+        [
+          { podSecurity: "restricted" },
+          /podSecurity: Pod Security level "restricted" would refuse the Plex pod, which needs "baseline" \(the pms-docker image starts as root\)/,
+        ],
+        [
+          { podSecurity: "baseline", gpu: "dev-dri" },
+          /needs "privileged" \(host network, hostPath media or \/dev\/dri\)/,
+        ],
+        [{ nodeSelector: { "bad key!": "x" } }, /nodeSelector: "bad key!=x" is not a node label/],
+        [{ gpu: "nvidia" as never }, /gpu "nvidia" must be one of none, intel, dev-dri/],
+      ];
+      for (const [overrides, message] of cases) {
+        assert.throws(
+          () => new PlexRelease("bad", baseArgs(overrides)),
+          (error: Error) => error instanceof pulumi.ResourceError && message.test(error.message),
+          `expected ${message}`,
+        );
+      }
+    });
+
+    it("warns when host networking advertises a node's address but nothing pins the pod there", async () => {
+      const host = { mode: "host", address: "192.168.13.30" } as const;
+      const warnings = await captureWarnings(() => build(baseArgs({ networking: host })));
+      assert.strictEqual(warnings.length, 1);
+      assert.match(
+        warnings[0],
+        /plexNetworking is "host" and Plex advertises 192\.168\.13\.30, but no plexNodeSelector pins the pod/,
+      );
+      const pinned = await captureWarnings(() =>
+        build(baseArgs({ networking: host, nodeSelector: { "kubernetes.io/hostname": "node-1" } })),
+      );
+      assert.deepStrictEqual(pinned, []);
     });
   });
 
@@ -500,8 +730,9 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
     for (const [networking, url, check] of modes) {
       it(`${networking.mode}: advertises ${url}, outputs it, and warns about nothing`, async () => {
         let built: Built | undefined;
+        const nodeSelector = { "kubernetes.io/hostname": "node-1" };
         const warnings = await captureWarnings(async () => {
-          built = await build(baseArgs({ networking }));
+          built = await build(baseArgs({ networking, nodeSelector }));
         });
         assert.deepStrictEqual(warnings, []);
         assert.ok(built);
@@ -522,11 +753,61 @@ describe("PlexRelease (components/plex-release.ts, mocks)", () => {
       assert.match(warnings[0], /plexNetworking is "internal": Plex is reachable only inside/);
       assert.match(warnings[0], /bandwidth-limited relay/);
       assert.match(warnings[0], /Fix: pulumi config set plexNetworking host/);
+      const stale = await captureWarnings(() =>
+        build(
+          baseArgs({
+            vmPreferences: {
+              lanNetworks: "",
+              customConnections: "http://192.168.13.21:32400",
+            },
+          }),
+        ),
+      );
+      assert.strictEqual(stale.length, 2, "the config warning, then the VM's stale address");
+      assert.match(
+        stale[1],
+        /Plex keeps advertising what the VM's Preferences\.xml says \(http:\/\/192\.168\.13\.21:32400\), which no longer answers/,
+      );
       assert.ok(built);
       assert.strictEqual((await unwrap(built.outputs.advertisedUrl)).value, "");
       const chart = renderChart(built.values);
       assert.strictEqual(pmsEnvOf(chart).ADVERTISE_IP, undefined);
       assert.strictEqual(serviceSpecOf(chart).type, "ClusterIP");
+    });
+
+    it("the first preview warns, while the VM's measures are still unknown", async () => {
+      const PREFLIGHT_TYPE = "plex-migrate:test:Preflight";
+      class Preflight extends pulumi.CustomResource {
+        declare readonly preferences: pulumi.Output<{
+          lanNetworks: string;
+          customConnections: string;
+        }>;
+        constructor(name: string) {
+          super(PREFLIGHT_TYPE, name, { preferences: undefined });
+        }
+      }
+      const warnings = await captureWarnings(() =>
+        runWithMocks(
+          () => {
+            const { PlexRelease } =
+              require("../../components/plex-release") as typeof import("../../components/plex-release");
+            const preflight = new Preflight("preflight");
+            new PlexRelease("plex", baseArgs({ vmPreferences: preflight.preferences }));
+            return {};
+          },
+          {
+            preview: true,
+            outputs: {
+              "plex-migrate:plex:Release": () => ({}),
+              [PREFLIGHT_TYPE]: () => ({
+                preferences: { lanNetworks: "", customConnections: "http://192.168.13.21:32400" },
+              }),
+            },
+          },
+        ),
+      );
+      assert.strictEqual(warnings.length, 1, JSON.stringify(warnings));
+      assert.match(warnings[0], /plexNetworking is "internal"/);
     });
 
     it("internal with advertised URLs of the user's own: no warning, those URLs advertised", async () => {

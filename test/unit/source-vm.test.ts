@@ -1,11 +1,13 @@
 /**
- * SourceVm under Pulumi mocks: the exact remote.Command inputs, their order and triggers, the
- * destroy hooks, and secrets (SSH key, serving token, URLs) never in plain text.
+ * SourceVm under Pulumi mocks: the exact remote.Command inputs, their order, the lifecycle options
+ * (lib/source-vm/phases.ts), the destroy hooks, and secrets (SSH keys, the Plex token) never in
+ * plain text.
  */
 import { strict as assert } from "assert";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import type { SourceVmArgs } from "../../components/source-vm";
+import type { SourceVm, SourceVmArgs } from "../../components/source-vm";
+import { sourceVmArgs, TEST_HOST_KEY, TEST_SSH_KEY } from "../support/source-vm-args";
 import {
   remoteCommandLine,
   scriptBundle,
@@ -23,67 +25,54 @@ import {
 import {
   isSecretInput,
   isSecretMarker,
+  MOCK_SYNC_PUBLIC_KEY,
   plainStrings,
   Registration,
   runWithMocks,
   unwrap,
 } from "../support/pulumi-mocks";
 import {
-  SAMPLE_ARCHIVE_SHA256,
+  SAMPLE_LIBRARY_BYTES,
+  SAMPLE_PLEX_TOKEN,
   SAMPLE_PLEX_VERSION,
-  SAMPLE_TAUTULLI_SHA256,
+  SAMPLE_STEP_OUTPUT,
   sourceVmCommandOutputs,
 } from "../support/fake-vm/mock-outputs";
 
+const SAMPLE_PREFLIGHT = SAMPLE_STEP_OUTPUT.preflight as {
+  fileCount: number;
+  preferences: Record<string, string>;
+};
+const SAMPLE_STOP = SAMPLE_STEP_OUTPUT.stop as {
+  plexDatabases: unknown[];
+  tautulliSnapshot: unknown;
+};
+
 const CMD = "command:remote:Command";
-const VALID_HOST_KEY =
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINowGtU5gs5dXOUaV5MhEbh36qBgAPyObabBh9Of0q+R";
-const KEY =
-  "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key-material\n-----END OPENSSH PRIVATE KEY-----\n";
-const TOKEN = "mock-password-vm-serve-token-0123456789";
+const KEY = TEST_SSH_KEY;
+const HOST_KEY = TEST_HOST_KEY;
+const STEPS = ["preflight", "authorize-sync", "stop", "revoke-sync"] as const;
+const HOOKS = ["vm-on-destroy-revoke-sync", "vm-on-destroy-rollback"];
 
-function args(overrides: Partial<SourceVmArgs> = {}): SourceVmArgs {
-  return {
-    connection: {
-      host: "192.168.13.21",
-      port: 22,
-      user: "root",
-      privateKey: pulumi.secret(KEY),
-      hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey",
-    },
-    sudo: true,
-    workDir: "/var/tmp/plex-migrate",
-    plexDataDir: "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server",
-    plexService: "plexmediaserver",
-    tautulliService: "tautulli",
-    tautulliDbPath: "/opt/Tautulli/tautulli.db",
-    archiveExcludes: [],
-    archiveCompression: "auto",
-    serve: {
-      address: "0.0.0.0",
-      host: "192.168.13.21",
-      port: 32499,
-      lifetimeMinutes: 240,
-      allowedCidrs: ["10.42.0.0/16"],
-    },
-    keepArchive: false,
-    rollbackOnDestroy: false,
-    ...overrides,
-  };
-}
+const args = sourceVmArgs;
 
-async function run(vmArgs: SourceVmArgs, withStopServing = true) {
-  let vm: import("../../components/source-vm").SourceVm | undefined;
+/** A SourceVm with its stop and revoke-sync steps after `after` (a stand-in resource). */
+async function run(vmArgs: SourceVmArgs, preview = false) {
+  let vm: SourceVm | undefined;
+  let stopped: ReturnType<SourceVm["stopAfter"]> | undefined;
   const result = await runWithMocks(
     () => {
       const { SourceVm } = require("../../components/source-vm");
-      vm = new SourceVm("vm", vmArgs);
-      if (withStopServing) vm!.stopServingAfter([]);
+      const copy = new random.RandomPassword("warm-copy", { length: 8 });
+      const release = new random.RandomPassword("release", { length: 8 });
+      vm = new SourceVm("vm", vmArgs) as SourceVm;
+      stopped = vm.stopAfter([copy]);
+      vm.revokeSyncAfter([release]);
       return {};
     },
-    { outputs: { [CMD]: sourceVmCommandOutputs() } },
+    { preview, outputs: preview ? {} : { [CMD]: sourceVmCommandOutputs() } },
   );
-  return { result, vm: vm! };
+  return { result, vm: vm!, stopped: stopped! };
 }
 
 /** An input value, unwrapped when it is a secret. */
@@ -94,178 +83,256 @@ const byName = (regs: Registration[], name: string) => {
   assert.ok(found, `no registration ${name}`);
   return found;
 };
+const exportLines = (stdin: unknown) =>
+  String(plain(stdin))
+    .split("\n")
+    .filter((line) => line.startsWith("export PLEX_MIGRATE_"));
 
 describe("SourceVm (Pulumi mocks)", () => {
-  it("creates the steps as remote commands in data-flow order, each a short command line plus a stdin bundle", async () => {
+  it("creates the sync key, two destroy hooks and the four steps, each a short command line plus a stdin bundle", async () => {
     const { result } = await run(args());
-    const names = commands(result.registrations)
-      .map((r) => r.name)
-      .sort();
-    assert.deepEqual(names, [
-      "vm-archive",
-      "vm-on-destroy-rollback",
-      "vm-on-destroy-stop-serving",
-      "vm-preflight",
-      "vm-serve",
-      "vm-stop",
-      "vm-stop-serving",
-    ]);
+    const names = commands(result.registrations).map((r) => r.name);
+    assert.deepEqual(names.sort(), [...HOOKS, ...STEPS.map((s) => `vm-${s}`)].sort());
+    const key = result.registrations.find((r) => r.type === "tls:index/privateKey:PrivateKey");
+    assert.equal(key?.name, "vm-sync-key");
+    assert.deepEqual(key?.inputs, { algorithm: "ED25519" });
     const component = result.registrations.find((r) => r.type === "plex-migrate:source:Vm")!;
-    for (const reg of commands(result.registrations)) {
+    for (const reg of [...commands(result.registrations), key!]) {
       assert.equal(reg.parentUrn, component.urn, `${reg.name} is a child of the component`);
+    }
+    for (const reg of commands(result.registrations)) {
       assert.equal(reg.inputs.logging, "stderr");
       assert.equal(reg.inputs.addPreviousOutputInEnv, false);
-      assert.equal(
-        reg.inputs.environment,
-        undefined,
-        "no environment (sshd drops it without AcceptEnv)",
+      assert.equal(reg.inputs.environment, undefined, "no environment (sshd drops it)");
+      const connection = reg.inputs.connection as Record<string, unknown>;
+      assert.deepEqual(
+        [
+          connection.host,
+          connection.port,
+          connection.user,
+          connection.privateKey,
+          connection.hostKey,
+        ],
+        ["192.168.13.21", 22, "root", KEY, HOST_KEY],
       );
-    }
-    const steps = ["preflight", "stop", "archive", "serve", "stop-serving"] as const;
-    for (const step of steps) {
-      const reg = byName(result.registrations, `vm-${step}`);
-      assert.equal(reg.inputs.create, `bash -s -- ${step}`);
-      assert.equal(reg.inputs.delete, undefined, `${step} has no delete (destroy hooks do that)`);
-      assert.match(String(plain(reg.inputs.stdin)), /set -euo pipefail/);
       assert.match(String(plain(reg.inputs.stdin)), /\nmain "\$@"\n$/);
     }
-    const dependsOn = (name: string) => byName(result.registrations, name).dependencies;
-    const urn = (name: string) => byName(result.registrations, name).urn;
-    assert.ok(dependsOn("vm-preflight").includes(urn("vm-on-destroy-stop-serving")));
-    assert.ok(dependsOn("vm-preflight").includes(urn("vm-on-destroy-rollback")));
-    assert.ok(dependsOn("vm-stop").includes(urn("vm-preflight")));
-    assert.ok(dependsOn("vm-archive").includes(urn("vm-stop")));
-    assert.ok(dependsOn("vm-serve").includes(urn("vm-archive")));
-    assert.ok(dependsOn("vm-stop-serving").includes(urn("vm-serve")));
-    // Each step re-runs only when the step before it produced a new result.
-    const triggers = (name: string) => byName(result.registrations, name).inputs.triggers;
-    assert.equal(triggers("vm-preflight"), undefined);
-    for (const [name, before] of [
-      ["vm-stop", "preflight"],
-      ["vm-archive", "stop"],
-      ["vm-serve", "archive"],
-      ["vm-stop-serving", "serve"],
-    ]) {
-      const upstream = sourceVmCommandOutputs()(
-        byName(result.registrations, `vm-${before}`),
-      ).stdout;
-      assert.deepEqual(triggers(name), [upstream], name);
+    for (const step of STEPS) {
+      const reg = byName(result.registrations, `vm-${step}`);
+      assert.equal(reg.inputs.create, `bash -s -- ${step}`);
+      assert.equal(reg.inputs.update, undefined);
+      assert.equal(reg.inputs.delete, undefined, `${step} has no delete (the hooks do that)`);
+      assert.equal(reg.inputs.triggers, undefined);
     }
   });
 
-  it("passes settings on stdin, each step only the ones it reads", async () => {
-    const { result } = await run(
-      args({ archiveExcludes: ["Cache", "Crash Reports"], keepArchive: true }),
-    );
-    const stdin = (name: string) => String(plain(byName(result.registrations, name).inputs.stdin));
-    assert.match(
-      stdin("vm-preflight"),
-      /^export PLEX_MIGRATE_DATA_DIR='\/var\/lib\/plexmediaserver\/Library\/Application Support\/Plex Media Server'$/m,
-    );
-    assert.match(stdin("vm-archive"), /^export PLEX_MIGRATE_EXCLUDES='Cache,Crash Reports'$/m);
-    assert.match(
-      stdin("vm-serve"),
-      /^export PLEX_MIGRATE_SERVE_ALLOWED_CIDRS='10\.42\.0\.0\/16'$/m,
-    );
-    assert.match(
-      stdin("vm-serve"),
-      /^PLEX_MIGRATE_SERVER_PY_SOURCE=\$\(cat <<'PLEX_MIGRATE_SERVE_PY_END'$/m,
-    );
-    assert.match(stdin("vm-stop-serving"), /^export PLEX_MIGRATE_KEEP_ARCHIVE='1'$/m);
-    assert.doesNotMatch(stdin("vm-stop"), /^export PLEX_MIGRATE_SERVE_/m);
-    assert.doesNotMatch(stdin("vm-archive"), /^export PLEX_MIGRATE_SERVE_/m);
-    assert.doesNotMatch(stdin("vm-preflight"), /^PLEX_MIGRATE_SERVER_PY_SOURCE=/m);
-
-    // A serve-only setting changes only the serve step's input.
-    const other = await run(
-      args({
-        archiveExcludes: ["Cache", "Crash Reports"],
-        keepArchive: true,
-        serve: { ...args().serve, lifetimeMinutes: 30 },
-      }),
-    );
-    for (const name of ["vm-preflight", "vm-stop", "vm-archive", "vm-stop-serving"]) {
-      assert.equal(
-        String(plain(byName(other.result.registrations, name).inputs.stdin)),
-        stdin(name),
-        name,
-      );
+  it("freezes every step once it succeeded: all of its inputs are ignored changes; the hooks follow every change", async () => {
+    const { result } = await run(args());
+    for (const step of STEPS) {
+      assert.deepEqual(byName(result.registrations, `vm-${step}`).ignoreChanges, [
+        ...FROZEN_STEP_INPUTS,
+      ]);
     }
-    assert.notEqual(
-      String(plain(byName(other.result.registrations, "vm-serve").inputs.stdin)),
-      stdin("vm-serve"),
+    for (const hook of HOOKS) {
+      const reg = byName(result.registrations, hook);
+      assert.deepEqual(reg.ignoreChanges, [], `${hook} keeps its connection and script current`);
+      assert.equal(reg.inputs.create, undefined, `${hook} runs nothing on create`);
+      assert.equal(reg.inputs.update, undefined, `${hook} runs nothing on update`);
+    }
+  });
+
+  it("names each step by its generations, so a new generation is a new resource", async () => {
+    assert.equal(
+      stepResourceName("vm", "preflight", { transfer: 1, tautulliImport: 1 }),
+      "vm-preflight",
+    );
+    assert.equal(stepResourceName("vm", "stop", { transfer: 1, tautulliImport: 1 }), "vm-stop");
+    assert.equal(
+      stepResourceName("vm", "preflight", { transfer: 2, tautulliImport: 5 }),
+      "vm-preflight-gen-2",
+    );
+    assert.equal(
+      stepResourceName("vm", "stop", { transfer: 1, tautulliImport: 2 }),
+      "vm-stop-gen-1-2",
+    );
+    assert.equal(
+      stepResourceName("vm", "revoke-sync", { transfer: 3, tautulliImport: 1 }),
+      "vm-revoke-sync-gen-3-1",
+    );
+    const { result } = await run(args({ generations: { transfer: 1, tautulliImport: 2 } }));
+    assert.deepEqual(
+      commands(result.registrations)
+        .map((r) => r.name)
+        .sort(),
+      [
+        "vm-authorize-sync",
+        "vm-on-destroy-revoke-sync",
+        "vm-on-destroy-rollback",
+        "vm-preflight",
+        "vm-revoke-sync-gen-1-2",
+        "vm-stop-gen-1-2",
+      ],
+    );
+    await assert.rejects(
+      run(args({ generations: { transfer: 0, tautulliImport: 1.5 } })),
+      /generations\.transfer: expected a whole number from 1.*generations\.tautulliImport: expected a whole number/,
     );
   });
 
-  it("keeps the SSH key, the serving token and the URLs secret", async () => {
-    const { result, vm } = await run(args());
+  it("orders the steps: hooks first, preflight, authorize-sync, (warm copy) stop, (release, import) revoke-sync", async () => {
+    const { result } = await run(args());
+    const reg = (name: string) => byName(result.registrations, name);
+    const deps = (name: string) => reg(name).dependencies;
+    assert.deepEqual(deps("vm-preflight"), []);
+    assert.deepEqual(
+      [...deps("vm-authorize-sync")].sort(),
+      [reg("vm-preflight").urn, reg("vm-sync-key").urn, ...HOOKS.map((h) => reg(h).urn)].sort(),
+    );
+    assert.deepEqual(
+      [...deps("vm-stop")].sort(),
+      [reg("warm-copy").urn, reg("vm-authorize-sync").urn].sort(),
+    );
+    assert.deepEqual(
+      [...deps("vm-revoke-sync")].sort(),
+      [reg("release").urn, reg("vm-stop").urn, reg("vm-sync-key").urn].sort(),
+    );
+    // The hooks depend on nothing but the sync key their stdin carries (revoke-sync's).
+    assert.deepEqual(deps("vm-on-destroy-rollback"), []);
+    assert.deepEqual(deps("vm-on-destroy-revoke-sync"), [reg("vm-sync-key").urn]);
+  });
+
+  it("passes settings on stdin, each step exactly the ones it reads", async () => {
+    const { result } = await run(args());
+    const lines = (name: string) => exportLines(byName(result.registrations, name).inputs.stdin);
+    const data = "'/var/lib/plexmediaserver/Library/Application Support/Plex Media Server'";
+    assert.deepEqual(lines("vm-preflight"), [
+      `export PLEX_MIGRATE_DATA_DIR=${data}`,
+      "export PLEX_MIGRATE_PLEX_SERVICE='plexmediaserver'",
+      "export PLEX_MIGRATE_TAUTULLI_DB='/opt/Tautulli/tautulli.db'",
+      "export PLEX_MIGRATE_TAUTULLI_SERVICE='tautulli'",
+      "export PLEX_MIGRATE_WORK_DIR='/var/tmp/plex-migrate'",
+    ]);
+    assert.deepEqual(lines("vm-authorize-sync"), [
+      `export PLEX_MIGRATE_DATA_DIR=${data}`,
+      "export PLEX_MIGRATE_SYNC_ALLOWED_CIDRS='10.42.0.0/16'",
+      `export PLEX_MIGRATE_SYNC_PUBLIC_KEY='${MOCK_SYNC_PUBLIC_KEY}'`,
+      "export PLEX_MIGRATE_WORK_DIR='/var/tmp/plex-migrate'",
+    ]);
+    assert.deepEqual(lines("vm-stop"), lines("vm-preflight"));
+    assert.deepEqual(lines("vm-revoke-sync"), [
+      `export PLEX_MIGRATE_SYNC_PUBLIC_KEY='${MOCK_SYNC_PUBLIC_KEY}'`,
+      "export PLEX_MIGRATE_WORK_DIR='/var/tmp/plex-migrate'",
+    ]);
+    assert.deepEqual(lines("vm-on-destroy-revoke-sync"), lines("vm-revoke-sync"));
+    assert.deepEqual(lines("vm-on-destroy-rollback"), [
+      "export PLEX_MIGRATE_PLEX_SERVICE='plexmediaserver'",
+      "export PLEX_MIGRATE_TAUTULLI_SERVICE='tautulli'",
+      "export PLEX_MIGRATE_WORK_DIR='/var/tmp/plex-migrate'",
+    ]);
+  });
+
+  it("exposes the preflight and stop results, the Plex token secret and nothing else", async () => {
+    const { result, vm, stopped } = await run(args());
+    const preflight = byName(result.registrations, "vm-preflight");
+    assert.ok(preflight.additionalSecretOutputs.includes("stdout"), "preflight's stdout is secret");
+    for (const [output, value] of [
+      [vm.plexVersion, SAMPLE_PLEX_VERSION],
+      [vm.libraryBytes, SAMPLE_LIBRARY_BYTES],
+      [vm.fileCount, SAMPLE_PREFLIGHT.fileCount],
+      [vm.timezone, "Europe/Berlin"],
+      [vm.machineIdentifier, SAMPLE_PREFLIGHT.preferences.machineIdentifier],
+      [vm.preferences, SAMPLE_PREFLIGHT.preferences],
+      [vm.mediaRoots, ["/mnt/nas-plex/Movies", "/mnt/nas-plex/TV Shows"]],
+      [vm.syncPublicKey, MOCK_SYNC_PUBLIC_KEY],
+      [stopped.plexDatabases, SAMPLE_STOP.plexDatabases],
+      [stopped.tautulliSnapshot, SAMPLE_STOP.tautulliSnapshot],
+    ] as const) {
+      const got = await unwrap(output as pulumi.Output<unknown>);
+      assert.deepEqual(got.value, value);
+      assert.equal(got.secret, false, JSON.stringify(value));
+    }
+    assert.deepEqual((await unwrap(vm.dataOwner)).value.groups[0], { name: "video", gid: 44 });
+    assert.deepEqual(await unwrap(vm.sshConnection), {
+      value: {
+        host: "192.168.13.21",
+        port: 22,
+        user: "root",
+        privateKey: KEY,
+        hostKey: HOST_KEY,
+        sudo: false,
+      },
+      secret: true,
+    });
+    assert.deepEqual(await unwrap(vm.plexToken), { value: SAMPLE_PLEX_TOKEN, secret: true });
+    const syncKey = await unwrap(vm.syncPrivateKey);
+    assert.equal(syncKey.secret, true);
+    assert.match(syncKey.value, /BEGIN OPENSSH PRIVATE KEY/);
+    assert.deepEqual(await unwrap(vm.connection.privateKey), { value: KEY, secret: true });
+    assert.equal(vm.connection.hostKey, HOST_KEY);
+    assert.equal(
+      (await unwrap(vm.syncAuthorized.urn)).value,
+      byName(result.registrations, "vm-authorize-sync").urn,
+    );
+    assert.equal(
+      (await unwrap(stopped.stopped.urn)).value,
+      byName(result.registrations, "vm-stop").urn,
+    );
     for (const reg of commands(result.registrations)) {
       assert.ok(isSecretInput(reg, "connection.privateKey"), `${reg.name}: key secret`);
       assert.ok(
         !plainStrings(reg.rawInputs).some((s) => s.includes("secret-key-material")),
         `${reg.name}: key not plain`,
       );
-      assert.ok(
-        !plainStrings(reg.rawInputs).some((s) => s.includes(TOKEN)),
-        `${reg.name}: token not plain`,
-      );
     }
-    const serve = byName(result.registrations, "vm-serve");
-    assert.ok(isSecretInput(serve, "stdin"), "the serve bundle (with the token) is a secret input");
-    assert.ok(serve.additionalSecretOutputs.includes("stdin"));
-    const token = result.registrations.find(
-      (r) => r.type === "random:index/randomPassword:RandomPassword",
-    )!;
-    assert.equal(token.name, "vm-serve-token");
-    assert.equal(token.inputs.length, 43);
-    assert.equal(token.inputs.special, false);
-
-    const archiveUrl = await unwrap(vm.archiveUrl);
-    assert.equal(archiveUrl.secret, true);
-    assert.equal(archiveUrl.value, `http://192.168.13.21:32499/${TOKEN}/plex-library.tar.zst`);
-    const snapshotUrl = await unwrap(vm.tautulliSnapshotUrl);
-    assert.equal(snapshotUrl.secret, true);
-    assert.equal(snapshotUrl.value, `http://192.168.13.21:32499/${TOKEN}/tautulli.db`);
-    for (const [output, value] of [
-      [vm.plexVersion, SAMPLE_PLEX_VERSION],
-      [vm.archiveSha256, SAMPLE_ARCHIVE_SHA256],
-      [vm.archiveFormat, "tar.zst"],
-      [vm.tautulliSnapshotSha256, SAMPLE_TAUTULLI_SHA256],
-      [vm.databasesOk, true],
-    ] as const) {
-      const got = await unwrap(output as pulumi.Output<unknown>);
-      assert.equal(got.value, value);
-      assert.equal(got.secret, false);
-    }
-    assert.deepEqual((await unwrap(vm.mediaRoots)).value, [
-      "/mnt/nas-plex/Movies",
-      "/mnt/nas-plex/TV Shows",
-    ]);
-    assert.equal(
-      (await unwrap(vm.servicesStopped.urn)).value,
-      byName(result.registrations, "vm-stop").urn,
-    );
-    assert.equal(
-      (await unwrap(vm.archiveServed.urn)).value,
-      byName(result.registrations, "vm-serve").urn,
-    );
   });
 
-  it("pulumi destroy: stop-serving always, rollback only with rollbackOnDestroy, from hooks that never run on create", async () => {
+  it("on a fresh stack's preview every VM result is unknown, and nothing fails", async () => {
+    const { vm, stopped } = await run(args(), true);
+    const known = async (output: pulumi.Output<unknown>) =>
+      (output as unknown as { isKnown: Promise<boolean> }).isKnown;
+    for (const output of [
+      vm.plexVersion,
+      vm.libraryBytes,
+      vm.fileCount,
+      vm.mediaRoots,
+      vm.dataOwner,
+      vm.timezone,
+      vm.preferences,
+      vm.machineIdentifier,
+      vm.plexToken,
+      vm.syncPrivateKey,
+      vm.syncPublicKey,
+      stopped.plexDatabases,
+      stopped.tautulliSnapshot,
+    ]) {
+      assert.equal(await known(output as pulumi.Output<unknown>), false);
+    }
+  });
+
+  it("pulumi destroy: revoke-sync always, rollback only with rollbackOnDestroy; retired, neither, and no revoke-sync step", async () => {
     const off = await run(args());
-    const offHook = byName(off.result.registrations, "vm-on-destroy-rollback");
-    assert.equal(offHook.inputs.create, undefined);
-    assert.equal(offHook.inputs.delete, undefined);
-    const stopServingHook = byName(off.result.registrations, "vm-on-destroy-stop-serving");
-    assert.equal(stopServingHook.inputs.create, undefined);
-    assert.equal(stopServingHook.inputs.delete, "bash -s -- stop-serving");
+    assert.equal(
+      byName(off.result.registrations, "vm-on-destroy-revoke-sync").inputs.delete,
+      "bash -s -- revoke-sync",
+    );
+    assert.equal(
+      byName(off.result.registrations, "vm-on-destroy-rollback").inputs.delete,
+      undefined,
+    );
     const on = await run(args({ rollbackOnDestroy: true }));
-    const onHook = byName(on.result.registrations, "vm-on-destroy-rollback");
-    assert.equal(onHook.inputs.create, undefined);
-    assert.equal(onHook.inputs.delete, "bash -s -- rollback");
-    assert.match(
-      String(plain(onHook.inputs.stdin)),
-      /^export PLEX_MIGRATE_PLEX_SERVICE='plexmediaserver'$/m,
+    assert.equal(
+      byName(on.result.registrations, "vm-on-destroy-rollback").inputs.delete,
+      "bash -s -- rollback",
+    );
+    const retired = await run(args({ rollbackOnDestroy: true, retired: true }));
+    for (const hook of HOOKS) {
+      assert.equal(byName(retired.result.registrations, hook).inputs.delete, undefined, hook);
+    }
+    assert.deepEqual(
+      commands(retired.result.registrations)
+        .map((r) => r.name)
+        .sort(),
+      [...HOOKS, "vm-authorize-sync", "vm-preflight", "vm-stop"].sort(),
     );
   });
 
@@ -283,52 +350,43 @@ describe("SourceVm (Pulumi mocks)", () => {
     assert.equal(byName(noSudo.result.registrations, "vm-stop").inputs.create, "bash -s -- stop");
   });
 
-  it("stopServingAfter orders the stop-serving step after the given resources, once", async () => {
+  it("stopAfter and revokeSyncAfter are called once each, in that order", async () => {
     await runWithMocks(
       () => {
         const { SourceVm } = require("../../components/source-vm");
-        const vm = new SourceVm("vm", args());
-        const release = new random.RandomPassword("stand-in", { length: 8 });
-        vm.stopServingAfter([release]);
-        assert.throws(() => vm.stopServingAfter([release]), /only once/);
+        const vm = new SourceVm("vm", args()) as SourceVm;
+        assert.throws(() => vm.revokeSyncAfter([]), /after stopAfter/);
+        vm.stopAfter([]);
+        assert.throws(() => vm.stopAfter([]), /only once/);
+        vm.revokeSyncAfter([]);
+        assert.throws(() => vm.revokeSyncAfter([]), /once per SourceVm/);
         return {};
       },
       { outputs: { [CMD]: sourceVmCommandOutputs() } },
-    ).then((result) => {
-      const stopServing = byName(result.registrations, "vm-stop-serving");
-      assert.ok(stopServing.dependencies.includes(byName(result.registrations, "stand-in").urn));
-    });
-  });
-
-  it("refuses a VM without a pinned ed25519 or ECDSA host key, naming the fix", async () => {
-    for (const hostKey of [undefined, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"]) {
-      await assert.rejects(
-        run(args({ connection: { ...args().connection, hostKey: hostKey as string } })),
-        /SourceVm vm: connection\.hostKey .*Fix: .*ssh-keyscan -t ed25519 192\.168\.13\.21/,
-      );
-    }
+    );
   });
 
   it("rejects bad arguments naming the field and the fix", async () => {
     await assert.rejects(
       run(
         args({
-          archiveExcludes: ["Metadata"],
           workDir: "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server/tmp",
+          connection: { ...args().connection, hostKey: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC" },
         }),
       ),
       (error: Error) =>
-        /archiveExcludes: "Metadata" may not be excluded; allowed: Cache, Logs, Crash Reports, Updates, Diagnostics/.test(
+        /workDir must not be inside plexDataDir/.test(error.message) &&
+        /connection\.hostKey is an RSA host key.*ssh-keyscan -t ed25519 192\.168\.13\.21/.test(
           error.message,
-        ) && /workDir must not be inside plexDataDir/.test(error.message),
+        ),
     );
   });
 });
 
 describe("lib/source-vm/host-key", () => {
   it("accepts ed25519 and ECDSA keys, with or without a comment", () => {
-    assert.equal(hostKeyProblem(VALID_HOST_KEY, "vm"), undefined);
-    assert.equal(hostKeyProblem(`${VALID_HOST_KEY} root@plex-vm`, "vm"), undefined);
+    assert.equal(hostKeyProblem(HOST_KEY, "vm"), undefined);
+    assert.equal(hostKeyProblem(`${HOST_KEY} root@plex-vm`, "vm"), undefined);
     const ecdsa =
       "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
     assert.equal(hostKeyProblem(ecdsa, "vm"), undefined);

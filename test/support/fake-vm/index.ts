@@ -11,7 +11,7 @@ import { freePort } from "../../../lib/net";
 import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
-import { SCRIPT_PATH, SourceScriptSettings, SourceStep } from "../../../lib/source-vm/commands";
+import { ArchiveScriptSettings, SCRIPT_PATH, SourceStep } from "../../../lib/source-vm/commands";
 import {
   DEFAULT_PLEX_VERSION,
   generatePlexTree,
@@ -62,7 +62,7 @@ export interface FakeVm {
   tautulliRows: number;
   manifest: PlexTreeManifest;
   /** Settings for lib/source-vm/commands.ts (serve port is a free port). */
-  settings: SourceScriptSettings;
+  settings: ArchiveScriptSettings;
   /** PATH with the fakes first. */
   path: string;
   /** Environment for a local run of the script: PATH plus PLEX_MIGRATE_* settings. */
@@ -219,7 +219,7 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
   }
 
   const searchPath = [plexBinDir, binDir, process.env.PATH ?? "/usr/bin:/bin"].join(":");
-  const settings: SourceScriptSettings = {
+  const settings: ArchiveScriptSettings = {
     workDir,
     plexDataDir: dataDir,
     plexService: "plexmediaserver",

@@ -34,6 +34,7 @@ export const SAMPLE_STEP_OUTPUT: Record<string, unknown> = {
     step: "preflight",
     ok: true,
     rehearsal: false,
+    install: "deb",
     plexVersion: SAMPLE_PLEX_VERSION,
     plexVersionSource: "dpkg-query",
     plexService: "plexmediaserver",
@@ -160,6 +161,22 @@ export const SAMPLE_STEP_OUTPUT: Record<string, unknown> = {
     ],
   },
   "stop-serving": { step: "stop-serving", wasRunning: true, keptArchive: false, removed: [] },
+  "authorize-sync": {
+    step: "authorize-sync",
+    user: "root",
+    authorizedKeysFile: "/root/.ssh/authorized_keys",
+    forcedCommand:
+      "/usr/bin/rrsync -ro '/var/lib/plexmediaserver/Library/Application Support/Plex Media Server'",
+    keyFingerprint: "SHA256:mockmockmockmockmockmockmockmockmockmockmoc",
+    changed: true,
+    notes: [],
+  },
+  "revoke-sync": {
+    step: "revoke-sync",
+    revoked: true,
+    removed: ["/root/.ssh/authorized_keys"],
+    notes: [],
+  },
   rollback: {
     step: "rollback",
     startedAt: "2026-03-02T10:00:00Z",
@@ -174,9 +191,11 @@ export const SAMPLE_STEP_OUTPUT: Record<string, unknown> = {
 /** Outputs for a SourceVm command registration, chosen by the step its name ends with. */
 export function sourceVmCommandOutputs(): (registration: Registration) => Record<string, unknown> {
   return (registration) => {
+    // A step's name is `<component>-<step>`, plus `-gen-<n>[-<m>]` in a later generation.
+    const base = registration.name.replace(/-gen(-\d+)+$/, "");
     const step = Object.keys(SAMPLE_STEP_OUTPUT)
       .sort((a, b) => b.length - a.length)
-      .find((s) => registration.name.endsWith(`-${s}`));
+      .find((s) => base.endsWith(`-${s}`));
     const hasCommand = typeof registration.inputs.create === "string";
     return {
       stdout: step && hasCommand ? JSON.stringify(SAMPLE_STEP_OUTPUT[step]) : "",
