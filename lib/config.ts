@@ -70,15 +70,6 @@ export interface SourceVmConfig {
   plexService: string;
   tautulliService: string;
   tautulliDbPath: string;
-  archiveExcludes: string[];
-  archiveCompression: ArchiveCompression;
-  serveAddress: string;
-  /** Host name the cluster uses to reach the archive server (defaults to `host`). */
-  serveHost: string;
-  servePort: number;
-  serveLifetimeMinutes: number;
-  serveAllowedCidrs: string[];
-  keepArchive: boolean;
   rollbackOnDestroy: boolean;
 }
 
@@ -121,6 +112,25 @@ export interface PlexConfig {
 export type PostgresSettings = Omit<InClusterPostgresArgs, "namespace"> | ExternalPostgresArgs;
 
 /** Keys that no longer exist, with what replaced them. */
+/** The archive flow's keys: the library moves over rsync/SSH now, from a read-only forced command. */
+const REMOVED_TRANSFER_KEYS: Record<string, string> = {
+  archiveExcludes:
+    "was removed: nothing is archived any more (the cluster pulls the library over rsync/SSH); the whole data directory is copied",
+  archiveCompression:
+    "was removed: nothing is archived any more (the cluster pulls the library over rsync/SSH)",
+  serveAddress:
+    "was removed: no archive server runs on the VM any more; the cluster connects to its SSH server (syncHost, syncPort)",
+  serveHost:
+    "was removed: set syncHost, the address at which the cluster reaches the VM's SSH server",
+  servePort: "was removed: set syncPort, the VM's SSH port as the cluster reaches it",
+  serveLifetimeMinutes:
+    "was removed: no archive server runs any more; the migration key is revoked once the move is done",
+  serveAllowedCidrs:
+    "was removed: set syncAllowedCidrs, the networks the migration key may connect from",
+  keepArchive:
+    "was removed: no archive is made any more (the library moves over rsync/SSH; revoke-sync removes the Tautulli snapshot)",
+};
+
 const REMOVED_POSTGRES_KEYS: Record<string, string> = {
   postgresServiceType:
     "was removed: the in-cluster Service is ClusterIP and pulumi up reaches the server through the Kubernetes API (nothing is exposed)",
@@ -515,28 +525,6 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     plexService: str("plexService", unit),
     tautulliService: str("tautulliService", unit),
     tautulliDbPath: str("tautulliDbPath", absolutePath),
-    archiveExcludes: list("archiveExcludes", (v) =>
-      ALLOWED_ARCHIVE_EXCLUDES.includes(v)
-        ? undefined
-        : `"${v}" may not be excluded; allowed: ${ALLOWED_ARCHIVE_EXCLUDES.map((a) => `"${a}"`).join(", ")}`,
-    ),
-    archiveCompression: oneOf("archiveCompression", [
-      "auto",
-      "zstd",
-      "pigz",
-      "gzip",
-      "none",
-    ] as const),
-    serveAddress: str("serveAddress", (v) =>
-      IPV4.test(v) || v === "::" ? undefined : `expected an IPv4 address to listen on, got "${v}"`,
-    ),
-    serveHost: optionalStr("serveHost", host) ?? vmHost,
-    servePort: int("servePort", 1024, 65535),
-    serveLifetimeMinutes: int("serveLifetimeMinutes", 5, 10080),
-    serveAllowedCidrs: list("serveAllowedCidrs", (v) =>
-      isCidr(v) ? undefined : `"${v}" is not a CIDR such as "10.0.0.0/24"`,
-    ),
-    keepArchive: bool("keepArchive"),
     rollbackOnDestroy: bool("rollbackOnDestroy"),
   };
   if (vm.workDir === vm.plexDataDir || vm.workDir.startsWith(`${vm.plexDataDir}/`)) {
@@ -695,7 +683,10 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
   );
   const adminPassword = optionalSecret("postgresAdminPassword", mode === "external");
-  for (const [key, text] of Object.entries(REMOVED_POSTGRES_KEYS)) {
+  for (const [key, text] of Object.entries({
+    ...REMOVED_TRANSFER_KEYS,
+    ...REMOVED_POSTGRES_KEYS,
+  })) {
     if (config.get(key) !== undefined) problem(key, text, `pulumi config rm ${key}`);
   }
   const postgres: PostgresSettings =

@@ -40,10 +40,6 @@ export interface SourceScriptSettings {
   plexVersion?: string;
   /** Roll back even though the migrated Plex may be running. @default false */
   rollbackForce?: boolean;
-  /** The migration's public key, for authorize-sync and revoke-sync. */
-  syncPublicKey?: string;
-  /** Networks the migration key may connect from (`from=`); empty allows any. */
-  syncAllowedCidrs?: string[];
 }
 
 /** The settings of the archive flow's steps (archive, serve, stop-serving): all of them set. */

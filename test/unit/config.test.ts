@@ -172,16 +172,25 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     assert.strictEqual(other.sync.warmCopyTimeoutMinutes, 60);
   });
 
+  it("refuses the archive flow's keys at preview, naming what replaced them", () => {
+    const problems = problemsOf({ serveHost: "vm.lan", servePort: "32499", keepArchive: "true" });
+    assert.ok(
+      problems.some((p) => /serveHost: was removed: set syncHost/.test(p)),
+      problems.join("\n"),
+    );
+    assert.ok(problems.some((p) => /servePort: was removed: set syncPort/.test(p)));
+    assert.ok(problems.some((p) => /keepArchive: was removed: no archive is made/.test(p)));
+    assert.ok(problems.some((p) => /Fix: pulumi config rm serveHost/.test(p)));
+  });
+
   it("accepts the defaults and returns them typed", () => {
     const config = load();
     assert.strictEqual(config.vm.port, 22);
     assert.strictEqual(config.vm.user, "ubuntu");
-    assert.strictEqual(config.vm.serveHost, "192.168.13.21", "serveHost defaults to vmHost");
     assert.strictEqual(
       config.vm.plexDataDir,
       "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server",
     );
-    assert.deepStrictEqual(config.vm.archiveExcludes, []);
     assert.strictEqual(config.kubernetes.context, undefined);
     assert.strictEqual(config.plex.configSize, "auto");
     assert.strictEqual(config.plex.imageTag, undefined);
@@ -275,31 +284,6 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       /tautulliDbPath: expected an absolute path/,
     ],
     [
-      "archiveExcludes",
-      { archiveExcludes: ["Metadata"] },
-      /archiveExcludes: "Metadata" may not be excluded; allowed: "Cache"/,
-    ],
-    ["archiveExcludes", { archiveExcludes: "Logs" }, /archiveExcludes: expected a list of strings/],
-    [
-      "archiveCompression",
-      { archiveCompression: "rar" },
-      /archiveCompression: expected one of "auto", "zstd", "pigz", "gzip", "none", got "rar"/,
-    ],
-    ["serveAddress", { serveAddress: "vm.local" }, /serveAddress: expected an IPv4 address/],
-    ["serveHost", { serveHost: "bad host" }, /serveHost: expected a host name/],
-    ["servePort", { servePort: "80" }, /servePort: expected an integer from 1024 to 65535/],
-    [
-      "serveLifetimeMinutes",
-      { serveLifetimeMinutes: "0" },
-      /serveLifetimeMinutes: expected an integer from 5/,
-    ],
-    [
-      "serveAllowedCidrs",
-      { serveAllowedCidrs: ["10.0.0.0"] },
-      /serveAllowedCidrs: "10.0.0.0" is not a CIDR/,
-    ],
-    ["keepArchive", { keepArchive: "1" }, /keepArchive: expected true or false/],
-    [
       "rollbackOnDestroy",
       { rollbackOnDestroy: "maybe" },
       /rollbackOnDestroy: expected true or false/,
@@ -328,6 +312,11 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       /plexInitImage: expected an image reference/,
     ],
     ["syncHost", { syncHost: "my vm" }, /syncHost: expected a host name or IP address/],
+    [
+      "syncAllowedCidrs",
+      { syncAllowedCidrs: ["cluster"] },
+      /syncAllowedCidrs: "cluster" is not a CIDR/,
+    ],
     ["syncPort", { syncPort: "70000" }, /syncPort: /],
     ["warmCopyTimeoutMinutes", { warmCopyTimeoutMinutes: "5" }, /warmCopyTimeoutMinutes: /],
     [
