@@ -59,7 +59,7 @@ const plexIds = sourceVm.dataOwner.apply((owner) =>
 
 // The config volume and the warm copy: the library is copied while Plex still serves.
 const configVolume = new PlexConfigVolume(
-  "plex-config",
+  "plex",
   {
     namespace: config.kubernetes.namespace,
     createNamespace: config.kubernetes.createNamespace,
@@ -79,8 +79,9 @@ const configVolume = new PlexConfigVolume(
     syncPrivateKey: sourceVm.syncPrivateKey,
     nodeSelector: config.plex.nodeSelector,
     protectData: config.protectData,
+    warmCopyAfter: [sourceVm.syncAuthorized],
   },
-  { ...onCluster, dependsOn: [sourceVm.syncAuthorized] },
+  onCluster,
 );
 
 // Plex and Tautulli stop only once the warm copy is on the volume.

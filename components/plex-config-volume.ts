@@ -70,6 +70,13 @@ export interface PlexConfigVolumeArgs {
   nodeSelector?: Record<string, string>;
   /** Protect the namespace and the claim from `pulumi destroy`. */
   protectData: boolean;
+  /**
+   * What the warm copy waits for (SourceVm's syncAuthorized). Only the Job depends on it: as a
+   * component-level dependsOn it would reach the protected claim and namespace through their
+   * parent, and a refused delete of theirs would skip what they depend on (pulumi/pulumi
+   * pkg/resource/graph/dependency_graph.go DependenciesOf counts the parent). @default nothing
+   */
+  warmCopyAfter?: pulumi.Resource[];
 }
 
 export class PlexConfigVolume extends pulumi.ComponentResource {
@@ -160,8 +167,13 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
       { metadata: manifest.metadata, spec: manifest.spec },
       {
         parent: this,
-        // The caller's dependsOn (SourceVm's authorize-sync step) must be done before the copy.
-        dependsOn: withDependencies(opts.dependsOn, [claim, secret, configMap]),
+        // The VM's authorize-sync step (warmCopyAfter) must be done before the copy.
+        dependsOn: withDependencies(opts.dependsOn, [
+          ...(args.warmCopyAfter ?? []),
+          claim,
+          secret,
+          configMap,
+        ]),
         customTimeouts: { create: timeout, update: timeout },
         deleteBeforeReplace: true,
       },

@@ -77,7 +77,7 @@ async function build(args: PlexConfigVolumeArgs): Promise<Built> {
       const { PlexConfigVolume } =
         require("../../components/plex-config-volume") as typeof import("../../components/plex-config-volume");
       const authorized = new SyncAuthorized("sync-authorized");
-      const volume = new PlexConfigVolume("plex-config", args, { dependsOn: [authorized] });
+      const volume = new PlexConfigVolume("plex-config", { ...args, warmCopyAfter: [authorized] });
       return {
         namespace: volume.namespace,
         configClaimName: volume.configClaimName,
@@ -109,6 +109,7 @@ async function build(args: PlexConfigVolumeArgs): Promise<Built> {
 
 describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
   it("runs the warm copy as exactly this Job, after authorize-sync, waited for by pulumi up", async () => {
+    // (authorize-sync reaches only the Job: the protected claim and namespace never depend on it)
     const built = await build(baseArgs());
     const script = loadInitScript();
     assert.deepStrictEqual(built.job.inputs.metadata, {
@@ -183,6 +184,8 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
     for (const urn of [authorized, built.claim.urn, built.secret.urn, built.configMap.urn]) {
       assert.ok(built.job.dependencies.includes(urn), `the Job waits for ${urn}`);
     }
+    assert.ok(!built.claim.dependencies.includes(authorized), "the claim does not wait for the VM");
+    assert.ok(!built.component.dependencies.includes(authorized), "nor does the component");
   });
 
   it("keeps the migration key in the Secret only, marked secret, with the pinned host key", async () => {

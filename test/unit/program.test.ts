@@ -117,6 +117,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     const stackUrn = dev.get("pulumi:pulumi:Stack", "plex-migrate-dev").urn;
     const components = dev.registrations.filter((r) => r.type.startsWith("plex-migrate:"));
     assert.deepStrictEqual(components.map((r) => r.type).sort(), [
+      "plex-migrate:plex:ConfigVolume",
       "plex-migrate:plex:Release",
       "plex-migrate:postgres:Database",
       "plex-migrate:postgres:Instance",
@@ -155,22 +156,17 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     const release = dev.byType(RELEASE)[0];
     const schema = dev.byType(SCHEMA)[0];
     const tautulliImport = dev.byType(IMPORT)[0];
+    const warmCopy = dev.get("kubernetes:batch/v1:Job", "plex-warm-copy");
     assert.ok(
-      dependsTransitively(dev, release, command(dev, "serve")),
-      "release after the archive is served",
+      dependsTransitively(dev, command(dev, "authorize-sync"), command(dev, "preflight")),
+      "authorize-sync after preflight",
     );
     assert.ok(
-      dependsTransitively(dev, command(dev, "serve"), command(dev, "archive")),
-      "serve after archive",
+      dependsTransitively(dev, warmCopy, command(dev, "authorize-sync")),
+      "the warm copy after the key is authorized",
     );
-    assert.ok(
-      dependsTransitively(dev, command(dev, "archive"), command(dev, "stop")),
-      "archive after stop",
-    );
-    assert.ok(
-      dependsTransitively(dev, command(dev, "stop"), command(dev, "preflight")),
-      "stop after preflight",
-    );
+    assert.ok(dependsTransitively(dev, command(dev, "stop"), warmCopy), "stop after the warm copy");
+    assert.ok(dependsTransitively(dev, release, command(dev, "stop")), "final sync after the stop");
     assert.ok(dependsTransitively(dev, tautulliImport, schema), "import after the migrations");
     assert.ok(
       dependsTransitively(dev, tautulliImport, command(dev, "stop")),
@@ -178,36 +174,44 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     );
     const database = dev.byType("postgresql:index/database:Database")[0];
     assert.ok(dependsTransitively(dev, schema, database), "migrations after the database exists");
-    const stopServing = command(dev, "stop-serving");
-    assert.ok(
-      dependsTransitively(dev, stopServing, release),
-      "stop serving after the Plex release",
-    );
-    assert.ok(
-      dependsTransitively(dev, stopServing, tautulliImport),
-      "stop serving after the import",
-    );
-    // And never the other way round (no cycles through the VM steps).
-    assert.ok(!dependsTransitively(dev, command(dev, "serve"), release));
+    const revoke = command(dev, "revoke-sync");
+    assert.ok(dependsTransitively(dev, revoke, release), "revoke after the Plex release");
+    assert.ok(dependsTransitively(dev, revoke, tautulliImport), "revoke after the import");
+    // And never the other way round (Plex is not stopped before its library is on the volume).
+    assert.ok(!dependsTransitively(dev, warmCopy, command(dev, "stop")));
+    assert.ok(!dependsTransitively(dev, command(dev, "stop"), release));
   });
 
-  it("gives the Tautulli import its exact inputs, the URLs and the database secret", () => {
+  it("gives the Tautulli import its exact inputs: the snapshot over SSH and the database secret", () => {
     const tautulliImport = dev.byType(IMPORT)[0];
     const { __provider, ...inputs } = tautulliImport.inputs;
     assert.match(String(__provider), /exports\.handler/, "the serialized provider travels with it");
     assert.deepStrictEqual(inputs, {
       databaseUrl: `postgres://tautulli:mock-password-tautulli-db-role-password-0123456789@127.0.0.1:${DEV_TUNNEL_PORT}/tautulli`,
       reachedAt: `127.0.0.1:${DEV_TUNNEL_PORT} (the program's tunnel through the Kubernetes API to the Ready pod app.kubernetes.io/name=postgres,app.kubernetes.io/instance=postgres in namespace plex, port 5432)`,
+      // The stop step's snapshot, fetched over the admin SSH connection with the host key pinned.
       source: {
-        url: `http://${stackFile("dev").vmHost}:32499/${"mock-password-source-vm-serve-token-0123456789"}/tautulli.db`,
+        ssh: {
+          host: stackFile("dev").vmHost,
+          port: 22,
+          user: stackFile("dev").vmUser,
+          sudo: true,
+          hostKey: stackFile("dev").vmHostKey,
+          privateKey: SSH_KEY,
+        },
+        path: "/var/lib/plex-migrate/snapshot/tautulli.db",
         sha256: "b".repeat(64),
+        bytes: 52428800,
       },
       overwrite: false,
       schemaVersion: "20261201000000-create-tautulli-tables",
       integrityCheck: "full",
     });
     assert.ok(isSecretInput(tautulliImport, "databaseUrl"), "database URL is secret");
-    assert.ok(isSecretInput(tautulliImport, "source.url"), "snapshot URL (token) is secret");
+    assert.ok(
+      isSecretInput(tautulliImport, "source.ssh"),
+      "the SSH connection (its key) is secret",
+    );
     assert.ok(tautulliImport.additionalSecretOutputs.includes("databaseUrl"));
   });
 
@@ -258,7 +262,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     const generated = dev
       .byType("random:index/randomPassword:RandomPassword")
       .map((r) => `mock-password-${r.name}-0123456789`);
-    assert.ok(generated.length >= 2, "generated passwords (serve token, app role, admin) exist");
+    assert.ok(generated.length >= 1, "generated passwords (app role, admin) exist");
     for (const run of [dev, prod]) {
       const secrets = [
         SSH_KEY,
@@ -292,7 +296,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     for (const name of [
       "plexUrl",
       "plexConfigClaim",
-      "archiveSha256",
+      "plexConfigSize",
       "plexVersion",
       "postgresService",
       "tautulliConnectionSecret",
@@ -378,7 +382,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.ok(mounts(prodRelease.values).includes("/srv/media/tv"));
 
     const pvc = (run: MockRun) => {
-      const plex = run.get("plex-migrate:plex:Release", "plex");
+      const plex = run.get("plex-migrate:plex:ConfigVolume", "plex");
       const claims = run
         .childrenOf(plex)
         .filter((r) => r.type === "kubernetes:core/v1:PersistentVolumeClaim");
@@ -436,14 +440,10 @@ describe("the program (index.ts) under Pulumi mocks", function () {
       plexService: "plex",
       tautulliService: "tautulli-docker",
       tautulliDbPath: "/config/tautulli.db",
-      archiveExcludes: ["Cache"],
-      archiveCompression: "gzip",
-      serveAddress: "192.168.13.21",
-      serveHost: "plex-vm.lan",
-      servePort: 40000,
-      serveLifetimeMinutes: 60,
-      serveAllowedCidrs: ["10.0.0.0/8"],
-      keepArchive: true,
+      syncHost: "plex-vm.lan",
+      syncPort: 2222,
+      syncAllowedCidrs: ["10.0.0.0/8"],
+      warmCopyTimeoutMinutes: 60,
       rollbackOnDestroy: true,
       kubeContext: "other",
       namespace: "media",
@@ -555,7 +555,7 @@ describe("the program (index.ts) under Pulumi mocks", function () {
 // (test/support/engine-model.ts cites pulumi/pulumi pkg/resource/deploy for each rule).
 describe("pulumi destroy of the program (the real graph under the engine's rules)", function () {
   this.timeout(120_000);
-  const HOOKS = ["source-vm-on-destroy-stop-serving", "source-vm-on-destroy-rollback"];
+  const HOOKS = ["source-vm-on-destroy-revoke-sync", "source-vm-on-destroy-rollback"];
   const runs = (steps: DestroyStep[]) =>
     steps.filter((s) => s.runs).map((s) => `${s.name}: ${s.runs}`);
 
@@ -580,8 +580,8 @@ describe("pulumi destroy of the program (the real graph under the engine's rules
     assert.ok(refused.includes("plex-config"), refused.join());
     const vmUser = { user: String(stackFile("dev").vmUser), sudo: true };
     assert.deepEqual(runs(steps).sort(), [
+      `source-vm-on-destroy-revoke-sync: ${remoteCommandLine("revoke-sync", vmUser)}`,
       `source-vm-on-destroy-rollback: ${remoteCommandLine("rollback", vmUser)}`,
-      `source-vm-on-destroy-stop-serving: ${remoteCommandLine("stop-serving", vmUser)}`,
     ]);
     const names = steps.map((s) => s.name);
     const release = names.indexOf("plex-chart");
