@@ -94,7 +94,12 @@ const plex = new PlexRelease(
     },
     protectData: config.protectData,
   },
-  { ...onCluster, dependsOn: [sourceVm.archiveServed] },
+  // No component-level dependsOn: every child (the protected namespace and claim too) would
+  // depend on it through its parent, and a protected resource's refused delete skips what it
+  // depends on (pulumi/pulumi pkg/resource/graph/dependency_graph.go DependenciesOf counts the
+  // parent; deployment_executor.go erroredDeps), the destroy hooks included. The archive's URL and
+  // checksums come from the serve step's result, which orders the release after the server.
+  onCluster,
 );
 
 // Once the release is ready, prove the move through the Plex pod's tunnel: the VM's server

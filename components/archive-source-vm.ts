@@ -206,15 +206,16 @@ export class ArchiveSourceVm extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    const preflight = this.stepCommand(
-      "preflight",
-      {},
-      { dependsOn: [onDestroyStopServing, onDestroyRollback] },
-    );
+    // The hooks exist before the first step that changes the VM (stop), and only what follows
+    // it depends on them: the config claim is sized from the preflight and protected, and a
+    // protected resource's refused delete skips everything it depends on (pulumi/pulumi
+    // pkg/resource/deploy/deployment_executor.go, erroredDeps), so the preflight must not
+    // depend on the hooks or they would never run on `pulumi destroy`.
+    const preflight = this.stepCommand("preflight", {}, {});
     const stop = this.stepCommand(
       "stop",
       { triggers: [preflight.stdout] },
-      { dependsOn: [preflight] },
+      { dependsOn: [preflight, onDestroyStopServing, onDestroyRollback] },
     );
     const archive = this.stepCommand("archive", { triggers: [stop.stdout] }, { dependsOn: [stop] });
 
