@@ -12,6 +12,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { PlexRelease } from "./components/plex-release";
+import { PlexVerification } from "./components/plex-verification";
 import { PostgresInstance } from "./components/postgres-instance";
 import { SchemaMigrations } from "./components/schema-migrations";
 import { ArchiveSourceVm } from "./components/archive-source-vm";
@@ -93,7 +94,33 @@ const plex = new PlexRelease(
     },
     protectData: config.protectData,
   },
-  { ...onCluster, dependsOn: [sourceVm.archiveServed] },
+  // No component-level dependsOn: every child (the protected namespace and claim too) would
+  // depend on it through its parent, and a protected resource's refused delete skips what it
+  // depends on (pulumi/pulumi pkg/resource/graph/dependency_graph.go DependenciesOf counts the
+  // parent; deployment_executor.go erroredDeps), the destroy hooks included. The archive's URL and
+  // checksums come from the serve step's result, which orders the release after the server.
+  onCluster,
+);
+
+// Once the release is ready, prove the move through the Plex pod's tunnel: the VM's server
+// identity, every library's media readable, the advertised address answering.
+const verification = new PlexVerification(
+  "plex-verification",
+  {
+    kubernetes: {
+      context: config.kubernetes.context,
+      namespace: plex.namespace,
+      podName: plex.chartNames.pod,
+      container: plex.chartNames.pmsContainer,
+    },
+    plexToken: sourceVm.plexToken,
+    machineIdentifier: sourceVm.machineIdentifier,
+    plexVersion: plex.imageTag,
+    mediaVolumes: config.plex.mediaVolumes,
+    advertisedUrl: plex.advertisedUrl,
+    releaseRevision: plex.release.status.revision,
+  },
+  { dependsOn: [plex.release] },
 );
 
 // In-cluster, the instance opens the tunnel through the Kubernetes API that every Postgres
@@ -156,3 +183,4 @@ export const postgresService = postgres.serviceName;
 export const tautulliConnectionSecret = pulumi.interpolate`${plex.namespace}/${tautulliDatabase.secretName}`;
 export const tautulliSchemaVersion = schema.schemaVersion;
 export const importSummary = tautulliImport.summary;
+export const plexVerification = verification.report;

@@ -106,6 +106,9 @@ export class ArchiveSourceVm extends pulumi.ComponentResource {
   readonly timezone: pulumi.Output<string>;
   /** Preferences.xml's identity and LAN settings. */
   readonly preferences: pulumi.Output<PlexPreferences>;
+  readonly machineIdentifier: pulumi.Output<string>;
+  /** Secret: Preferences.xml's PlexOnlineToken (the verification reads Plex with it). */
+  readonly plexToken: pulumi.Output<string>;
   /** Secret: the URL holds the serving token. */
   readonly archiveUrl: pulumi.Output<string>;
   readonly archiveSha256: pulumi.Output<string>;
@@ -203,15 +206,16 @@ export class ArchiveSourceVm extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    const preflight = this.stepCommand(
-      "preflight",
-      {},
-      { dependsOn: [onDestroyStopServing, onDestroyRollback] },
-    );
+    // The hooks exist before the first step that changes the VM (stop), and only what follows
+    // it depends on them: the config claim is sized from the preflight and protected, and a
+    // protected resource's refused delete skips everything it depends on (pulumi/pulumi
+    // pkg/resource/deploy/deployment_executor.go, erroredDeps), so the preflight must not
+    // depend on the hooks or they would never run on `pulumi destroy`.
+    const preflight = this.stepCommand("preflight", {}, {});
     const stop = this.stepCommand(
       "stop",
       { triggers: [preflight.stdout] },
-      { dependsOn: [preflight] },
+      { dependsOn: [preflight, onDestroyStopServing, onDestroyRollback] },
     );
     const archive = this.stepCommand("archive", { triggers: [stop.stdout] }, { dependsOn: [stop] });
 
@@ -260,6 +264,8 @@ export class ArchiveSourceVm extends pulumi.ComponentResource {
     this.dataOwner = preflightResult.apply((p) => p.dataOwner);
     this.timezone = preflightResult.apply((p) => p.timezone);
     this.preferences = preflightResult.apply((p) => p.preferences);
+    this.machineIdentifier = preflightResult.apply((p) => p.preferences.machineIdentifier);
+    this.plexToken = pulumi.secret(preflightResult.apply((p) => p.plexToken));
     this.databasesOk = pulumi
       .all([preflightResult, stopResult])
       .apply(([p, s]) => p.databasesOk && s.databasesOk);

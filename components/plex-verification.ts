@@ -38,7 +38,11 @@ export interface PlexVerificationArgs {
   mediaVolumes: MediaVolume[];
   /** The address clients are told to use; "" when the networking mode advertises none. */
   advertisedUrl: pulumi.Input<string>;
-  /** The Helm release revision to verify (a new revision verifies again). */
+  /**
+   * The Helm release revision to verify (a new revision verifies again): the Release's
+   * `status.revision`, which Helm raises on every install or upgrade (@pulumi/kubernetes 4.x
+   * types/output.d.ts helm.v3.ReleaseStatus).
+   */
   releaseRevision: pulumi.Input<number>;
   /**
    * Items sampled per library section.

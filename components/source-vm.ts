@@ -268,9 +268,13 @@ export class SourceVm extends pulumi.ComponentResource {
     const key: pulumi.Output<string | undefined> = needsKey
       ? this.syncPublicKey
       : pulumi.output<string | undefined>(undefined);
+    // Rollback runs only from its destroy hook, which is deleted after everything that depends on
+    // authorize-sync (the stop, the Plex release) since Pulumi deletes dependents first: the
+    // cluster's Plex is gone by then, so it runs forced (the script refuses otherwise).
+    const forced = step === "rollback" ? { rollbackForce: true } : {};
     return key.apply((syncPublicKey) =>
       // Only the serve step of the archive flow carries the server's source.
-      scriptBundle(step, this.environment(step, this.settings(syncPublicKey)), {
+      scriptBundle(step, this.environment(step, { ...this.settings(syncPublicKey), ...forced }), {
         script,
         server: "",
       }),

@@ -11,6 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as ProviderModule from "../lib/import/provider";
 import type { ImportReport } from "../lib/import/report";
 import type { SshConnection } from "../lib/import/ssh-download";
+import type { FileDigest } from "../lib/source-vm/outputs";
 import { loadProjectModule } from "./provider-runtime";
 
 export interface SqliteImportArgs {
@@ -20,18 +21,13 @@ export interface SqliteImportArgs {
   reachedAt?: pulumi.Input<string>;
   /**
    * Where tautulli.db comes from: a local file (`path`, absolute; a `-wal` beside it is read too);
-   * the VM's snapshot over SSH (`ssh`: SourceVm's admin connection, secret; `path`, `sha256`,
-   * `bytes`: the stop step's tautulliSnapshot), copied with the host key pinned and verified; or a
-   * snapshot URL the VM serves (secret, it holds an access token) with its sha256.
+   * the VM's snapshot over SSH (`ssh`: SourceVm's `sshConnection`, secret; `snapshot`: the stop
+   * step's `tautulliSnapshot`), copied with the host key pinned and verified; or a snapshot URL
+   * the VM serves (secret, it holds an access token) with its sha256.
    */
   source:
     | { path: string }
-    | {
-        ssh: pulumi.Input<SshConnection>;
-        path: pulumi.Input<string>;
-        sha256: pulumi.Input<string>;
-        bytes: pulumi.Input<number>;
-      }
+    | { ssh: pulumi.Input<SshConnection>; snapshot: pulumi.Input<FileDigest | null> }
     | { url: pulumi.Input<string>; sha256: pulumi.Input<string> };
   /**
    * Confirms that a non-empty Tautulli database may be replaced by the SQLite data.
@@ -74,6 +70,17 @@ export const sqliteImportProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
+/** The provider's flat SSH source; no snapshot (no Tautulli on the VM) is refused by check. */
+function sshSource(ssh: pulumi.Input<SshConnection>, snapshot: pulumi.Input<FileDigest | null>) {
+  const taken = pulumi.output(snapshot);
+  return {
+    ssh: pulumi.secret(ssh),
+    path: taken.apply((s) => s?.path ?? ""),
+    sha256: taken.apply((s) => s?.sha256 ?? ""),
+    bytes: taken.apply((s) => s?.bytes ?? 0),
+  };
+}
+
 export class SqliteImport extends pulumi.dynamic.Resource {
   /** The import report (docs/import.md); holds no secret. */
   declare readonly report: pulumi.Output<ImportReport>;
@@ -88,7 +95,7 @@ export class SqliteImport extends pulumi.dynamic.Resource {
     const secretSource = "url" in args.source || "ssh" in args.source;
     const source =
       "ssh" in args.source
-        ? { ...args.source, ssh: pulumi.secret(args.source.ssh) }
+        ? sshSource(args.source.ssh, args.source.snapshot)
         : "url" in args.source
           ? { url: pulumi.secret(args.source.url), sha256: args.source.sha256 }
           : { path: args.source.path };

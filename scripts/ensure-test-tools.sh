@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the system tools the test suite runs for real are present: sshd (the SSH tests),
-# the linter shellcheck, sqlite3, zstd, pigz, curl, python3, sudo and busybox (the VM and
+# the linter shellcheck, sqlite3, zstd, pigz, curl, python3, sudo, busybox and rsync (the VM and
 # init-container scripts, run for real), mke2fs/dumpe2fs (the volume sizing is checked against real
 # ext4), xmlstarlet and unshare (the Plex container's setup script, run on a private /etc) and Helm
 # (renders the vendored Plex chart).
@@ -48,6 +48,8 @@ declare -A packages=(
   [sha256sum]=coreutils
   [sudo]=sudo
   [busybox]=busybox
+  [rsync]=rsync
+  [rrsync]=rsync
   [mke2fs]=e2fsprogs
   [dumpe2fs]=e2fsprogs
   [xmlstarlet]=xmlstarlet

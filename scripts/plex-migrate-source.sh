@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # plex-migrate-source.sh: the VM side of plex-migrate (see README, "Source VM").
 #
-#   plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|rollback
+#   plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|authorize-sync|revoke-sync|rollback
 #
 # Each step is idempotent, prints one JSON object on stdout when it succeeds (progress goes to
 # stderr) and appends timestamped lines to the migration log. The Plex data directory is only
@@ -34,6 +34,16 @@
 #   PLEX_MIGRATE_SERVER_PY             path of plex-migrate-serve.py [next to this script]
 #   PLEX_MIGRATE_SERVER_PY_SOURCE      its source text instead (used when this script arrives on stdin)
 #   PLEX_MIGRATE_KEEP_ARCHIVE          1 keeps archive and snapshot at stop-serving [0]
+#   PLEX_MIGRATE_SYNC_PUBLIC_KEY       the migration's public key ("ssh-ed25519 AAAA..."), which
+#                                      authorize-sync lets run a read-only rsync server (rrsync -ro)
+#                                      confined to the data dir, and revoke-sync removes [""]
+#   PLEX_MIGRATE_SYNC_ALLOWED_CIDRS    comma-separated networks the key may connect from (from=);
+#                                      "" allows any [""]
+#   PLEX_MIGRATE_SYNC_USER             account whose authorized_keys gets the key [$SUDO_USER, else
+#                                      the user running the script]
+#   PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS  that file [~user/.ssh/authorized_keys]
+#   PLEX_MIGRATE_SYNC_RRSYNC_SEARCH    colon-separated places to look for rrsync [/usr/bin/rrsync, then
+#                                      /usr/share/doc/rsync/scripts/rrsync(.gz) as on Ubuntu 20.04]
 #   PLEX_MIGRATE_STOP_TIMEOUT_SECONDS  how long stop waits for processes to let go [180]
 #   PLEX_MIGRATE_ROLLBACK_FORCE        1: roll back even though the migrated Plex may be running [0]
 #   PLEX_MIGRATE_PROGRESS_SECONDS      seconds between progress lines of long operations [10]
@@ -524,8 +534,8 @@ check_unit_data_dir() {
 holders_of() {
   local target=$1 inodes
   [ -e "$target" ] || return 0
-  inodes=$(mktemp -- "$CHECK_DIR.inodes.XXXXXX")
-  scratch "$inodes"
+  [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
+  inodes=$(mktemp -- "$CHECK_DIR/inodes.XXXXXX")
   if [ -d "$target" ]; then
     find "$target" -printf '%D:%i\n' 2>/dev/null >>"$inodes" || true
   else
@@ -1380,6 +1390,168 @@ cmd_stop_serving() {
     "$(json_bool "$was_running")" "$(json_bool "$KEEP_ARCHIVE")" "$(json_list ${removed[@]+"${removed[@]}"})"
 }
 
+# --- sync access ----------------------------------------------------------------------------
+# The cluster pulls the data dir with rsync over SSH, authenticated by the migration's own key.
+# That key may run one thing: rrsync -ro confined to the data dir (a read-only rsync server that
+# refuses paths outside it and every writing option), with `restrict` (no pty, no forwarding, no
+# ~/.ssh/rc) and `from=` the cluster's addresses when given.
+
+readonly SYNC_KEY_COMMENT="plex-migrate-sync"
+# Ubuntu 22.04/24.04 (rsync >= 3.2.4) install rrsync (python3) as /usr/bin/rrsync; 20.04
+# (rsync 3.1.3) ships it (perl) only as documentation, gzipped.
+readonly SYNC_RRSYNC_SEARCH_DEFAULT="/usr/bin/rrsync:/usr/share/doc/rsync/scripts/rrsync:/usr/share/doc/rsync/scripts/rrsync.gz"
+
+sync_settings() {
+  SYNC_PUBLIC_KEY=${PLEX_MIGRATE_SYNC_PUBLIC_KEY:-}
+  SYNC_ALLOWED_CIDRS=${PLEX_MIGRATE_SYNC_ALLOWED_CIDRS:-}
+  SYNC_RRSYNC_SEARCH=${PLEX_MIGRATE_SYNC_RRSYNC_SEARCH:-$SYNC_RRSYNC_SEARCH_DEFAULT}
+  SYNC_USER=${PLEX_MIGRATE_SYNC_USER:-${SUDO_USER:-$(id -un)}}
+  SYNC_DIR="$WORK_DIR/sync"
+  [[ $SYNC_USER =~ ^[a-z_][a-z0-9_.-]*$ ]] || usage_error "PLEX_MIGRATE_SYNC_USER '$SYNC_USER' is not a user name"
+  local home
+  home=$(getent passwd "$SYNC_USER" | cut -d: -f6) || true
+  SYNC_AUTHORIZED_KEYS=${PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS:-}
+  if [ -z "$SYNC_AUTHORIZED_KEYS" ]; then
+    [ -n "$home" ] || refuse "the VM user $SYNC_USER has no home directory for ~/.ssh/authorized_keys"
+    SYNC_AUTHORIZED_KEYS="$home/.ssh/authorized_keys"
+  fi
+}
+
+sync_key_parts() {
+  [[ $SYNC_PUBLIC_KEY =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa)\ ([A-Za-z0-9+/]+=*)(\ .*)?$ ]] ||
+    usage_error "PLEX_MIGRATE_SYNC_PUBLIC_KEY is not an OpenSSH public key line (\"ssh-ed25519 AAAA...\")"
+  SYNC_KEY_TYPE=${BASH_REMATCH[1]}
+  SYNC_KEY_BLOB=${BASH_REMATCH[3]}
+}
+
+sync_from_option() {
+  local cidrs=() cidr list=""
+  [ -n "$SYNC_ALLOWED_CIDRS" ] || return 0
+  IFS=',' read -r -a cidrs <<<"$SYNC_ALLOWED_CIDRS"
+  for cidr in "${cidrs[@]}"; do
+    cidr=${cidr// /}
+    [ -n "$cidr" ] || continue
+    [[ $cidr =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?$ || $cidr =~ ^[0-9A-Fa-f:]+(/[0-9]{1,3})?$ ]] ||
+      usage_error "PLEX_MIGRATE_SYNC_ALLOWED_CIDRS entry '$cidr' is not an address or CIDR (e.g. 10.42.0.0/16)"
+    list+="${list:+,}$cidr"
+  done
+  [ -z "$list" ] || printf 'from="%s",' "$list"
+}
+
+# The rrsync to force, made runnable: a gzipped or non-executable copy goes to the work dir.
+find_rrsync() {
+  local candidate interpreter search=()
+  IFS=':' read -r -a search <<<"$SYNC_RRSYNC_SEARCH"
+  RRSYNC=""
+  for candidate in "${search[@]}"; do
+    [ -f "$candidate" ] || continue
+    mkdir -p -- "$SYNC_DIR"
+    chmod 0755 -- "$SYNC_DIR"
+    case "$candidate" in
+      *.gz) gzip -dc -- "$candidate" >|"$SYNC_DIR/rrsync" || die "cannot unpack $candidate" ;;
+      *) if [ -x "$candidate" ]; then RRSYNC=$candidate; else cp -f -- "$candidate" "$SYNC_DIR/rrsync"; fi ;;
+    esac
+    [ -n "$RRSYNC" ] || { chmod 0755 -- "$SYNC_DIR/rrsync" && RRSYNC="$SYNC_DIR/rrsync"; }
+    break
+  done
+  [ -n "$RRSYNC" ] ||
+    refuse "rrsync (rsync's restricted server) is not on the VM (looked in ${SYNC_RRSYNC_SEARCH//:/, }); install the rsync package (apt-get install rsync)"
+  command -v rsync >/dev/null 2>&1 || refuse "rsync is not installed on the VM: apt-get install rsync"
+  interpreter=$(head -n 1 -- "$RRSYNC" | sed -n 's/^#! *\([^ ]*\).*/\1/p')
+  if [ -z "$interpreter" ] || [ ! -x "$interpreter" ]; then
+    refuse "$RRSYNC needs ${interpreter:-an interpreter}, which is missing on the VM (install perl or python3)"
+  fi
+}
+
+# Root reads everything in the data dir; another user reaches it through sudo, which must keep
+# SSH_ORIGINAL_COMMAND (rrsync reads the client's request from it).
+sync_forced_command() {
+  local cmd
+  # Single quotes: sshd passes the command to the user's shell; paths hold no quote (checked).
+  cmd="'$RRSYNC' -ro '$DATA_DIR'"
+  if [ "$(id -u -- "$SYNC_USER")" != 0 ]; then
+    # shellcheck disable=SC2016 # expanded by the probe's shell, after sudo
+    if ! runuser -u "$SYNC_USER" -- env SSH_ORIGINAL_COMMAND=plex-migrate-probe \
+      sudo -n --preserve-env=SSH_ORIGINAL_COMMAND -- /bin/sh -c '[ "$SSH_ORIGINAL_COMMAND" = plex-migrate-probe ]' >/dev/null 2>&1; then
+      refuse "the VM user $SYNC_USER needs passwordless sudo that keeps SSH_ORIGINAL_COMMAND for the read-only rsync server (a rule such as \"$SYNC_USER ALL=(root) NOPASSWD: ALL\"), or set vmUser to root"
+    fi
+    cmd="sudo -n --preserve-env=SSH_ORIGINAL_COMMAND -- $cmd"
+  fi
+  printf '%s' "$cmd"
+}
+
+# Writes $SYNC_AUTHORIZED_KEYS without our lines for $1 (a key blob, or "" for any), plus the
+# line $2 if given; in place of the old file (same owner and mode), only when it changes.
+rewrite_authorized_keys() {
+  local blob=$1 line=${2:-} file=$SYNC_AUTHORIZED_KEYS tmp
+  tmp="$file.plex-migrate.$$"
+  if [ -f "$file" ]; then
+    awk -v blob="$blob" -v comment="$SYNC_KEY_COMMENT" '
+      { n = split($0, f, " ") }
+      n >= 2 && f[n] == comment && (blob == "" || f[n - 1] == blob) { next }
+      { print }' "$file" >|"$tmp"
+  else
+    : >|"$tmp"
+  fi
+  [ -z "$line" ] || printf '%s\n' "$line" >>"$tmp"
+  if [ -f "$file" ] && cmp -s -- "$tmp" "$file"; then
+    rm -f -- "$tmp"
+    return 1
+  fi
+  if [ -f "$file" ]; then
+    chown --reference="$file" -- "$tmp"
+    chmod --reference="$file" -- "$tmp"
+  else
+    chown -- "$SYNC_USER:" "$tmp" 2>/dev/null || true
+    chmod 0600 -- "$tmp"
+  fi
+  mv -f -- "$tmp" "$file"
+}
+
+cmd_authorize_sync() {
+  local forced line fingerprint dir changed=0
+  require_data_dir
+  sync_settings
+  [ -n "$SYNC_PUBLIC_KEY" ] || usage_error "PLEX_MIGRATE_SYNC_PUBLIC_KEY (the migration's public key) is not set"
+  sync_key_parts
+  [[ $DATA_DIR != *[\"\'\\]* ]] || refuse "the data dir path $DATA_DIR holds a quote or backslash, which an authorized_keys command cannot carry"
+  find_rrsync
+  forced=$(sync_forced_command)
+  line="restrict,$(sync_from_option)command=\"$forced\" $SYNC_KEY_TYPE $SYNC_KEY_BLOB $SYNC_KEY_COMMENT"
+  dir=$(dirname -- "$SYNC_AUTHORIZED_KEYS")
+  if [ ! -d "$dir" ]; then
+    mkdir -p -- "$dir"
+    chmod 0700 -- "$dir"
+    chown -- "$SYNC_USER:" "$dir" 2>/dev/null || true
+  fi
+  if rewrite_authorized_keys "$SYNC_KEY_BLOB" "$line"; then changed=1; fi
+  fingerprint=$(ssh-keygen -l -E sha256 -f /dev/stdin <<<"$SYNC_KEY_TYPE $SYNC_KEY_BLOB" 2>/dev/null | awk '{ print $2 }') || true
+  log "authorized the migration key ${fingerprint:-} for $SYNC_USER in $SYNC_AUTHORIZED_KEYS: $forced$([ "$changed" = 0 ] && echo ' (already there)')"
+  printf '{"step":"authorize-sync","user":%s,"authorizedKeysFile":%s,"forcedCommand":%s,"keyFingerprint":%s,"changed":%s,"notes":%s}\n' \
+    "$(json_str "$SYNC_USER")" "$(json_str "$SYNC_AUTHORIZED_KEYS")" "$(json_str "$forced")" \
+    "$(json_str "$fingerprint")" "$(json_bool "$changed")" "$(json_notes)"
+}
+
+cmd_revoke_sync() {
+  local revoked=0 removed=()
+  sync_settings
+  SYNC_KEY_BLOB=""
+  if [ -n "$SYNC_PUBLIC_KEY" ]; then sync_key_parts; fi
+  if [ -f "$SYNC_AUTHORIZED_KEYS" ] && rewrite_authorized_keys "$SYNC_KEY_BLOB"; then
+    revoked=1
+    removed+=("$SYNC_AUTHORIZED_KEYS")
+    log "removed the migration key from $SYNC_AUTHORIZED_KEYS"
+  else
+    log "the migration key was not authorized in $SYNC_AUTHORIZED_KEYS"
+  fi
+  if [ -d "$SYNC_DIR" ]; then
+    rm -rf -- "$SYNC_DIR"
+    removed+=("$SYNC_DIR")
+  fi
+  printf '{"step":"revoke-sync","revoked":%s,"removed":%s,"notes":%s}\n' \
+    "$(json_bool "$revoked")" "$(json_list ${removed[@]+"${removed[@]}"})" "$(json_notes)"
+}
+
 # restore_unit UNIT ACTIVE ENABLED: unmask, put the enablement back as it was, start only what
 # was running. Appends UNIT to STARTED when it started it.
 restore_unit() {
@@ -1443,14 +1615,14 @@ cmd_rollback() {
 main() {
   local step=${1:-}
   case "$step" in
-    preflight | stop | archive | serve | stop-serving | rollback) ;;
+    preflight | stop | archive | serve | stop-serving | authorize-sync | revoke-sync | rollback) ;;
     -h | --help | help)
       sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
       return 0
       ;;
     *)
       STEP="plex-migrate-source"
-      usage_error "usage: plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|rollback (got '${step}')"
+      usage_error "usage: plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|authorize-sync|revoke-sync|rollback (got '${step}')"
       ;;
   esac
   STEP=$step
@@ -1464,6 +1636,8 @@ main() {
     archive) cmd_archive ;;
     serve) cmd_serve ;;
     stop-serving) cmd_stop_serving ;;
+    authorize-sync) cmd_authorize_sync ;;
+    revoke-sync) cmd_revoke_sync ;;
     rollback) cmd_rollback ;;
   esac
   log "done"

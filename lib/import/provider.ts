@@ -126,6 +126,12 @@ function checkSshSource(
 ): pulumi.dynamic.CheckFailure[] {
   const failures: pulumi.dynamic.CheckFailure[] = [];
   const fail = (reason: string) => failures.push({ property: "source", reason });
+  if (source.path === "" || source.path === null) {
+    fail(
+      "the stop step took no Tautulli snapshot (no tautulli.db at tautulliDbPath on the VM): there is nothing to import; set tautulliDbPath to the VM's tautulli.db",
+    );
+    return failures;
+  }
   if (!isUnknown(source.path) && (typeof source.path !== "string" || !source.path.startsWith("/")))
     fail(
       "source.path must be the snapshot's absolute path on the VM (the stop step's tautulliSnapshot.path)",

@@ -4,13 +4,14 @@
  * machine identifiers, versions, section names, paths and counts only.
  */
 import type { MediaVolume } from "../config";
+import { INIT_LOG } from "./init-script";
 
 /**
  * The migration log in the Plex pod the report is appended to: the init container's log in the
  * config volume (scripts/plex-init.sh's LOG_FILE; a test keeps them equal), so the new side's
  * history is one file, and it stays with the server when the VM is retired.
  */
-export const MIGRATION_LOG_IN_POD = "/config/.plex-migrate/import.log";
+export const MIGRATION_LOG_IN_POD = `/config/${INIT_LOG}`;
 
 /** Items sampled per library section. */
 export const DEFAULT_SAMPLES_PER_SECTION = 5;

@@ -49,6 +49,23 @@ export interface PlexTreeOptions {
   symlinks?: boolean;
   /** Add empty directories. @default true */
   emptyDirectories?: boolean;
+  /**
+   * Shapes that break naive copies, all off by default: hard links, names with a newline and
+   * with bytes that are not UTF-8, more 0600 files.
+   */
+  awkwardShapes?: boolean;
+  /**
+   * Symlinks pointing outside the tree (absolute, and "../.." up and out). The VM's preflight
+   * refuses these (the copy would hold only the link), so only the transfer tests use them.
+   * @default false
+   */
+  outsideSymlinks?: boolean;
+  /** Sparse files (8 MiB apparent, three 4 KiB data blocks, the rest holes). @default 0 */
+  sparseFiles?: number;
+  /** One sparse file of this apparent size (e.g. 4.1 GiB: over 4 GiB, little disk). @default none */
+  hugeSparseFileBytes?: number;
+  /** Tiny files (10-200 bytes), 1000 per directory, like Media/localhost index bundles. @default 0 */
+  tinyFiles?: number;
 }
 
 export interface PlexTreeManifest {
@@ -228,6 +245,57 @@ export async function generatePlexTree(
     mtimes.set(path.join(dir, relative), nextMtime());
     stats.symlinks++;
   };
+  /** A sparse file: `length` apparent bytes, data only in the 4 KiB blocks at `dataAt`. */
+  const writeSparseFile = (relative: string, length: number, dataAt: number[]) => {
+    mkdir(path.dirname(relative));
+    const full = path.join(dir, relative);
+    const fd = fs.openSync(full, "w", 0o644);
+    try {
+      fs.ftruncateSync(fd, length);
+      for (const at of dataAt) {
+        const offset = Math.min(Math.max(0, at), length - 4096);
+        fs.writeSync(fd, noise(seed, `${relative}@${offset}`, 4096), 0, 4096, offset);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    mtimes.set(full, nextMtime());
+    stats.files++;
+    stats.bytes += length;
+  };
+
+  /** Hard links, a newline and non-UTF-8 bytes in names, 0600 files (and links out, if asked). */
+  function writeAwkwardShapes(): void {
+    writeFile(
+      "Plug-in Support/Data/com.plexapp.system/HardLinked/original.dat",
+      noise(seed, "hl", 6000),
+    );
+    mkdir("Plug-in Support/Data/com.plexapp.system/HardLinked/again");
+    for (const name of ["link-1.dat", "again/link-2.dat"]) {
+      fs.linkSync(
+        path.join(dir, "Plug-in Support/Data/com.plexapp.system/HardLinked/original.dat"),
+        path.join(dir, "Plug-in Support/Data/com.plexapp.system/HardLinked", name),
+      );
+    }
+    if (options.outsideSymlinks) {
+      symlink(DEFAULT_MEDIA_ROOTS[0], "Plug-in Support/Data/com.plexapp.system/media-root");
+      symlink("../../../../../etc/hostname", "Plug-in Support/Data/com.plexapp.system/up-and-out");
+    }
+    writeFile("Plug-in Support/Data/com.plexapp.system/line\nbreak.txt", "a newline in the name\n");
+    writeFile("Cache/private-0600.dat", noise(seed, "private", 3000), 0o600);
+    writeFile("Plug-in Support/Preferences/private.xml", "<Prefs secret='1'/>\n", 0o600);
+    const odd = Buffer.concat([
+      Buffer.from(path.join(dir, "Metadata", "Movies") + "/latin1-"),
+      Buffer.from([0xe9, 0xff, 0xfe]),
+      Buffer.from(".jpg"),
+    ]);
+    mkdir("Metadata/Movies");
+    fs.writeFileSync(odd, jpegBytes(seed, "latin1", 2048), { mode: 0o644 });
+    oddMtimes.push([odd, nextMtime()]);
+    stats.files++;
+    stats.bytes += 2048;
+  }
+  const oddMtimes: [Buffer, number][] = [];
 
   // --- Identity -----------------------------------------------------------------------------
   const machineIdentifier = uuidFrom(rng);
@@ -351,6 +419,31 @@ export async function generatePlexTree(
     writeFile("Metadata/Artists/Sigur Rós/Ágætis byrjun.xml", '<Album title="Ágætis byrjun"/>\n');
   }
 
+  if (options.awkwardShapes) writeAwkwardShapes();
+
+  // --- Sparse files, tiny files -------------------------------------------------------------
+  for (let i = 0; i < (options.sparseFiles ?? 0); i++) {
+    writeSparseFile(`Media/localhost/sparse/${rng.hex(20)}.bif`, 8 * MiB, [0, 3 * MiB, 8 * MiB]);
+  }
+  if (options.hugeSparseFileBytes) {
+    const length = options.hugeSparseFileBytes;
+    writeSparseFile("Media/localhost/huge/index-4k.bif", length, [
+      0,
+      Math.floor(length / 2),
+      length,
+    ]);
+  }
+  for (let i = 0; i < (options.tinyFiles ?? 0); i++) {
+    const relative = `Media/localhost/tiny/${String(Math.floor(i / 1000)).padStart(4, "0")}/${rng.hex(12)}.xml`;
+    if (i % 1000 === 0) mkdir(path.dirname(relative));
+    const full = path.join(dir, relative);
+    const content = `<i n="${i}">${rng.hex(rng.int(2, 90))}</i>\n`;
+    fs.writeFileSync(full, content);
+    mtimes.set(full, nextMtime());
+    stats.files++;
+    stats.bytes += content.length;
+  }
+
   // --- Large files --------------------------------------------------------------------------
   for (let i = 0; i < largeFiles; i++) {
     writeLargeFile(
@@ -411,6 +504,7 @@ export async function generatePlexTree(
     if (fs.lstatSync(file).isSymbolicLink()) fs.lutimesSync(file, mtime, mtime);
     else fs.utimesSync(file, mtime, mtime);
   }
+  for (const [file, mtime] of oddMtimes) fs.utimesSync(file, mtime, mtime);
   for (const directory of directories.reverse()) {
     const mtime = nextMtime();
     fs.utimesSync(directory, mtime, mtime);
@@ -626,6 +720,7 @@ export type TreeEntryType = "file" | "directory" | "symlink" | "other";
 
 /** One entry of a tree, relative to its root ("." is the root itself). */
 export interface TreeEntry {
+  /** Relative path, see {@link displayName}. */
   path: string;
   type: TreeEntryType;
   /** Permission bits (mode & 0o7777); 0 for symlinks (Linux ignores them). */
@@ -636,10 +731,16 @@ export interface TreeEntry {
   size: number;
   /** Whole seconds since the epoch (tar keeps whole seconds); 0 for symlinks. */
   mtime: number;
+  /** The nanoseconds of the mtime; 0 for symlinks. */
+  mtimeNs: number;
   /** sha256 of a regular file's content; "" otherwise. */
   sha256: string;
   /** Target of a symlink; "" otherwise. */
   linkTarget: string;
+  /** For a file with more than one link: the first path of its link group, else "". */
+  hardLinkOf: string;
+  /** A regular file with fewer blocks allocated than its length needs (holes). */
+  sparse: boolean;
 }
 
 export interface TreeDigest {
@@ -656,6 +757,22 @@ export interface TreeDigestOptions {
   exclude?: string[];
 }
 
+/** A file name as text: UTF-8 where it is valid, other bytes as \xNN; "\" and newlines escaped. */
+export function displayName(name: Buffer): string {
+  const decoded = name.toString("utf8");
+  let text = "";
+  if (Buffer.from(decoded, "utf8").equals(name)) {
+    text = decoded.replace(/\\/g, "\\\\");
+  } else {
+    for (const byte of name) {
+      if (byte === 0x5c) text += "\\\\";
+      else if (byte < 0x80) text += String.fromCharCode(byte);
+      else text += `\\x${byte.toString(16).padStart(2, "0")}`;
+    }
+  }
+  return text.replace(/\n/g, "\\n");
+}
+
 /** Walks `root` (without following symlinks) and records every entry with a content hash. */
 export async function digestTree(
   root: string,
@@ -666,56 +783,71 @@ export async function digestTree(
     (options.exclude ?? []).some((ex) =>
       ex.endsWith("/") ? relative === ex.slice(0, -1) || relative.startsWith(ex) : relative === ex,
     );
-  const visit = async (full: string, relative: string) => {
+  const linkGroups = new Map<string, { first: string; sha256: string }>();
+  const visit = async (full: Buffer, relative: string) => {
     if (relative !== "." && excluded(relative)) return;
-    const st = await fs.promises.lstat(full);
-    const base = { path: relative, uid: st.uid, gid: st.gid };
+    const st = await fs.promises.lstat(full, { bigint: true });
+    const mtime = Number(st.mtimeMs / 1000n);
+    const mtimeNs = Number(st.mtimeNs % 1_000_000_000n);
+    const base = {
+      path: relative,
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      mode: Number(st.mode & 0o7777n),
+      size: 0,
+      mtime,
+      mtimeNs,
+      sha256: "",
+      linkTarget: "",
+      hardLinkOf: "",
+      sparse: false,
+    };
     if (st.isSymbolicLink()) {
+      const target = (await fs.promises.readlink(full, { encoding: "buffer" })) as Buffer;
       entries.push({
         ...base,
         type: "symlink",
         mode: 0,
-        size: 0,
         mtime: 0,
-        sha256: "",
-        linkTarget: await fs.promises.readlink(full),
+        mtimeNs: 0,
+        linkTarget: displayName(target),
       });
     } else if (st.isDirectory()) {
-      entries.push({
-        ...base,
-        type: "directory",
-        mode: st.mode & 0o7777,
-        size: 0,
-        mtime: Math.floor(st.mtimeMs / 1000),
-        sha256: "",
-        linkTarget: "",
-      });
-      const names = (await fs.promises.readdir(full)).sort();
-      for (const name of names)
-        await visit(path.join(full, name), relative === "." ? name : `${relative}/${name}`);
+      entries.push({ ...base, type: "directory" });
+      const names = ((await fs.promises.readdir(full, { encoding: "buffer" })) as Buffer[]).sort(
+        Buffer.compare,
+      );
+      for (const name of names) {
+        const child = Buffer.concat([full, Buffer.from("/"), name]);
+        await visit(
+          child,
+          relative === "." ? displayName(name) : `${relative}/${displayName(name)}`,
+        );
+      }
     } else if (st.isFile()) {
-      entries.push({
-        ...base,
-        type: "file",
-        mode: st.mode & 0o7777,
-        size: st.size,
-        mtime: Math.floor(st.mtimeMs / 1000),
-        sha256: await sha256File(full),
-        linkTarget: "",
-      });
+      const size = Number(st.size);
+      const sparse = size > 0 && Number(st.blocks) * 512 < size;
+      let hardLinkOf = "";
+      let sha256: string;
+      if (st.nlink > 1n) {
+        const key = `${st.dev}:${st.ino}`;
+        const group = linkGroups.get(key);
+        if (group) {
+          hardLinkOf = group.first;
+          sha256 = group.sha256;
+        } else {
+          sha256 = await sha256File(full);
+          linkGroups.set(key, { first: relative, sha256 });
+        }
+      } else {
+        sha256 = await sha256File(full);
+      }
+      entries.push({ ...base, type: "file", size, sha256, hardLinkOf, sparse });
     } else {
-      entries.push({
-        ...base,
-        type: "other",
-        mode: st.mode & 0o7777,
-        size: 0,
-        mtime: Math.floor(st.mtimeMs / 1000),
-        sha256: "",
-        linkTarget: "",
-      });
+      entries.push({ ...base, type: "other" });
     }
   };
-  await visit(root, ".");
+  await visit(Buffer.from(root), ".");
   const total = crypto.createHash("sha256");
   for (const entry of entries) total.update(`${entryLine(entry)}\n`);
   const files = entries.filter((e) => e.type === "file");
@@ -733,6 +865,12 @@ export interface CompareOptions {
   owners?: boolean;
   /** Compare directory mtimes (the root's own mtime is never compared). @default true */
   directoryMtimes?: boolean;
+  /** Compare the nanoseconds of mtimes (a copy that keeps them, like rsync -t). @default false */
+  nanoseconds?: boolean;
+  /** Compare which files are sparse (a copy that keeps holes, like rsync -S). @default false */
+  sparse?: boolean;
+  /** Expected owner of every entry of `actual` instead of `expected`'s (a copy made with --chown). */
+  owner?: { uid: number; gid: number };
 }
 
 /** Differences between two digests, one readable line each; empty means identical trees. */
@@ -752,14 +890,33 @@ export function compareTrees(
       differences.push(`missing: ${want.path} (${want.type})`);
       continue;
     }
-    const fields: (keyof TreeEntry)[] = ["type", "mode", "size", "sha256", "linkTarget"];
-    if (want.type !== "directory" || (directoryMtimes && want.path !== ".")) fields.push("mtime");
+    const fields: (keyof TreeEntry)[] = [
+      "type",
+      "mode",
+      "size",
+      "sha256",
+      "linkTarget",
+      "hardLinkOf",
+    ];
+    const timed = want.type !== "directory" || (directoryMtimes && want.path !== ".");
+    if (timed) fields.push("mtime");
+    if (timed && options.nanoseconds) fields.push("mtimeNs");
+    if (options.sparse) fields.push("sparse");
     if (owners) fields.push("uid", "gid");
     for (const field of fields) {
       if (want.path === "." && field === "mode") continue;
       if (want[field] !== got[field]) {
         differences.push(`${want.path}: ${field} ${String(want[field])} != ${String(got[field])}`);
       }
+    }
+    if (
+      options.owner &&
+      want.path !== "." &&
+      (got.uid !== options.owner.uid || got.gid !== options.owner.gid)
+    ) {
+      differences.push(
+        `${want.path}: owner ${got.uid}:${got.gid} != ${options.owner.uid}:${options.owner.gid}`,
+      );
     }
   }
   for (const extra of byPath.keys()) differences.push(`unexpected: ${extra}`);
@@ -775,13 +932,16 @@ function entryLine(e: TreeEntry): string {
     e.gid,
     e.size,
     e.mtime,
+    e.mtimeNs,
     e.sha256,
     e.linkTarget,
+    e.hardLinkOf,
+    e.sparse,
   ].join("\t");
 }
 
 /** sha256 (hex) of a file's content, streamed. */
-export async function sha256File(file: string): Promise<string> {
+export async function sha256File(file: string | Buffer): Promise<string> {
   const hash = crypto.createHash("sha256");
   // Small files in one read: streams cost more than hashing for thousands of posters.
   if ((await fs.promises.stat(file)).size <= 8 * MiB) {

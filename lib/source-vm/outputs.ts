@@ -207,12 +207,35 @@ export interface RollbackResult {
   notes: string[];
 }
 
+export interface AuthorizeSyncResult {
+  step: "authorize-sync";
+  /** The VM account whose authorized_keys holds the key. */
+  user: string;
+  authorizedKeysFile: string;
+  /** What the key may run: rrsync -ro <plexDataDir> (through sudo for a user other than root). */
+  forcedCommand: string;
+  /** "SHA256:…" of the migration key. */
+  keyFingerprint: string;
+  /** False when the line was there already (nothing written). */
+  changed: boolean;
+  notes: string[];
+}
+
+export interface RevokeSyncResult {
+  step: "revoke-sync";
+  revoked: boolean;
+  removed: string[];
+  notes: string[];
+}
+
 export interface StepResults {
   preflight: PreflightResult;
   stop: StopResult;
   archive: ArchiveResult;
   serve: ServeResult;
   "stop-serving": StopServingResult;
+  "authorize-sync": AuthorizeSyncResult;
+  "revoke-sync": RevokeSyncResult;
   rollback: RollbackResult;
 }
 

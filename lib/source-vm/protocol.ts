@@ -7,7 +7,15 @@
  */
 import type { SourceScriptSettings } from "./commands";
 
-export type SourceStep = "preflight" | "stop" | "archive" | "serve" | "stop-serving" | "rollback";
+export type SourceStep =
+  | "preflight"
+  | "stop"
+  | "archive"
+  | "serve"
+  | "stop-serving"
+  | "authorize-sync"
+  | "revoke-sync"
+  | "rollback";
 
 interface Setting {
   /** The variable the script reads. */
@@ -36,6 +44,11 @@ export const SETTINGS = {
     value: (s) => s.serve?.allowedCidrs.join(","),
   },
   keepArchive: { env: "PLEX_MIGRATE_KEEP_ARCHIVE", value: (s) => (s.keepArchive ? "1" : "0") },
+  syncPublicKey: { env: "PLEX_MIGRATE_SYNC_PUBLIC_KEY", value: (s) => s.syncPublicKey },
+  syncAllowedCidrs: {
+    env: "PLEX_MIGRATE_SYNC_ALLOWED_CIDRS",
+    value: (s) => s.syncAllowedCidrs?.join(","),
+  },
   rehearsal: { env: "PLEX_MIGRATE_REHEARSAL", value: (s) => (s.rehearsal ? "1" : undefined) },
   plexVersion: { env: "PLEX_MIGRATE_PLEX_VERSION", value: (s) => s.plexVersion || undefined },
   rollbackForce: {
@@ -60,6 +73,9 @@ export const BY_HAND_SETTINGS = [
   "PLEX_MIGRATE_SERVE_TOKEN",
   "PLEX_MIGRATE_SERVER_PY",
   "PLEX_MIGRATE_SERVER_PY_SOURCE",
+  "PLEX_MIGRATE_SYNC_USER",
+  "PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS",
+  "PLEX_MIGRATE_SYNC_RRSYNC_SEARCH",
 ] as const;
 
 /** JSON types of summary keys; "object?" and "string?" also allow null. */
@@ -188,6 +204,22 @@ export const STEP_PROTOCOL = {
   "stop-serving": {
     settings: ["workDir", "keepArchive", "rehearsal"],
     keys: { step: "string", wasRunning: "boolean", keptArchive: "boolean", removed: "array" },
+  },
+  "authorize-sync": {
+    settings: ["workDir", "plexDataDir", "syncPublicKey", "syncAllowedCidrs", "rehearsal"],
+    keys: {
+      step: "string",
+      user: "string",
+      authorizedKeysFile: "string",
+      forcedCommand: "string",
+      keyFingerprint: "string",
+      changed: "boolean",
+      notes: "array",
+    },
+  },
+  "revoke-sync": {
+    settings: ["workDir", "syncPublicKey", "rehearsal"],
+    keys: { step: "string", revoked: "boolean", removed: "array", notes: "array" },
   },
   rollback: {
     settings: ["workDir", "plexService", "tautulliService", "rehearsal", "rollbackForce"],

@@ -5,6 +5,7 @@
  */
 import { strict as assert } from "assert";
 import * as fs from "fs";
+import * as path from "path";
 import {
   SCRIPT_PATH,
   loadScriptSources,
@@ -84,6 +85,18 @@ describe("the VM step protocol table and plex-migrate-source.sh agree", function
     for (const step of ["preflight", "stop", "archive", "serve", "stop-serving", "rollback"]) {
       it(step, async () => {
         await run(step as SourceStep);
+      });
+    }
+
+    for (const step of ["authorize-sync", "revoke-sync"] as const) {
+      it(step, async () => {
+        const keys = path.join(vm.root, "authorized_keys-protocol");
+        await run(step, {
+          PLEX_MIGRATE_SYNC_PUBLIC_KEY:
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIProtocolTestKeyxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+          PLEX_MIGRATE_SYNC_USER: "root",
+          PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS: keys,
+        });
       });
     }
   });

@@ -583,7 +583,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.equal(usage.code, 2);
       assert.match(
         usage.stderr,
-        /usage: plex-migrate-source\.sh preflight\|stop\|archive\|serve\|stop-serving\|rollback/,
+        /usage: plex-migrate-source\.sh preflight\|stop\|archive\|serve\|stop-serving\|authorize-sync\|revoke-sync\|rollback/,
       );
     });
 

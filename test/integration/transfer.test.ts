@@ -1,9 +1,9 @@
 /**
- * The Plex move end to end, for real: a generated Plex data directory (lib/samples/plex-tree: real
- * SQLite databases with WAL, Preferences.xml, thousands of small files, large files, unicode and
- * space names, symlinks, empty directories) is archived and served by the VM script
- * (scripts/plex-migrate-source.sh: bash, GNU tar, zstd/gzip, the python3 Range server) and pulled
- * into a stand-in /config by the init container's scripts/plex-init.sh (sh, curl, tar).
+ * The VM side of the transfer for real: plex-migrate-source.sh's authorize-sync / revoke-sync
+ * against a real sshd on loopback. The migration key may run a read-only rsync server confined to
+ * the data directory and nothing else: no shell, no writes, no path outside, no forwarding, no
+ * connection from outside the allowed networks. Root reads directly; another user goes through
+ * sudo, which keeps SSH_ORIGINAL_COMMAND for rrsync.
  */
 import * as assert from "assert";
 import { spawnSync } from "child_process";
@@ -11,329 +11,278 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { startProcess } from "../../lib/plex/local-run";
 import {
-  compareTrees,
-  digestTree,
-  generatePlexTree,
-  type PlexTreeManifest,
-  type TreeDigest,
-} from "../../lib/samples/plex-tree";
-import {
-  INIT_EXIT_CODES,
-  INIT_MARKER,
-  INIT_LOG,
-  INIT_SCRIPT_PATH,
-} from "../../lib/plex/init-script";
-import {
-  LocalSource,
-  freePort,
-  startPlexInit,
-  startProcess,
-  type PlexInitEnv,
-  type ProcessResult,
-} from "../../lib/plex/local-run";
-import type { ArchiveResult } from "../../lib/source-vm/outputs";
+  LocalVmSync,
+  generateSshKey,
+  knownHostsLine,
+  startLoopbackSshd,
+  type LoopbackSshd,
+} from "../../lib/plex/local-sync";
+import { SCRIPT_PATH } from "../../lib/source-vm/commands";
+import { generatePlexTree } from "../../lib/samples/plex-tree";
 
 const DATA_ROOT = "Library/Application Support/Plex Media Server";
-const LOG_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ plex-init: /;
-const PLEX_UID = 1000;
-const PLEX_GID = 1000;
 
-async function waitFor(check: () => boolean, what: string, seconds = 30): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+interface Setup {
+  root: string;
+  sshd: LoopbackSshd;
+  dataDir: string;
+  key: { privateKey: string; publicKey: string };
+  keyFile: string;
+  knownHosts: string;
+  vm(options?: { user?: string; allowedCidrs?: string[]; rrsyncSearch?: string }): LocalVmSync;
+  /** ssh with the migration key, as the pod does. */
+  ssh(user: string, args: string[]): { code: number; stdout: string; stderr: string };
+  /** rsync with the migration key, as the pod does. */
+  rsync(user: string, args: string[]): { code: number; stdout: string; stderr: string };
 }
 
-function entriesOf(dir: string): string[] {
-  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+async function setup(): Promise<Setup> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-access-"));
+  fs.chmodSync(root, 0o755);
+  const dataDir = path.join(root, "vm", DATA_ROOT);
+  fs.mkdirSync(path.dirname(dataDir), { recursive: true });
+  await generatePlexTree(dataDir, { metadataFiles: 30 });
+  const sshd = await startLoopbackSshd();
+  const key = generateSshKey(root, "migration");
+  const keyFile = path.join(root, "migration");
+  const knownHosts = path.join(root, "known_hosts");
+  fs.writeFileSync(knownHosts, knownHostsLine(sshd.hostPublicKey));
+  const sshOptions = (user: string) => [
+    "-F",
+    "/dev/null",
+    "-i",
+    keyFile,
+    "-p",
+    String(sshd.port),
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "HostKeyAlias=plex-migrate-vm",
+    "-o",
+    `UserKnownHostsFile=${knownHosts}`,
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-l",
+    user,
+  ];
+  const run = (command: string, args: string[]) => {
+    const result = spawnSync(command, args, { encoding: "utf8", timeout: 60_000 });
+    return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+  };
+  return {
+    root,
+    sshd,
+    dataDir,
+    key,
+    keyFile,
+    knownHosts,
+    vm: (options = {}) => {
+      const user = options.user ?? "root";
+      return new LocalVmSync({
+        dataDir,
+        workDir: path.join(root, "work"),
+        user,
+        authorizedKeysFile: sshd.authorizedKeysFile(user),
+        publicKey: key.publicKey,
+        allowedCidrs: options.allowedCidrs,
+        rrsyncSearch: options.rrsyncSearch,
+      });
+    },
+    ssh: (user, args) => run("ssh", [...sshOptions(user), sshd.host, ...args]),
+    rsync: (user, args) => run("rsync", ["-e", `ssh ${sshOptions(user).join(" ")}`, ...args]),
+  };
 }
 
-describe("Plex transfer end to end (VM script archive+serve -> plex-init.sh)", function () {
-  this.timeout(300_000);
-  let root: string;
-  let dataDir: string;
-  let manifest: PlexTreeManifest;
-  let source: TreeDigest;
-  let libraryBytes: number;
+async function runStep(step: string, env: Record<string, string>) {
+  return startProcess("bash", [SCRIPT_PATH, step], {
+    env: { PATH: process.env.PATH, LANG: "C.UTF-8", PLEX_MIGRATE_REHEARSAL: "1", ...env },
+  }).done;
+}
 
-  before(async () => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), "plex-transfer-"));
-    dataDir = path.join(root, "vm", "Plex Media Server");
-    fs.mkdirSync(dataDir, { recursive: true });
-    manifest = await generatePlexTree(dataDir, {
-      seed: 7,
-      metadataFiles: 3000,
-      largeFiles: 2,
-      largeFileBytes: 5 * 1024 * 1024,
-      totalBytes: 32 * 1024 * 1024,
-    });
-    source = await digestTree(dataDir);
-    // What the preflight measures (du -B1): disk usage, the figure the free-space check uses.
-    libraryBytes = Number(
-      spawnSync("du", ["-s", "-B1", dataDir], { encoding: "utf8" }).stdout.split("\t")[0],
-    );
+describe("sync access on the VM (authorize-sync / revoke-sync, real sshd)", function () {
+  this.timeout(120_000);
+  let s: Setup;
+  const users: string[] = [];
+  beforeEach(async () => {
+    s = await setup();
+  });
+  afterEach(async () => {
+    await s.sshd.stop();
+    for (const user of users.splice(0)) {
+      spawnSync("userdel", [user]);
+      fs.rmSync(`/etc/sudoers.d/${user}`, { force: true });
+    }
+    fs.rmSync(s.root, { recursive: true, force: true });
   });
 
-  after(() => {
-    if (root) fs.rmSync(root, { recursive: true, force: true });
-  });
-
-  /** A fresh "VM work dir" and "/config" for one case; the archive is made and served. */
-  async function servedArchive(
-    name: string,
-    compression = "auto",
-  ): Promise<{ vm: LocalSource; archive: ArchiveResult; config: string; env: PlexInitEnv }> {
-    const caseDir = path.join(root, name);
-    const config = path.join(caseDir, "config");
-    fs.mkdirSync(config, { recursive: true });
-    const vm = new LocalSource({
-      dataDir,
-      workDir: path.join(caseDir, "vm-work"),
-      compression,
-      token: crypto.randomBytes(24).toString("base64url"),
-      port: await freePort(),
-    });
-    const archive = await vm.archive();
-    await vm.serve();
-    const env: PlexInitEnv = {
-      PLEX_CONFIG_DIR: config,
-      PLEX_ARCHIVE_URL: vm.url(archive),
-      PLEX_ARCHIVE_SHA256: archive.archive.sha256,
-      PLEX_ARCHIVE_BYTES: String(archive.archive.bytes),
-      PLEX_ARCHIVE_FORMAT: archive.archive.format,
-      PLEX_LIBRARY_BYTES: String(libraryBytes),
-      PLEX_UID: String(PLEX_UID),
-      PLEX_GID: String(PLEX_GID),
-      PLEX_INIT_INSTALL_TOOLS: "never",
-      PLEX_INIT_RETRY_DELAY: "1",
-      PLEX_INIT_TMPDIR: caseDir,
-    };
-    return { vm, archive, config, env };
-  }
-
-  async function assertImported(config: string, result: ProcessResult): Promise<TreeDigest> {
-    assert.strictEqual(result.code, 0, result.stderr);
-    const target = await digestTree(path.join(config, DATA_ROOT));
-    assert.deepStrictEqual(compareTrees(source, target), [], "the imported tree differs");
-    assert.strictEqual(target.files, manifest.files);
-    for (const entry of target.entries) {
-      assert.deepStrictEqual(
-        [entry.uid, entry.gid],
-        [PLEX_UID, PLEX_GID],
-        `owner of ${entry.path}`,
-      );
-    }
-    // The two parents the archive adds carry the data directory's mode and mtime.
-    const dataStat = fs.statSync(dataDir);
-    for (const parent of ["Library", "Library/Application Support"]) {
-      const stat = fs.statSync(path.join(config, parent));
-      assert.strictEqual(stat.mode & 0o7777, dataStat.mode & 0o7777, `mode of ${parent}`);
-      assert.strictEqual(Math.floor(stat.mtimeMs / 1000), Math.floor(dataStat.mtimeMs / 1000));
-      assert.deepStrictEqual([stat.uid, stat.gid], [PLEX_UID, PLEX_GID]);
-    }
-    // Nothing but the library and plex-init's own state on the volume: no archive copy.
-    assert.deepStrictEqual(entriesOf(config), [".plex-migrate", "Library"]);
-    assert.deepStrictEqual(entriesOf(path.join(config, ".plex-migrate")), [
-      "import-complete",
-      "import.log",
-    ]);
-    return target;
-  }
-
-  function assertNothingImported(config: string): void {
-    assert.ok(!fs.existsSync(path.join(config, "Library")), "no Library after a failure");
-    assert.deepStrictEqual(entriesOf(path.join(config, ".plex-migrate")), ["import.log"]);
-  }
-
-  function assertNoSecretsIn(text: string, url: string): void {
-    const token = new URL(url).pathname.split("/")[1];
-    assert.ok(!text.includes(token), "the serving token appears in the output");
-    assert.ok(!text.includes(manifest.plexOnlineToken), "the Plex token appears in the output");
-  }
-
-  it("imports the tree byte for byte (content, modes, symlinks, mtimes), owned by plex; a second run is a no-op", async () => {
-    const { vm, archive, config, env } = await servedArchive("identical");
-    assert.strictEqual(archive.archive.format, "tar.zst", "zstd is installed: the VM picks it");
-    const first = await startPlexInit(env).done;
-    await assertImported(config, first);
-
-    const log = fs.readFileSync(path.join(config, INIT_LOG), "utf8");
-    for (const line of [...first.stderr.trim().split("\n"), ...log.trim().split("\n")]) {
-      assert.match(line, LOG_LINE);
-    }
-    assert.match(
-      first.stderr,
-      /plex-init: download: http:\/\/127\.0\.0\.1:\d+\/<hidden>\/plex-library\.tar\.zst/,
-    );
-    assert.match(
-      first.stderr,
-      new RegExp(`verified: ${archive.archive.bytes} bytes, sha256 ${archive.archive.sha256}`),
-    );
-    assertNoSecretsIn(first.stderr + log, env.PLEX_ARCHIVE_URL ?? "");
-    const marker = fs.readFileSync(path.join(config, INIT_MARKER), "utf8");
-    assert.match(marker, new RegExp(`^archive_sha256=${archive.archive.sha256}$`, "m"));
-    assert.match(marker, new RegExp(`^archive_bytes=${archive.archive.bytes}$`, "m"));
-
-    // The server is gone and the archive removed: the next pod start must not need them.
-    await vm.stopServing();
-    const libraryMtime = fs.statSync(path.join(config, "Library")).mtimeMs;
-    const second = await startPlexInit(env).done;
-    assert.strictEqual(second.code, 0, second.stderr);
-    assert.match(
-      second.stderr,
-      /already imported \(imported_at=.* archive_sha256=[0-9a-f]{64} .*\); nothing to do/,
-    );
-    assert.ok(!second.stderr.includes("download:"), "no download on the second run");
-    await assertImported(config, second);
-    assert.strictEqual(fs.statSync(path.join(config, "Library")).mtimeMs, libraryMtime);
-  });
-
-  it("imports tar.gz and uncompressed tar archives the same way", async () => {
-    for (const compression of ["gzip", "none"]) {
-      const { vm, archive, config, env } = await servedArchive(
-        `format-${compression}`,
-        compression,
-      );
-      assert.strictEqual(archive.archive.format, compression === "gzip" ? "tar.gz" : "tar");
-      await assertImported(config, await startPlexInit(env).done);
-      await vm.stopServing();
-    }
-  });
-
-  it("runs under busybox ash with busybox's tools (as in alpine), plus curl, GNU tar and zstd", async () => {
-    const { vm, config, env } = await servedArchive("busybox");
-    const bin = path.join(root, "busybox-bin");
-    fs.mkdirSync(bin, { recursive: true });
-    const busybox = spawnSync("sh", ["-c", "command -v busybox"], {
+  it("authorizes one restricted line, idempotently, next to the lines already there; revoke removes exactly it", async () => {
+    const file = s.sshd.authorizedKeysFile("root");
+    const other =
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOfTheAdminxxxxxxxxxxxxxxxxxxxxxxxx admin@laptop\n";
+    fs.writeFileSync(file, other, { mode: 0o600 });
+    const vm = s.vm({ allowedCidrs: ["127.0.0.0/8", "10.42.0.0/16"] });
+    const first = await vm.authorize();
+    assert.strictEqual(first.json.changed, true);
+    const blob = s.key.publicKey.split(" ")[1];
+    const expectedLine =
+      `restrict,from="127.0.0.0/8,10.42.0.0/16",command="'/usr/bin/rrsync' -ro '${s.dataDir}'" ` +
+      `ssh-ed25519 ${blob} plex-migrate-sync`;
+    assert.strictEqual(fs.readFileSync(file, "utf8"), `${other}${expectedLine}\n`);
+    assert.strictEqual(first.json.forcedCommand, `'/usr/bin/rrsync' -ro '${s.dataDir}'`);
+    assert.strictEqual(first.json.authorizedKeysFile, file);
+    const fingerprint = spawnSync("ssh-keygen", ["-l", "-E", "sha256", "-f", `${s.keyFile}.pub`], {
       encoding: "utf8",
-    }).stdout.trim();
-    assert.ok(busybox, "busybox is needed for this test (Debian package busybox)");
-    for (const applet of spawnSync(busybox, ["--list"], { encoding: "utf8" }).stdout.split("\n")) {
-      if (applet) fs.symlinkSync(busybox, path.join(bin, applet));
-    }
-    for (const tool of ["curl", "tar", "zstd"]) {
-      const real = spawnSync("sh", ["-c", `command -v ${tool}`], {
-        encoding: "utf8",
-      }).stdout.trim();
-      fs.rmSync(path.join(bin, tool), { force: true });
-      fs.symlinkSync(real, path.join(bin, tool));
-    }
-    const result = await startPlexInit(env, { shell: [busybox, "sh"], path: bin }).done;
-    await assertImported(config, result);
-    await vm.stopServing();
+    }).stdout.split(" ")[1];
+    assert.strictEqual(first.json.keyFingerprint, fingerprint);
+    assert.strictEqual(fs.statSync(file).mode & 0o777, 0o600);
+
+    const second = await vm.authorize();
+    assert.strictEqual(second.json.changed, false);
+    assert.strictEqual(fs.readFileSync(file, "utf8"), `${other}${expectedLine}\n`);
+
+    const revoked = await vm.revoke();
+    assert.strictEqual(revoked.json.revoked, true);
+    assert.strictEqual(fs.readFileSync(file, "utf8"), other);
+    assert.strictEqual((await vm.revoke()).json.revoked, false);
   });
 
-  it("refuses a corrupted archive: checksum mismatch, nothing in Library, staging removed", async () => {
-    const { vm, archive, config, env } = await servedArchive("corrupted");
-    // Damage the served file after its sha256 was taken (disk or transfer corruption).
-    const fd = fs.openSync(vm.archiveFile(archive), "r+");
-    try {
-      const offset = Math.floor(archive.archive.bytes / 2);
-      const original = Buffer.alloc(16);
-      fs.readSync(fd, original, 0, 16, offset);
-      fs.writeSync(fd, Buffer.from(original.map((b) => b ^ 0xff)), 0, 16, offset);
-    } finally {
-      fs.closeSync(fd);
-    }
-    const result = await startPlexInit(env).done;
-    assert.strictEqual(result.code, INIT_EXIT_CODES.checksum, result.stderr);
-    assert.match(
-      result.stderr,
-      new RegExp(
-        `sha256 of the received archive is [0-9a-f]{64}, expected ${archive.archive.sha256}`,
-      ),
+  it("the key reads the data directory and can do nothing else", async () => {
+    await s.vm().authorize();
+    const copy = path.join(s.root, "copy");
+    const pulled = s.rsync("root", ["-a", `${s.sshd.host}:./`, `${copy}/`]);
+    assert.strictEqual(pulled.code, 0, pulled.stderr);
+    assert.ok(fs.existsSync(path.join(copy, "Preferences.xml")));
+
+    const shell = s.ssh("root", ["cat", "/etc/passwd"]);
+    assert.notStrictEqual(shell.code, 0);
+    assert.doesNotMatch(shell.stdout, /root:/);
+
+    const victim = path.join(s.root, "pushed.txt");
+    fs.writeFileSync(victim, "written by the cluster\n");
+    const push = s.rsync("root", [victim, `${s.sshd.host}:./`]);
+    assert.notStrictEqual(push.code, 0);
+    assert.ok(!fs.existsSync(path.join(s.dataDir, "pushed.txt")), "the data dir stays read-only");
+
+    const outside = s.rsync("root", ["-a", `${s.sshd.host}:../`, path.join(s.root, "outside")]);
+    assert.notStrictEqual(outside.code, 0);
+    assert.match(outside.stderr, /\.\./);
+
+    const forward = s.ssh("root", [
+      "-N",
+      "-o",
+      "ExitOnForwardFailure=yes",
+      "-R",
+      "127.0.0.1:0:127.0.0.1:9",
+    ]);
+    assert.strictEqual(forward.code, 255, "port forwarding is refused (restrict)");
+    assert.match(forward.stderr, /forwarding failed/);
+  });
+
+  it("from= refuses a key used from outside the allowed networks", async () => {
+    await s.vm({ allowedCidrs: ["10.0.0.0/8"] }).authorize();
+    const result = s.rsync("root", ["-a", `${s.sshd.host}:./`, path.join(s.root, "copy")]);
+    assert.notStrictEqual(result.code, 0);
+    assert.match(result.stderr, /Permission denied \(publickey/);
+  });
+
+  it("another VM user reads through sudo, which keeps SSH_ORIGINAL_COMMAND for rrsync", async () => {
+    const user = `pmsync${crypto.randomBytes(3).toString("hex")}`;
+    assert.strictEqual(
+      spawnSync("useradd", ["--system", "--no-create-home", "--shell", "/bin/sh", user]).status,
+      0,
     );
-    assert.match(result.stderr, /removing the staging directory after the failure/);
-    assertNothingImported(config);
-    assertNoSecretsIn(result.stderr, env.PLEX_ARCHIVE_URL ?? "");
-
-    // Once the VM serves a good archive again, the same volume imports it.
-    await vm.archive();
-    await vm.serve();
-    await assertImported(config, await startPlexInit(env).done);
-    await vm.stopServing();
-  });
-
-  it("resumes where it stopped when the archive server is killed mid-download", async () => {
-    const { vm, archive, config, env } = await servedArchive("resume");
-    // Slow the transfer down (a real option) so the kill lands mid-download.
-    const rate = Math.ceil(archive.archive.bytes / 6);
-    const init = startPlexInit({
-      ...env,
-      PLEX_INIT_MAX_RATE: String(rate),
-      PLEX_INIT_RETRIES: "30",
+    users.push(user);
+    spawnSync("usermod", ["-p", "*", user]);
+    // A root-only file: only root (through sudo) can read it.
+    fs.writeFileSync(path.join(s.dataDir, "root-only.dat"), "secret\n", { mode: 0o600 });
+    const refused = await runStep("authorize-sync", {
+      PLEX_MIGRATE_WORK_DIR: path.join(s.root, "work"),
+      PLEX_MIGRATE_DATA_DIR: s.dataDir,
+      PLEX_MIGRATE_SYNC_PUBLIC_KEY: s.key.publicKey,
+      PLEX_MIGRATE_SYNC_USER: user,
+      PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS: s.sshd.authorizedKeysFile(user),
     });
-    const staging = path.join(config, ".plex-migrate", "staging", "Library");
-    await waitFor(() => fs.existsSync(staging), "extraction to start");
-    await new Promise((r) => setTimeout(r, 1500));
-    const pid = vm.serverPid();
-    assert.ok(pid, "the archive server runs");
-    process.kill(pid, "SIGKILL");
-    await waitFor(
-      () =>
-        /attempt 1 broke after \d+ bytes/.test(
-          fs.readFileSync(path.join(config, INIT_LOG), "utf8"),
-        ),
-      "the broken attempt",
-      20,
+    assert.strictEqual(refused.code, 3, refused.stderr);
+    assert.match(
+      refused.stderr,
+      new RegExp(`the VM user ${user} needs passwordless sudo that keeps SSH_ORIGINAL_COMMAND`),
     );
-    assert.ok(!fs.existsSync(path.join(config, "Library")), "no Library while incomplete");
-    await new Promise((r) => setTimeout(r, 1500));
-    await vm.serve(); // the same token, as after a VM-side restart of the step
-    const result = await init.done;
-    await assertImported(config, result);
-    const resumed = /download: resuming at byte (\d+) of (\d+)/.exec(result.stderr);
-    assert.ok(resumed, result.stderr);
-    assert.ok(Number(resumed[1]) > 0 && Number(resumed[1]) < archive.archive.bytes);
-    assert.match(result.stderr, /download: complete/);
-    await vm.stopServing();
+
+    fs.writeFileSync(`/etc/sudoers.d/${user}`, `${user} ALL=(root) NOPASSWD: ALL\n`, {
+      mode: 0o440,
+    });
+    const authorized = await s.vm({ user }).authorize();
+    assert.match(
+      String(authorized.json.forcedCommand),
+      /^sudo -n --preserve-env=SSH_ORIGINAL_COMMAND -- '\/usr\/bin\/rrsync' -ro /,
+    );
+    const copy = path.join(s.root, "copy");
+    const pulled = s.rsync(user, ["-a", `${s.sshd.host}:./`, `${copy}/`]);
+    assert.strictEqual(pulled.code, 0, pulled.stderr);
+    assert.strictEqual(fs.readFileSync(path.join(copy, "root-only.dat"), "utf8"), "secret\n");
   });
 
-  /**
-   * Runs plex-init.sh with /config on a tmpfs of `sizeMiB` in a private mount namespace (so the
-   * mount disappears with the process) and lists what is left on it afterwards.
-   */
-  async function onSmallVolume(
-    env: PlexInitEnv,
-    sizeMiB: number,
-  ): Promise<{ result: ProcessResult; code: number; left: string[] }> {
-    const program =
-      'mount -t tmpfs -o size="$2"m plex-migrate-test "$PLEX_CONFIG_DIR" || exit 99; ' +
-      'sh "$1"; code=$?; echo "exit=$code"; cd "$PLEX_CONFIG_DIR" && find . -mindepth 1 | sort';
-    const result = await startProcess(
-      "unshare",
-      ["-m", "--", "sh", "-c", program, "sh", INIT_SCRIPT_PATH, String(sizeMiB)],
-      { env: { PATH: process.env.PATH, ...env } },
-    ).done;
-    const lines = result.stdout.trim().split("\n");
-    const exit = /^exit=(\d+)$/.exec(lines[0] ?? "");
-    assert.ok(exit, `no exit line: ${result.stdout} ${result.stderr}`);
-    return { result, code: Number(exit[1]), left: lines.slice(1) };
-  }
+  it("finds a gzipped rrsync (Ubuntu 20.04 ships it under /usr/share/doc) and makes it runnable", async () => {
+    const doc = path.join(s.root, "usr/share/doc/rsync/scripts");
+    fs.mkdirSync(doc, { recursive: true });
+    const gz = spawnSync("gzip", ["-c", "/usr/bin/rrsync"]);
+    fs.writeFileSync(path.join(doc, "rrsync.gz"), gz.stdout);
+    const vm = s.vm({
+      rrsyncSearch: `${path.join(s.root, "nothing")}:${path.join(doc, "rrsync.gz")}`,
+    });
+    const result = await vm.authorize();
+    const unpacked = path.join(s.root, "work/sync/rrsync");
+    assert.strictEqual(result.json.forcedCommand, `'${unpacked}' -ro '${s.dataDir}'`);
+    assert.strictEqual(fs.statSync(unpacked).mode & 0o777, 0o755);
+    const pulled = s.rsync("root", ["-a", `${s.sshd.host}:./`, path.join(s.root, "copy")]);
+    assert.strictEqual(pulled.code, 0, pulled.stderr);
+    const revoked = await vm.revoke();
+    assert.ok((revoked.json.removed as string[]).includes(path.join(s.root, "work/sync")));
+    assert.ok(!fs.existsSync(unpacked));
+  });
 
-  it("fails cleanly on a full volume: refuses up front, and cleans up when it fills mid-extraction", async () => {
-    const { vm, config, env } = await servedArchive("full-disk");
-    // The volume is smaller than the library: refused before any byte is downloaded.
-    const refused = await onSmallVolume(env, 24);
-    assert.strictEqual(refused.code, INIT_EXIT_CODES.space, refused.result.stderr);
-    assert.match(
-      refused.result.stderr,
-      /not enough free space on .*: need \d+ MiB, have 2[34] MiB\. Give the config volume more room \(config plexConfigSize\)/,
-    );
-    assert.ok(!refused.result.stderr.includes("download:"), "nothing downloaded");
-    assert.deepStrictEqual(refused.left, ["./.plex-migrate", "./.plex-migrate/import.log"]);
+  it("refuses clearly: no rrsync, a malformed key, a bad CIDR, a data dir with a quote", async () => {
+    const base = {
+      PLEX_MIGRATE_WORK_DIR: path.join(s.root, "work"),
+      PLEX_MIGRATE_DATA_DIR: s.dataDir,
+      PLEX_MIGRATE_SYNC_PUBLIC_KEY: s.key.publicKey,
+      PLEX_MIGRATE_SYNC_USER: "root",
+      PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS: s.sshd.authorizedKeysFile("root"),
+    };
+    const cases: [Record<string, string>, number, RegExp][] = [
+      [
+        { PLEX_MIGRATE_SYNC_RRSYNC_SEARCH: "/nonexistent/rrsync" },
+        3,
+        /rrsync \(rsync's restricted server\) is not on the VM .*apt-get install rsync/,
+      ],
+      [
+        { PLEX_MIGRATE_SYNC_PUBLIC_KEY: "not a key" },
+        2,
+        /PLEX_MIGRATE_SYNC_PUBLIC_KEY is not an OpenSSH public key line/,
+      ],
+      [{ PLEX_MIGRATE_SYNC_PUBLIC_KEY: "" }, 2, /PLEX_MIGRATE_SYNC_PUBLIC_KEY .* is not set/],
+      [
+        { PLEX_MIGRATE_SYNC_ALLOWED_CIDRS: "10.0.0.0/8,my-cluster" },
+        2,
+        /entry 'my-cluster' is not an address or CIDR/,
+      ],
+    ];
+    for (const [extra, code, message] of cases) {
+      const result = await runStep("authorize-sync", { ...base, ...extra });
+      assert.strictEqual(result.code, code, result.stderr);
+      assert.match(result.stderr, message);
+    }
+    assert.ok(!fs.existsSync(s.sshd.authorizedKeysFile("root")), "nothing was authorized");
 
-    // An underestimated library passes the check, then the volume fills up while extracting.
-    const filled = await onSmallVolume({ ...env, PLEX_LIBRARY_BYTES: "1" }, 24);
-    assert.strictEqual(filled.code, INIT_EXIT_CODES.space, filled.result.stderr);
-    assert.match(filled.result.stderr, /the config volume filled up while extracting/);
-    assert.match(filled.result.stderr, /removing the staging directory after the failure/);
-    assert.deepStrictEqual(filled.left, ["./.plex-migrate", "./.plex-migrate/import.log"]);
-    assert.deepStrictEqual(entriesOf(config), [], "the mount was private to the test process");
-    await vm.stopServing();
+    const quoted = path.join(s.root, "vm2", "Plex 'Media' Server");
+    fs.mkdirSync(path.dirname(quoted), { recursive: true });
+    fs.cpSync(s.dataDir, quoted, { recursive: true, verbatimSymlinks: true });
+    const result = await runStep("authorize-sync", { ...base, PLEX_MIGRATE_DATA_DIR: quoted });
+    assert.strictEqual(result.code, 3, result.stderr);
+    assert.match(result.stderr, /holds a quote or backslash/);
   });
 });

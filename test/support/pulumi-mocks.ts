@@ -62,7 +62,7 @@ export const KNOWN_TYPES: Record<string, OutputsFor> = {
   "kubernetes:apps/v1:StatefulSet": () => ({}),
   "kubernetes:networking.k8s.io/v1:Ingress": () => ({}),
   "kubernetes:helm.sh/v3:Release": (r) => ({
-    status: { name: r.inputs.name, namespace: r.inputs.namespace, status: "deployed" },
+    status: { name: r.inputs.name, namespace: r.inputs.namespace, status: "deployed", revision: 1 },
   }),
   "random:index/randomPassword:RandomPassword": (r) => ({
     result: secretValue(`mock-password-${r.name}-0123456789`),
@@ -83,6 +83,7 @@ export const KNOWN_TYPES: Record<string, OutputsFor> = {
   "command:remote:CopyToRemote": () => ({}),
   "pulumi-nodejs:dynamic/plex-migrate:SchemaMigrations": () => ({}),
   "pulumi-nodejs:dynamic/plex-migrate:SqliteImport": () => ({}),
+  "pulumi-nodejs:dynamic/plex-migrate:PlexVerification": () => ({}),
   "pulumi-nodejs:dynamic/plex-migrate:PostgresAdminLogin": () => ({}),
 };
 

@@ -116,8 +116,10 @@ describe("ArchiveSourceVm, the archive flow (Pulumi mocks)", () => {
     }
     const dependsOn = (name: string) => byName(result.registrations, name).dependencies;
     const urn = (name: string) => byName(result.registrations, name).urn;
-    assert.ok(dependsOn("vm-preflight").includes(urn("vm-on-destroy-stop-serving")));
-    assert.ok(dependsOn("vm-preflight").includes(urn("vm-on-destroy-rollback")));
+    // The preflight (which sizes the protected claim) depends on no hook; the stop does.
+    assert.deepEqual(dependsOn("vm-preflight"), []);
+    assert.ok(dependsOn("vm-stop").includes(urn("vm-on-destroy-stop-serving")));
+    assert.ok(dependsOn("vm-stop").includes(urn("vm-on-destroy-rollback")));
     assert.ok(dependsOn("vm-stop").includes(urn("vm-preflight")));
     assert.ok(dependsOn("vm-archive").includes(urn("vm-stop")));
     assert.ok(dependsOn("vm-serve").includes(urn("vm-archive")));

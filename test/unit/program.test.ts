@@ -18,6 +18,8 @@ import {
   unwrap,
 } from "../support/pulumi-mocks";
 import { resolveConfigSize } from "../../lib/plex/sizing";
+import { remoteCommandLine } from "../../lib/source-vm/commands";
+import { DestroyStep, planDestroy, transitiveDependencies } from "../support/engine-model";
 import { SAMPLE_LIBRARY_BYTES, sourceVmCommandOutputs } from "../support/fake-vm/mock-outputs";
 import { tunnelPortFor } from "../../lib/postgres/tunnel";
 
@@ -247,7 +249,8 @@ describe("the program (index.ts) under Pulumi mocks", function () {
     assert.deepStrictEqual(prod.tunnels, []);
     // A second run with the same config has the same inputs everywhere.
     const again = await runStack("dev");
-    const inputsOf = (run: MockRun) => run.registrations.map((r) => [r.urn, r.rawInputs]);
+    const inputsOf = (run: MockRun) =>
+      Object.fromEntries(run.registrations.map((r) => [r.urn, r.rawInputs]));
     assert.deepStrictEqual(inputsOf(again), inputsOf(dev));
   });
 
@@ -545,5 +548,56 @@ describe("the program (index.ts) under Pulumi mocks", function () {
         assert.ok(differs, `setting ${key} to ${JSON.stringify(value)} changed nothing`);
       });
     }
+  });
+});
+
+// `pulumi destroy` of the real program's graph, as the engine schedules it
+// (test/support/engine-model.ts cites pulumi/pulumi pkg/resource/deploy for each rule).
+describe("pulumi destroy of the program (the real graph under the engine's rules)", function () {
+  this.timeout(120_000);
+  const HOOKS = ["source-vm-on-destroy-stop-serving", "source-vm-on-destroy-rollback"];
+  const runs = (steps: DestroyStep[]) =>
+    steps.filter((s) => s.runs).map((s) => `${s.name}: ${s.runs}`);
+
+  it("no protected or retained resource depends on a destroy hook, in either stack", async () => {
+    for (const stack of ["dev", "prod"]) {
+      for (const protectData of [true, false]) {
+        const run = await runStack(stack, { rollbackOnDestroy: true, protectData });
+        const hooks = HOOKS.map((h) => run.get(CMD, h).urn);
+        const kept = run.registrations.filter((r) => r.protect || r.retainOnDelete);
+        assert.ok(kept.length >= 1, `${stack}: the data-holding resources are protected/retained`);
+        for (const r of kept) {
+          const deps = transitiveDependencies(run.registrations, r);
+          for (const hook of hooks) assert.ok(!deps.has(hook), `${stack}: ${r.name} -> ${hook}`);
+        }
+      }
+    }
+  });
+
+  it("protectData true: the data is refused, the hooks run after the Plex release is gone", async () => {
+    const steps = planDestroy((await runStack("dev", { rollbackOnDestroy: true })).registrations);
+    const refused = steps.filter((s) => s.outcome === "refused (protected)").map((s) => s.name);
+    assert.ok(refused.includes("plex-config"), refused.join());
+    const vmUser = { user: String(stackFile("dev").vmUser), sudo: true };
+    assert.deepEqual(runs(steps).sort(), [
+      `source-vm-on-destroy-rollback: ${remoteCommandLine("rollback", vmUser)}`,
+      `source-vm-on-destroy-stop-serving: ${remoteCommandLine("stop-serving", vmUser)}`,
+    ]);
+    const names = steps.map((s) => s.name);
+    const release = names.indexOf("plex-chart");
+    assert.ok(release >= 0 && steps[release].outcome === "deleted", "the release is deleted");
+    for (const hook of HOOKS) assert.ok(release < names.indexOf(hook), `${hook} after the release`);
+  });
+
+  it("protectData false: nothing is refused or skipped, the claim and namespace are retained", async () => {
+    const steps = planDestroy(
+      (await runStack("dev", { rollbackOnDestroy: true, protectData: false })).registrations,
+    );
+    assert.deepEqual(
+      steps.filter((s) => s.outcome === "refused (protected)" || s.outcome === "skipped"),
+      [],
+    );
+    assert.equal(steps.find((s) => s.name === "plex-config")?.outcome, "retained");
+    assert.equal(runs(steps).length, 2);
   });
 });
