@@ -29,7 +29,6 @@ import {
   stepEnvironment,
 } from "../lib/source-vm/commands";
 import { hostKeyProblem, normalizeHostKey } from "../lib/source-vm/host-key";
-import { syncStepEnvironment, type SyncStep } from "../lib/source-vm/sync-steps";
 import {
   DataOwner,
   FileDigest,
@@ -262,25 +261,23 @@ export class SourceVm extends pulumi.ComponentResource {
   }
 
   /** A step's stdin: its settings (and the migration's public key), then the script. */
-  private bundle(step: SourceStep | SyncStep): pulumi.Output<string> {
+  private bundle(step: SourceStep): pulumi.Output<string> {
     const script = fs.readFileSync(SCRIPT_PATH, "utf8");
     const needsKey = step === "authorize-sync" || step === "revoke-sync";
     const key: pulumi.Output<string | undefined> = needsKey
       ? this.syncPublicKey
       : pulumi.output<string | undefined>(undefined);
+    // Rollback runs only from its destroy hook, which is deleted after everything that depends on
+    // authorize-sync (the stop, the Plex release) since Pulumi deletes dependents first: the
+    // cluster's Plex is gone by then, so it runs forced (the script refuses otherwise).
+    const forced = step === "rollback" ? { rollbackForce: true } : {};
     return key.apply((syncPublicKey) =>
       // Only the serve step of the archive flow carries the server's source.
-      scriptBundle(step, this.environment(step, this.settings(syncPublicKey)), {
+      scriptBundle(step, stepEnvironment(step, { ...this.settings(syncPublicKey), ...forced }), {
         script,
         server: "",
       }),
     );
-  }
-
-  private environment(step: SourceStep | SyncStep, settings: SourceScriptSettings) {
-    return step === "authorize-sync" || step === "revoke-sync"
-      ? syncStepEnvironment(step, settings)
-      : stepEnvironment(step, settings);
   }
 
   private remoteUser(): RemoteUser {

@@ -14,7 +14,6 @@ import * as path from "path";
 import type { ArchiveCompression } from "../config";
 
 import { SETTINGS, STEP_PROTOCOL, type SourceStep } from "./protocol";
-import type { SyncStep } from "./sync-steps";
 
 export { SOURCE_STEPS, type SourceStep } from "./protocol";
 
@@ -98,7 +97,7 @@ const SERVER_HEREDOC = "PLEX_MIGRATE_SERVE_PY_END";
  * line), the archive server's source for `serve`, then the script. `bash -s -- <step>` runs it.
  */
 export function scriptBundle(
-  step: SourceStep | SyncStep,
+  step: SourceStep,
   env: Record<string, string>,
   sources: ScriptSources,
   secrets: { serveToken?: string } = {},
@@ -142,7 +141,7 @@ export interface RemoteUser {
  * The command line for a step. Root (or sudo disabled) runs `bash -s -- <step>`; anyone else goes
  * through `sudo -n`, checked first so a missing sudo rule gives a message that says what to do.
  */
-export function remoteCommandLine(step: SourceStep | SyncStep, who: RemoteUser): string {
+export function remoteCommandLine(step: SourceStep, who: RemoteUser): string {
   const run = `bash -s -- ${step}`;
   if (who.user === "root" || !who.sudo) return run;
   const help =

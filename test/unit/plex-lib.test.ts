@@ -84,13 +84,17 @@ describe("lib/plex sizing", () => {
     before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "plexk8s-ext4-"))));
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+    /** e2fsprogs live in /usr/sbin, which a non-root PATH may lack. */
+    const sbin = (tool: string) =>
+      fs.existsSync(`/usr/sbin/${tool}`) ? `/usr/sbin/${tool}` : tool;
+
     /** What a non-root user can use on a fresh ext4 of `bytes` made with `mkfsArgs`. */
     function ext4(bytes: number, mkfsArgs: string[] = []): { freeBytes: number; inodes: number } {
       const image = path.join(dir, `fs-${bytes}-${mkfsArgs.join("")}.img`);
       fs.writeFileSync(image, "");
       fs.truncateSync(image, bytes);
       const mkfs = spawnSync(
-        "mke2fs",
+        sbin("mke2fs"),
         [
           "-F",
           "-q",
@@ -104,7 +108,7 @@ describe("lib/plex sizing", () => {
         { encoding: "utf8" },
       );
       assert.strictEqual(mkfs.status, 0, mkfs.stderr);
-      const dump = spawnSync("dumpe2fs", ["-h", image], { encoding: "utf8" });
+      const dump = spawnSync(sbin("dumpe2fs"), ["-h", image], { encoding: "utf8" });
       fs.rmSync(image);
       const field = (name: string) => {
         const match = new RegExp(`^${name}:\\s+(\\d+)$`, "m").exec(dump.stdout);

@@ -224,8 +224,10 @@ describe("SourceVm (Pulumi mocks)", () => {
       "export PLEX_MIGRATE_WORK_DIR='/var/tmp/plex-migrate'",
     ]);
     assert.deepEqual(lines("vm-on-destroy-revoke-sync"), lines("vm-revoke-sync"));
+    // Forced: the hook runs after the Plex release is deleted (see SourceVm.bundle).
     assert.deepEqual(lines("vm-on-destroy-rollback"), [
       "export PLEX_MIGRATE_PLEX_SERVICE='plexmediaserver'",
+      "export PLEX_MIGRATE_ROLLBACK_FORCE='1'",
       "export PLEX_MIGRATE_TAUTULLI_SERVICE='tautulli'",
       "export PLEX_MIGRATE_WORK_DIR='/var/tmp/plex-migrate'",
     ]);
