@@ -358,7 +358,8 @@ sha256_of() {
   size=$(stat -c %s -- "$file")
   local sum label
   label="sha256 $(basename -- "$file")"
-  sum=$(with_progress "$label" "$size" fd:0 sha256sum <"$file")
+  sum=$(with_progress "$label" "$size" fd:0 sha256sum <"$file") ||
+    die "cannot read $file to take its sha256 (the disk may be failing); fix the disk and run the step again"
   printf '%s' "${sum%% *}"
 }
 
@@ -648,7 +649,7 @@ copy_db_set() {
 # check_database DB -> DB_VERDICT (ok|not-checked|failed), DB_RESULT, DB_CHECKED_ON,
 # DB_MEDIA_ROOTS (library db only).
 check_database() {
-  local db=$1 target result rc=0 ro=0
+  local db=$1 target result rc=0 ro=0 holders=""
   DB_VERDICT=not-checked
   DB_RESULT=""
   DB_MEDIA_ROOTS=()
@@ -657,7 +658,10 @@ check_database() {
     DB_RESULT="no SQLite on the VM"
     return 0
   fi
-  if [ -e "$db-shm" ] && [ -n "$(holders_of "$db")" ]; then
+  # Assigned, not tested inline: a failing holders_of inside `[ -n "$(…)" ]` would read as "no
+  # holders" and a live database would be copied.
+  if [ -e "$db-shm" ]; then holders=$(holders_of "$db"); fi
+  if [ -n "$holders" ]; then
     # Live database (Plex running): a read-only connection sees a consistent snapshot and writes
     # nothing; the -shm it needs already exists.
     DB_CHECKED_ON="live database, read-only"
@@ -894,11 +898,12 @@ tautulli_config_file() {
 # otherwise its files are copied first so that opening it cannot create or checkpoint anything
 # next to the original.
 snapshot_tautulli() {
-  local dest=$1 scratch_db="$CHECK_DIR/tautulli-source.db" source mode
+  local dest=$1 scratch_db="$CHECK_DIR/tautulli-source.db" source mode holders=""
   [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
   rm -f -- "$dest" "$scratch_db" "$scratch_db-wal" "$scratch_db-shm"
   scratch "$dest-journal" "$dest-wal"
-  if [ -e "$TAUTULLI_DB-shm" ] && [ -n "$(holders_of "$TAUTULLI_DB")" ]; then
+  if [ -e "$TAUTULLI_DB-shm" ]; then holders=$(holders_of "$TAUTULLI_DB"); fi
+  if [ -n "$holders" ]; then
     source=$TAUTULLI_DB
     mode=ro
   else
@@ -926,9 +931,15 @@ PY
   rm -f -- "$scratch_db" "$scratch_db-wal" "$scratch_db-shm"
 }
 
-# file_entry_json FILE: {"path":…,"sha256":…,"bytes":…}
+# file_entry_json FILE [PATH]: {"path":PATH or FILE,"sha256":…,"bytes":…}. Sum and size go
+# through variables: a command substitution that is only an argument sets no exit status, so a
+# failed sha256 there would become "" even under `set -e`. Called as `x=$(file_entry_json …)`,
+# it stops at the first failure only because of inherit_errexit.
 file_entry_json() {
-  json_obj path "$(json_str "$1")" sha256 "\"$(sha256_of "$1")\"" bytes "$(stat -c %s -- "$1")"
+  local sum bytes
+  sum=$(sha256_of "$1")
+  bytes=$(stat -c %s -- "$1")
+  json_obj path "$(json_str "${2:-$1}")" sha256 "\"$sum\"" bytes "$bytes"
 }
 
 # The snapshot set in the work dir: tautulli.db (backup API) and config.ini. Sets
@@ -962,11 +973,12 @@ take_tautulli_snapshot() {
 # sha256 of each Plex database file (and its -wal) as the stop left them: what the copy in the
 # cluster must match. Sets PLEX_DATABASES_JSON.
 plex_database_sums() {
-  local rel file entries=()
+  local rel file entry entries=()
   for rel in "$LIBRARY_DB" "$LIBRARY_DB-wal" "$BLOBS_DB" "$BLOBS_DB-wal"; do
     file="$DATA_DIR/$rel"
     [ -f "$file" ] || continue
-    entries+=("$(json_obj path "$(json_str "$rel")" sha256 "\"$(sha256_of "$file")\"" bytes "$(stat -c %s -- "$file")")")
+    entry=$(file_entry_json "$file" "$rel")
+    entries+=("$entry")
   done
   PLEX_DATABASES_JSON=$(json_raw_list ${entries[@]+"${entries[@]}"})
 }
