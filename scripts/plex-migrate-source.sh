@@ -2,6 +2,7 @@
 # plex-migrate-source.sh: the VM side of plex-migrate (see README, "Source VM").
 #
 #   plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|authorize-sync|revoke-sync|rollback
+#   plex-migrate-source.sh rollback --force    (the same as PLEX_MIGRATE_ROLLBACK_FORCE=1)
 #
 # Each step is idempotent, prints one JSON object on stdout when it succeeds (progress goes to
 # stderr) and appends timestamped lines to the migration log. The Plex data directory is only
@@ -45,7 +46,8 @@
 #   PLEX_MIGRATE_SYNC_RRSYNC_SEARCH    colon-separated places to look for rrsync [/usr/bin/rrsync, then
 #                                      /usr/share/doc/rsync/scripts/rrsync(.gz) as on Ubuntu 20.04]
 #   PLEX_MIGRATE_STOP_TIMEOUT_SECONDS  how long stop waits for processes to let go [180]
-#   PLEX_MIGRATE_ROLLBACK_FORCE        1: roll back even though the migrated Plex may be running [0]
+#   PLEX_MIGRATE_ROLLBACK_FORCE        1: roll back even though the migrated Plex may be running
+#                                      (stop the cluster's Plex first) [0]; or `rollback --force`
 #   PLEX_MIGRATE_PROGRESS_SECONDS      seconds between progress lines of long operations [10]
 #   PLEX_MIGRATE_REHEARSAL             1: no systemctl/dpkg-query (a machine without Plex); the
 #                                      version comes from PLEX_MIGRATE_PLEX_VERSION or Logs/ [0]
@@ -1604,7 +1606,7 @@ cmd_rollback() {
     # After the stop the data went to the cluster, whose Plex starts with the same server
     # identity; two servers with one identity confuse every client and plex.tv.
     if [ "$ROLLBACK_FORCE" != 1 ]; then
-      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback with PLEX_MIGRATE_ROLLBACK_FORCE=1 (pulumi destroy with rollbackOnDestroy does this itself, after deleting the cluster's Plex)"
+      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback --force (pulumi destroy with rollbackOnDestroy does this itself, after deleting the cluster's Plex)"
     fi
     while read -r role unit active enabled state; do
       [ -n "$unit" ] || continue
@@ -1638,6 +1640,14 @@ main() {
       ;;
   esac
   STEP=$step
+  shift
+  while [ $# -gt 0 ]; do
+    case "$step:$1" in
+      rollback:--force) ROLLBACK_FORCE=1 ;;
+      *) usage_error "unknown argument '$1' for $step: only rollback takes one (--force); settings come from PLEX_MIGRATE_* variables (see --help)" ;;
+    esac
+    shift
+  done
   check_config
   ensure_work_dir
   scratch "$CHECK_DIR"

@@ -14,6 +14,7 @@ import { LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
 import { createFakeVm, FakeVm, processesHolding, runProcess } from "../support/fake-vm";
+import { startSshd, type SshServer } from "../support/sshd";
 
 const NOBODY = 65534;
 
@@ -240,6 +241,46 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
       assert.equal(rollback.code, 0, rollback.stderr);
       assert.equal(vm.serviceEnabled("tautulli"), "enabled");
       assert.equal(vm.serviceActive("tautulli"), true);
+    });
+  });
+
+  describe("rollback by hand (README, Rolling back)", () => {
+    let sshd: SshServer | undefined;
+    afterEach(async () => {
+      await sshd?.stop();
+      sshd = undefined;
+    });
+
+    it("refused after a stop, naming --force; `ssh vm 'bash -s -- rollback --force' < script` restores the state", async () => {
+      const vm = await fresh({ servicesRunning: true });
+      const stop = await vm.run("stop");
+      assert.equal(stop.code, 0, stop.stderr);
+      sshd = await startSshd({ sessionPath: vm.path });
+      const script = fs.readFileSync(SCRIPT_PATH, "utf8");
+      // The recipe's remote command, with the fake VM's work dir where a stack sets vmWorkDir.
+      const remote = (args: string) => `env PLEX_MIGRATE_WORK_DIR=${vm.workDir} bash -s -- ${args}`;
+
+      const refused = await sshd.run("root", remote("rollback"), script);
+      assert.equal(refused.code, 3, refused.stderr);
+      assert.match(refused.stderr, /stop it first .*, then run rollback --force/);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "masked");
+
+      const typo = await sshd.run("root", remote("rollback --froce"), script);
+      assert.equal(typo.code, 2, typo.stderr);
+      assert.match(
+        typo.stderr,
+        /unknown argument '--froce' for rollback: only rollback takes one \(--force\)/,
+      );
+      const misplaced = await sshd.run("root", remote("stop --force"), script);
+      assert.equal(misplaced.code, 2, misplaced.stderr);
+
+      const forced = await sshd.run("root", remote("rollback --force"), script);
+      assert.equal(forced.code, 0, forced.stderr);
+      const json = parseStepOutput("rollback", forced.stdout);
+      assert.equal(json.forced, true);
+      assert.deepEqual(json.started, ["plexmediaserver", "tautulli"]);
+      assert.equal(vm.serviceActive("plexmediaserver"), true);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "enabled");
     });
   });
 
