@@ -23,7 +23,7 @@ import {
   type LoopbackSshd,
 } from "../plex/local-sync";
 import type { SyncPhase } from "../plex/init-script";
-import { autoConfigSize } from "../plex/sizing";
+import { autoConfigSize, requiredConfigInodes } from "../plex/sizing";
 import { startEmbeddedPostgres } from "../postgres/embedded";
 import {
   offlineVerificationWarnings,
@@ -596,7 +596,10 @@ async function copyLibrary(
     const warm = await runSyncPhase(
       "warm",
       sync,
-      { PLEX_LIBRARY_BYTES: String(preflight.libraryBytes) },
+      {
+        PLEX_LIBRARY_BYTES: String(preflight.libraryBytes),
+        PLEX_REQUIRED_INODES: String(requiredConfigInodes(preflight.fileCount)),
+      },
       log,
     );
     timings.push({ step: "warm copy", ...warm, bytesPerSecond: warm.bytes / warm.seconds });
