@@ -105,12 +105,14 @@ describe("Plex's collations in the library database", function () {
       largeFileBytes: 512 * 1024,
     });
     addPlexCollationsToFile(manifest.libraryDb);
+    // Exactly the documented command line (npm run rehearse -- --plex-dir <dir>).
     const result = spawnSync(
-      process.execPath,
+      "npm",
       [
-        "-r",
-        "ts-node/register/transpile-only",
-        path.join(ROOT, "scripts", "rehearse.ts"),
+        "run",
+        "--silent",
+        "rehearse",
+        "--",
         "--plex-dir",
         manifest.dataDir,
         "--sample",
@@ -122,7 +124,15 @@ describe("Plex's collations in the library database", function () {
     );
     const output = `${result.stdout}\n${result.stderr}`;
     assert.equal(result.status, 0, output);
+    assert.match(result.stdout, /# plex-migrate rehearsal: PASSED/);
+    // The verdict is a warning of the report, not only a log line.
+    assert.match(
+      result.stdout,
+      /## Warnings\n\n(- .*\n)*- .*integrity not checked: .*Plex's own SQLite/,
+    );
     assert.match(output, /integrity not checked: .*needs Plex's own SQLite/);
     assert.doesNotMatch(output, /INTEGRITY PROBLEM|integrity check failed/);
+    // The warm copy checks the volume as the pod does: bytes and inodes from the preflight.
+    assert.match(output, /init warm: .*inodes: the library needs about \d+ more, \d+ free/);
   });
 });

@@ -13,7 +13,8 @@ import * as path from "path";
 import { LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
-import { createFakeVm, FakeVm, processesHolding } from "../support/fake-vm";
+import { createFakeVm, FakeVm, processesHolding, runProcess } from "../support/fake-vm";
+import { startSshd, type SshServer } from "../support/sshd";
 
 const NOBODY = 65534;
 
@@ -243,6 +244,46 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
     });
   });
 
+  describe("rollback by hand (README, Rolling back)", () => {
+    let sshd: SshServer | undefined;
+    afterEach(async () => {
+      await sshd?.stop();
+      sshd = undefined;
+    });
+
+    it("refused after a stop, naming --force; `ssh vm 'bash -s -- rollback --force' < script` restores the state", async () => {
+      const vm = await fresh({ servicesRunning: true });
+      const stop = await vm.run("stop");
+      assert.equal(stop.code, 0, stop.stderr);
+      sshd = await startSshd({ sessionPath: vm.path });
+      const script = fs.readFileSync(SCRIPT_PATH, "utf8");
+      // The recipe's remote command, with the fake VM's work dir where a stack sets vmWorkDir.
+      const remote = (args: string) => `env PLEX_MIGRATE_WORK_DIR=${vm.workDir} bash -s -- ${args}`;
+
+      const refused = await sshd.run("root", remote("rollback"), script);
+      assert.equal(refused.code, 3, refused.stderr);
+      assert.match(refused.stderr, /stop it first .*, then run rollback --force/);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "masked");
+
+      const typo = await sshd.run("root", remote("rollback --froce"), script);
+      assert.equal(typo.code, 2, typo.stderr);
+      assert.match(
+        typo.stderr,
+        /unknown argument '--froce' for rollback: only rollback takes one \(--force\)/,
+      );
+      const misplaced = await sshd.run("root", remote("stop --force"), script);
+      assert.equal(misplaced.code, 2, misplaced.stderr);
+
+      const forced = await sshd.run("root", remote("rollback --force"), script);
+      assert.equal(forced.code, 0, forced.stderr);
+      const json = parseStepOutput("rollback", forced.stdout);
+      assert.equal(json.forced, true);
+      assert.deepEqual(json.started, ["plexmediaserver", "tautulli"]);
+      assert.equal(vm.serviceActive("plexmediaserver"), true);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "enabled");
+    });
+  });
+
   describe("where Plex and Tautulli keep their data", () => {
     it("reads Plex's data dir from an EnvironmentFile of its unit, not only Environment=", async () => {
       const vm = await fresh();
@@ -393,6 +434,68 @@ printf 'tautulli ghcr.io/tautulli/tautulli:latest\\nplex plexinc/pms-docker:1.41
       });
       assert.ok(
         !fs.readFileSync(path.join(vm.workDir, "migration.log"), "utf8").includes(json.plexToken),
+      );
+    });
+  });
+
+  describe("errors inside command substitutions", () => {
+    it("bash drops -e inside $(…) without inherit_errexit (the defect), and keeps it with it", () => {
+      const snippet = (shopt: string) =>
+        spawnSync(
+          "bash",
+          ["-c", `set -euo pipefail; ${shopt} f() { false; echo after; }; x=$(f); echo "x=$x"`],
+          { encoding: "utf8" },
+        );
+      const lost = snippet("");
+      assert.equal(lost.status, 0);
+      assert.equal(lost.stdout, "x=after\n", "false inside $(f) did not stop f");
+      const kept = snippet("shopt -s inherit_errexit;");
+      assert.equal(kept.status, 1);
+      assert.equal(kept.stdout, "");
+      assert.match(fs.readFileSync(SCRIPT_PATH, "utf8"), /\nshopt -s inherit_errexit\n/);
+    });
+
+    it("a database that cannot be read for its sha256 stops the step; without inherit_errexit the stop step hands on an empty checksum", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      // A disk error reading the library database: sha256sum fails on it (stdin is the file).
+      const realSha = spawnSync("sh", ["-c", "command -v sha256sum"], {
+        encoding: "utf8",
+      }).stdout.trim();
+      const tool = path.join(vm.binDir, "sha256sum");
+      fs.writeFileSync(
+        tool,
+        [
+          "#!/usr/bin/env bash",
+          'case "$(readlink /proc/$$/fd/0)" in',
+          '  *com.plexapp.plugins.library.db) echo "sha256sum: -: Input/output error" >&2; exit 1 ;;',
+          "esac",
+          `exec ${realSha} "$@"`,
+          "",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+
+      // The script as it was: the same text without inherit_errexit.
+      const unfixed = path.join(vm.root, "plex-migrate-source-without-inherit-errexit.sh");
+      const text = fs.readFileSync(SCRIPT_PATH, "utf8");
+      fs.writeFileSync(unfixed, text.replace("\nshopt -s inherit_errexit\n", "\n"));
+      assert.notEqual(fs.readFileSync(unfixed, "utf8"), text);
+      const before = await runProcess("bash", [unfixed, "stop"], { env: vm.env() });
+      assert.equal(before.code, 0, before.stderr);
+      const handedOn = JSON.parse(before.stdout) as {
+        plexDatabases: { path: string; sha256: string }[];
+      };
+      const library = handedOn.plexDatabases.find((db) => db.path === LIBRARY_DB_RELATIVE);
+      assert.equal(library?.sha256, "", "the defect: an empty checksum for the cluster to match");
+
+      const after = await vm.run("stop");
+      assert.equal(after.code, 1, after.stderr);
+      assert.equal(after.stdout, "", "no summary");
+      assert.ok(
+        after.stderr.includes(
+          `cannot read ${path.join(vm.dataDir, LIBRARY_DB_RELATIVE)} to take its sha256`,
+        ),
+        after.stderr,
       );
     });
   });
