@@ -15,6 +15,7 @@ import {
   usesPlexCollations,
 } from "../../lib/samples/plex-library-db";
 import { generatePlexTree } from "../../lib/samples/plex-tree";
+import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
 import { createFakeVm, FAKE_BIN_SOURCE, FakeVm } from "../support/fake-vm";
 
@@ -94,6 +95,68 @@ describe("Plex's collations in the library database", function () {
     const stop = await vm.run("stop", { PATH: stockPath });
     assert.equal(stop.code, 0, stop.stderr);
     assert.equal(parseStepOutput("stop", stop.stdout).integrity, "not-checked");
+  });
+
+  /**
+   * Runs a step with the fake VM's tools but no "Plex SQLite" on PATH, in a private mount
+   * namespace whose / is an overlay of this machine's, with the fake Plex SQLite installed at
+   * `installs` (the real paths a package puts it at). Nothing outside the namespace changes.
+   */
+  function runWithPlexSqliteAt(vm: FakeVm, installs: string[], step: string) {
+    const stockPath = vm.path.replace(`${vm.plexBinDir}:`, "");
+    const setup = [
+      "set -e",
+      "mount -t tmpfs plex-migrate-root /mnt",
+      "mkdir /mnt/up /mnt/work /mnt/root",
+      "mount -t overlay overlay -o lowerdir=/,upperdir=/mnt/up,workdir=/mnt/work /mnt/root",
+      "for d in proc dev sys tmp; do mount --rbind /$d /mnt/root/$d; done",
+      "fake=$1 script=$2 step=$3; shift 3",
+      'for tool in "$@"; do',
+      '  mkdir -p "/mnt/root${tool%/*}" "/mnt/root${tool%/*/*}/state"',
+      '  cp "$fake" "/mnt/root$tool"',
+      "done",
+      'exec chroot /mnt/root bash "$script" "$step"',
+    ].join("\n");
+    const result = spawnSync(
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        setup,
+        "setup",
+        path.join(FAKE_BIN_SOURCE, "Plex SQLite"),
+        SCRIPT_PATH,
+        step,
+        ...installs,
+      ],
+      { encoding: "utf8", env: vm.env({ PATH: stockPath }) },
+    );
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  it("finds Plex SQLite where the deb and the snap install it, with nothing on PATH", async () => {
+    const vm = await createFakeVm({ servicesRunning: false });
+    vms.push(vm);
+    addPlexCollationsToFile(vm.manifest.libraryDb);
+    const deb = "/usr/lib/plexmediaserver/Plex SQLite";
+    const snap = "/snap/plexmediaserver/current/Plex SQLite";
+    for (const [installs, expected] of [
+      [[deb], deb],
+      [[snap], snap],
+      [[snap, deb], deb],
+    ] as const) {
+      const run = runWithPlexSqliteAt(vm, [...installs], "preflight");
+      assert.equal(run.code, 0, run.stderr);
+      const json = parseStepOutput("preflight", run.stdout);
+      assert.equal(json.integrityTool, "Plex SQLite", installs.join(", "));
+      assert.equal(json.integrityToolPath, expected);
+      assert.equal(json.integrity, "ok", "the collations are checked");
+    }
+    assert.ok(!fs.existsSync("/snap/plexmediaserver"), "the machine itself is untouched");
+    assert.ok(!fs.existsSync(deb));
   });
 
   it("npm run rehearse -- --plex-dir with such a library passes, with the not-checked warning", async () => {
