@@ -477,8 +477,12 @@ run_warm() {
 }
 
 run_final() {
-  [ -f "$WARM_DONE" ] || log "no warm copy on the volume: the final phase copies everything (longer downtime)"
-  check_free_space
+  # After a warm copy only the changes move: walking the staged tree to count it would add to the
+  # downtime for nothing, so the volume is checked only when everything is still to be copied.
+  if [ ! -f "$WARM_DONE" ]; then
+    log "no warm copy on the volume: the final phase copies everything (longer downtime)"
+    check_free_space
+  fi
   transfer
   verify_no_changes
   verify_databases

@@ -59,6 +59,18 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
       const workDir = path.join(varTmp, "plex-migrate");
       asNobody(["mkdir", "-m", "0777", workDir]);
       asNobody(["ln", "-s", victim, path.join(workDir, "migration.log")]);
+      // The defect: root appending to "its" log there writes the file the link names.
+      const decoy = path.join(vm.root, "decoy");
+      fs.writeFileSync(decoy, "");
+      const trap = path.join(workDir, "decoy.log");
+      asNobody(["ln", "-s", decoy, trap]);
+      spawnSync("bash", ["-c", 'set -o noclobber; printf "written by root\\n" >>"$1"', "_", trap]);
+      assert.equal(
+        fs.readFileSync(decoy, "utf8"),
+        "written by root\n",
+        "noclobber does not stop >>",
+      );
+      fs.rmSync(trap);
 
       const run = await vm.run("preflight", { PLEX_MIGRATE_WORK_DIR: workDir });
       assert.equal(run.code, 3, run.stderr);
@@ -191,10 +203,17 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
   describe("stop and rollback", () => {
     it("a package upgrade while Plex is stopped (postinst: enable + start) cannot bring it back: the unit is masked", async () => {
       const vm = await fresh({ servicesRunning: true });
+      const systemctl = path.join(vm.binDir, "systemctl");
+      // The defect: stopped and disabled only, the upgrade's enable + start bring a second
+      // server with the same identity back.
+      for (const verb of ["disable", "stop", "enable", "start"]) {
+        assert.equal(spawnSync(systemctl, [verb, "plexmediaserver"]).status, 0, verb);
+      }
+      assert.equal(vm.serviceActive("plexmediaserver"), true, "disable alone is undone");
+
       const stop = await vm.run("stop");
       assert.equal(stop.code, 0, stop.stderr);
       // What the package's maintainer script does on upgrade.
-      const systemctl = path.join(vm.binDir, "systemctl");
       const enable = spawnSync(systemctl, ["enable", "plexmediaserver"], { encoding: "utf8" });
       const start = spawnSync(systemctl, ["start", "plexmediaserver"], { encoding: "utf8" });
       assert.notEqual(enable.status, 0);
