@@ -134,6 +134,16 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
+/** Where Helm finds the chart: a named chart in an https repository, or a path in an OCI one. */
+export function chartSource(chartRepo: string): {
+  chart: string;
+  repositoryOpts?: { repo: string };
+} {
+  return chartRepo.startsWith("oci://")
+    ? { chart: `${chartRepo.replace(/\/+$/, "")}/${CHART_NAME}`, repositoryOpts: undefined }
+    : { chart: CHART_NAME, repositoryOpts: { repo: chartRepo } };
+}
+
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
 function withDependencies(
   callerDependsOn: pulumi.ResourceOptions["dependsOn"],
@@ -167,65 +177,16 @@ export class PlexRelease extends pulumi.ComponentResource {
   constructor(name: string, args: PlexReleaseArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("plex-migrate:plex:Release", name, {}, opts);
     this.validate(args);
-    const own = plexMigrateObjectNames(args.releaseName);
     this.chartNames = chartResourceNames(args.releaseName);
-    const labels = {
-      "app.kubernetes.io/part-of": "plex-migrate",
-      "app.kubernetes.io/instance": args.releaseName,
-      "app.kubernetes.io/managed-by": "pulumi",
-    };
-
     this.namespace = pulumi.output(args.namespace);
     this.configClaimName = pulumi.output(args.configClaimName);
-
-    const claimSecret =
-      args.claimToken === undefined
-        ? undefined
-        : new k8s.core.v1.Secret(
-            `${name}-claim-token`,
-            {
-              metadata: { name: own.claimSecret, namespace: this.namespace, labels },
-              type: "Opaque",
-              stringData: { [CLAIM_TOKEN_KEY]: pulumi.secret(args.claimToken) },
-            },
-            { parent: this, deleteBeforeReplace: true },
-          );
-
     this.imageTag = this.decideImageTag(args);
-    // From config alone, so the first preview shows it (the VM's measures are unknown then).
-    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
-    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
-    pulumi.output(args.vmPreferences).apply((preferences) => {
-      const stale = staleAddressWarning(
-        args.networking,
-        args.advertiseUrls,
-        preferences?.customConnections ?? "",
-      );
-      if (stale) void pulumi.log.warn(stale, this);
-    });
-    if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
-      void pulumi.log.warn(
-        `plexNetworking is "host" and Plex advertises ${args.networking.address}, but no ` +
-          `plexNodeSelector pins the pod to that node: on another node clients reach nothing. ` +
-          `Fix: pulumi config set --path 'plexNodeSelector[0]' kubernetes.io/hostname=<node>.`,
-        this,
-      );
-    }
-    if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
+    this.warnAboutSettings(args);
 
-    // The VM user's groups and LAN networks, applied in the Plex container before Plex starts.
-    const pmsSetup = new k8s.core.v1.ConfigMap(
-      `${name}-pms-setup`,
-      {
-        metadata: { name: own.pmsSetupConfigMap, namespace: this.namespace, labels },
-        data: { [PMS_SETUP_KEY]: pmsSetupScript() },
-      },
-      { parent: this, deleteBeforeReplace: true },
-    );
-    const identity = this.podIdentity(args);
+    const { claimSecret, pmsSetup } = this.podObjects(name, args);
     const values = pulumi
       .all([
-        pulumi.all([identity, this.imageTag]),
+        pulumi.all([this.podIdentity(args), this.imageTag]),
         this.configClaimName,
         args.sync,
         pulumi.all([claimSecret ? claimSecret.metadata.name : undefined, pmsSetup.metadata.name]),
@@ -260,14 +221,12 @@ export class PlexRelease extends pulumi.ComponentResource {
         },
       );
 
-    const oci = args.chartRepo.startsWith("oci://");
     this.release = new k8s.helm.v3.Release(
       `${name}-chart`,
       {
+        ...chartSource(args.chartRepo),
         name: args.releaseName,
-        chart: oci ? `${args.chartRepo.replace(/\/+$/, "")}/${CHART_NAME}` : CHART_NAME,
         version: args.chartVersion,
-        repositoryOpts: oci ? undefined : { repo: args.chartRepo },
         namespace: this.namespace,
         createNamespace: false,
         values,
@@ -298,6 +257,67 @@ export class PlexRelease extends pulumi.ComponentResource {
       plexUrl: this.plexUrl,
       advertisedUrl: this.advertisedUrl,
     });
+  }
+
+  /**
+   * The claim token's Secret (when one is set) and the ConfigMap with the script that applies the
+   * VM user's groups and LAN networks in the Plex container before Plex starts.
+   */
+  private podObjects(
+    name: string,
+    args: PlexReleaseArgs,
+  ): { claimSecret?: k8s.core.v1.Secret; pmsSetup: k8s.core.v1.ConfigMap } {
+    const own = plexMigrateObjectNames(args.releaseName);
+    const labels = {
+      "app.kubernetes.io/part-of": "plex-migrate",
+      "app.kubernetes.io/instance": args.releaseName,
+      "app.kubernetes.io/managed-by": "pulumi",
+    };
+    const claimSecret =
+      args.claimToken === undefined
+        ? undefined
+        : new k8s.core.v1.Secret(
+            `${name}-claim-token`,
+            {
+              metadata: { name: own.claimSecret, namespace: this.namespace, labels },
+              type: "Opaque",
+              stringData: { [CLAIM_TOKEN_KEY]: pulumi.secret(args.claimToken) },
+            },
+            { parent: this, deleteBeforeReplace: true },
+          );
+    const pmsSetup = new k8s.core.v1.ConfigMap(
+      `${name}-pms-setup`,
+      {
+        metadata: { name: own.pmsSetupConfigMap, namespace: this.namespace, labels },
+        data: { [PMS_SETUP_KEY]: pmsSetupScript() },
+      },
+      { parent: this, deleteBeforeReplace: true },
+    );
+    return { claimSecret, pmsSetup };
+  }
+
+  /** What the settings (and, once known, the VM's measures) leave clients without. */
+  private warnAboutSettings(args: PlexReleaseArgs): void {
+    // From config alone, so the first preview shows it (the VM's measures are unknown then).
+    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
+    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
+    pulumi.output(args.vmPreferences).apply((preferences) => {
+      const stale = staleAddressWarning(
+        args.networking,
+        args.advertiseUrls,
+        preferences?.customConnections ?? "",
+      );
+      if (stale) void pulumi.log.warn(stale, this);
+    });
+    if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
+      void pulumi.log.warn(
+        `plexNetworking is "host" and Plex advertises ${args.networking.address}, but no ` +
+          `plexNodeSelector pins the pod to that node: on another node clients reach nothing. ` +
+          `Fix: pulumi config set --path 'plexNodeSelector[0]' kubernetes.io/hostname=<node>.`,
+        this,
+      );
+    }
+    if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
   }
 
   /**
