@@ -8,7 +8,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { MediaVolume } from "../lib/config";
+import { unmountedMediaRoots, type MediaVolume } from "../lib/plex/media-volumes";
 import {
   CHART_NAME,
   chartResourceNames,
@@ -53,6 +53,7 @@ import {
   type PodSecuritySetting,
 } from "../lib/plex/placement";
 import { isCidr } from "../lib/net";
+import { isChartRepo, isDnsLabel, isDnsSubdomain, isExactVersion, isImageTag } from "../lib/checks";
 
 export interface PlexReleaseArgs {
   /** Namespace for Plex (PlexConfigVolume's). */
@@ -129,10 +130,6 @@ interface PodIdentity {
   groups: number[];
   lanNetworks?: string;
 }
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 /** Where Helm finds the chart: a named chart in an https repository, or a path in an OCI one. */
 export function chartSource(chartRepo: string): {
@@ -353,7 +350,7 @@ export class PlexRelease extends pulumi.ComponentResource {
   /** The VM's exact Plex version, so the database is never upgraded by the move itself. */
   private decideImageTag(args: PlexReleaseArgs): pulumi.Output<string> {
     const vmVersion = pulumi.output(args.plexVersion).apply((version) => {
-      if (!IMAGE_TAG.test(version)) {
+      if (!isImageTag(version)) {
         throw new pulumi.ResourceError(
           `the VM reported Plex version "${version}", which is not a pms-docker image tag. ` +
             `Fix: check the preflight, or set plexImageTag to the tag of that version`,
@@ -396,18 +393,18 @@ export class PlexRelease extends pulumi.ComponentResource {
 
   private validate(args: PlexReleaseArgs): void {
     const problems: string[] = [];
-    if (!DNS_LABEL.test(args.releaseName) || args.releaseName.length > 53) {
+    if (!isDnsLabel(args.releaseName, 53)) {
       problems.push(
         `releaseName "${args.releaseName}" must be a DNS label of at most 53 characters`,
       );
     }
-    if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(args.chartVersion)) {
+    if (!isExactVersion(args.chartVersion)) {
       problems.push(`chartVersion "${args.chartVersion}" must be an exact version such as 1.5.0`);
     }
-    if (!/^(https|oci):\/\/\S+$/.test(args.chartRepo)) {
+    if (!isChartRepo(args.chartRepo)) {
       problems.push(`chartRepo "${args.chartRepo}" must be an https:// or oci:// URL`);
     }
-    if (args.imageTagOverride !== undefined && !IMAGE_TAG.test(args.imageTagOverride)) {
+    if (args.imageTagOverride !== undefined && !isImageTag(args.imageTagOverride)) {
       problems.push(`imageTagOverride "${args.imageTagOverride}" is not an image tag`);
     }
     for (const [field, id] of [
@@ -453,13 +450,6 @@ export class PlexRelease extends pulumi.ComponentResource {
   }
 }
 
-/** The VM media roots that no media volume's mount path covers. */
-export function unmountedMediaRoots(vmRoots: string[], volumes: MediaVolume[]): string[] {
-  const covered = (root: string) =>
-    volumes.some((v) => root === v.mountPath || root.startsWith(`${v.mountPath}/`));
-  return [...new Set(vmRoots)].filter((root) => !covered(root)).sort();
-}
-
 /** Problems with the networking fields config would also catch (the component stands alone). */
 function networkingProblems(networking: PlexNetworking): string[] {
   switch (networking.mode) {
@@ -471,7 +461,7 @@ function networkingProblems(networking: PlexNetworking): string[] {
             `networking: mode ${networking.mode} needs the address clients use, got "${networking.address}"`,
           ];
     case "ingress":
-      return DNS_SUBDOMAIN.test(networking.host)
+      return isDnsSubdomain(networking.host)
         ? []
         : [`networking: ingress host "${networking.host}" is not a host name`];
     case "internal":
