@@ -22,9 +22,10 @@ import {
   syncConnectionProblems,
   type DatabaseChecksum,
   type SyncConnection,
+  type VolumeNeed,
 } from "../lib/plex/init-script";
 import { parseImageRef } from "../lib/plex/helm-values";
-import { parseQuantity, resolveConfigSize } from "../lib/plex/sizing";
+import { parseQuantity, requiredConfigInodes, resolveConfigSize } from "../lib/plex/sizing";
 import { syncScriptData, syncSecretData, warmCopyJob } from "../lib/plex/warm-copy";
 
 /** How the cluster pulls the library from the VM. */
@@ -137,8 +138,8 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     );
 
     const manifest = pulumi
-      .all([this.namespace, claim.metadata.name, args.libraryBytes, args.uid, args.gid])
-      .apply(([namespace, claimName, libraryBytes, uid, gid]) => {
+      .all([this.namespace, claim.metadata.name, this.need(), args.uid, args.gid])
+      .apply(([namespace, claimName, need, uid, gid]) => {
         try {
           return warmCopyJob({
             name: own.warmCopyJob,
@@ -149,7 +150,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
             uid,
             gid,
             excludes: args.sync.excludes,
-            libraryBytes,
+            need,
             claimName,
             secretName: own.syncSecret,
             scriptConfigMapName: own.syncScript,
@@ -200,7 +201,8 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     containerName: string,
   ): pulumi.Output<ReturnType<typeof plexSyncValues>> {
     const own = plexMigrateObjectNames(this.args.releaseName);
-    return pulumi.all([databases, this.args.uid, this.args.gid]).apply(([dbs, uid, gid]) => {
+    const values = pulumi.all([databases, this.need(), this.args.uid, this.args.gid]);
+    return values.apply(([dbs, need, uid, gid]) => {
       try {
         return plexSyncValues({
           containerName,
@@ -209,6 +211,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
           uid,
           gid,
           excludes: this.args.sync.excludes,
+          need,
           databases: dbs,
           secretName: own.syncSecret,
           scriptConfigMapName: own.syncScript,
@@ -217,6 +220,16 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
         throw new pulumi.ResourceError((error as Error).message, this);
       }
     });
+  }
+
+  /** What both sync phases check on the volume before copying. */
+  private need(): pulumi.Output<VolumeNeed> {
+    return pulumi
+      .all([this.args.libraryBytes, this.args.fileCount])
+      .apply(([libraryBytes, fileCount]) => ({
+        libraryBytes,
+        inodes: requiredConfigInodes(fileCount),
+      }));
   }
 
   private validate(args: PlexConfigVolumeArgs): void {

@@ -40,6 +40,8 @@
 #                              relative to the data directory>", measured on the VM after the stop
 #   PLEX_SYNC_EXCLUDES         top-level folders of the data directory not copied, one per line
 #   PLEX_LIBRARY_BYTES         bytes the library occupies on the VM, for the free-space check
+#   PLEX_REQUIRED_INODES       inodes the copy needs (lib/plex/sizing.ts requiredConfigInodes of
+#                              the preflight's file count), for the free-inode check
 #   PLEX_UID / PLEX_GID        owner of the copied files (default 1000 / 1000, pms-docker's plex)
 #   PLEX_SYNC_RETRIES          attempts after a broken transfer before giving up (default 5)
 #   PLEX_SYNC_RETRY_DELAY      first wait between attempts in seconds, doubled up to 30 (default 2)
@@ -54,7 +56,7 @@
 #   0 copied (warm), copied and verified (final), or imported earlier (marker present)
 #   2 bad settings
 #   3 required tools missing from the image
-#   4 not enough free space on the volume
+#   4 not enough free space or free inodes on the volume
 #   5 the transfer failed (retries exhausted, or an error rsync does not recover from)
 #   6 the copy does not equal the stopped source (the source still changes, or a database
 #     checksum differs)
@@ -157,6 +159,8 @@ read_settings() {
   is_uint "$plex_gid" || die "$EXIT_SETTINGS" "PLEX_GID must be a numeric gid"
   library_bytes=${PLEX_LIBRARY_BYTES:-0}
   is_uint "$library_bytes" || die "$EXIT_SETTINGS" "PLEX_LIBRARY_BYTES must be a byte count"
+  required_inodes=${PLEX_REQUIRED_INODES:-0}
+  is_uint "$required_inodes" || die "$EXIT_SETTINGS" "PLEX_REQUIRED_INODES must be a whole number of inodes"
 
   retries=${PLEX_SYNC_RETRIES:-5}
   retry_delay=${PLEX_SYNC_RETRY_DELAY:-2}
@@ -206,7 +210,7 @@ check_tools() {
   missing=""
   has rsync || missing="$missing rsync"
   has ssh || missing="$missing ssh(openssh-client)"
-  for tool in sha256sum awk sed grep df du mktemp chown chmod mv rm mkdir cat head tr wc date sync sleep; do
+  for tool in sha256sum awk sed grep df du find mktemp chown chmod mv rm mkdir cat head tr wc date sync sleep; do
     has "$tool" || missing="$missing $tool"
   done
   [ -z "$missing" ] ||
@@ -306,6 +310,13 @@ classify_failure() {
     die "$EXIT_HOST_KEY" "the VM's SSH host key is not the pinned one (vmHostKey), so the connection was refused. If the VM's key changed legitimately (reinstall), pin the new one: pulumi config set vmHostKey \"\$(ssh-keyscan -t ed25519 <vmHost> | cut -d' ' -f2-)\""
   fi
   if grep -q -e 'No space left on device' -e 'Disk quota exceeded' "$err"; then
+    # ENOSPC is also what a filesystem out of inodes returns: say which one ran out (rsync
+    # removes its temp file as it stops, so a few may be free again).
+    # shellcheck disable=SC2046 # two numbers
+    set -- $(volume_inodes)
+    if is_uint "${1:-}" && is_uint "${2:-}" && [ "$1" -gt 0 ] && [ "$(($2 * 100))" -lt "$1" ]; then
+      die "$EXIT_SPACE" "the config volume ran out of inodes (only $2 of $1 free, while $(df -Pk "$CONFIG_DIR" | awk 'NR == 2 { print int($4 / 1024) }') MiB are still free): the library has more files than the filesystem can hold. Give it a larger volume (config plexConfigSize: ext4 has one inode per 16 KiB) or a StorageClass whose filesystem has more inodes, and run again: the copy resumes"
+    fi
     die "$EXIT_SPACE" "the config volume is full ($(df -Pk "$CONFIG_DIR" | awk 'NR == 2 { print int($4 / 1024) }') MiB left). Give it more room (config plexConfigSize) and run again: the copy resumes"
   fi
   if grep -q -e 'Permission denied (publickey' -e 'Too many authentication failures' "$err"; then
@@ -352,6 +363,11 @@ transfer() {
 # --- checks ------------------------------------------------------------------------------------
 
 check_free_space() {
+  check_free_bytes
+  check_free_inodes
+}
+
+check_free_bytes() {
   [ "$library_bytes" -gt 0 ] || return 0
   available_kib=$(df -Pk "$CONFIG_DIR" | awk 'NR == 2 { print $4 }')
   staged_kib=$(du -sk "$STAGING" 2>/dev/null | awk '{ print $1 }')
@@ -362,6 +378,35 @@ check_free_space() {
   log "space: the library needs about $((needed_kib / 1024)) MiB more, $((available_kib / 1024)) MiB free on $CONFIG_DIR"
   if [ "$available_kib" -lt "$needed_kib" ]; then
     die "$EXIT_SPACE" "not enough free space on $CONFIG_DIR: need $((needed_kib / 1024)) MiB more, have $((available_kib / 1024)) MiB. Give the config volume more room (config plexConfigSize) and run again"
+  fi
+}
+
+# "<total> <free>" inodes of the config volume (df -Pi columns: Inodes, IUsed, IFree).
+volume_inodes() {
+  df -Pi "$CONFIG_DIR" 2>/dev/null | awk 'NR == 2 { print $2, $4 }'
+}
+
+check_free_inodes() {
+  [ "$required_inodes" -gt 0 ] || return 0
+  # shellcheck disable=SC2046 # two numbers
+  set -- $(volume_inodes)
+  total_inodes=${1:-}
+  free_inodes=${2:-}
+  if ! is_uint "$total_inodes" || ! is_uint "$free_inodes"; then
+    die "$EXIT_SPACE" "cannot read the free inodes of $CONFIG_DIR (df -Pi): use an init image whose df has -i (config plexInitImage; the default instrumentisto/rsync-ssh does)"
+  fi
+  if [ "$total_inodes" -eq 0 ]; then
+    # statfs reports no inode limit on filesystems that allocate inodes as needed (btrfs, tmpfs
+    # without nr_inodes: linux mm/shmem.c shmem_statfs leaves f_files 0 "like simple_statfs").
+    log "inodes: $CONFIG_DIR reports no inode limit (its filesystem allocates them as needed); not checked"
+    return 0
+  fi
+  # What an earlier run already copied uses inodes it counted in: only the rest is needed.
+  staged_inodes=$(find "$STAGING" 2>/dev/null | wc -l | tr -d ' ')
+  needed_inodes=$((required_inodes - ${staged_inodes:-0}))
+  log "inodes: the library needs about $needed_inodes more, $free_inodes free on $CONFIG_DIR"
+  if [ "$free_inodes" -lt "$needed_inodes" ]; then
+    die "$EXIT_SPACE" "not enough free inodes on $CONFIG_DIR: the library needs $needed_inodes more files, the filesystem has room for $free_inodes (of $total_inodes). Give the config volume more room (config plexConfigSize: ext4 has one inode per 16 KiB), or a StorageClass whose filesystem has more inodes, and run again"
   fi
 }
 
@@ -432,7 +477,12 @@ run_warm() {
 }
 
 run_final() {
-  [ -f "$WARM_DONE" ] || log "no warm copy on the volume: the final phase copies everything (longer downtime)"
+  # After a warm copy only the changes move: walking the staged tree to count it would add to the
+  # downtime for nothing, so the volume is checked only when everything is still to be copied.
+  if [ ! -f "$WARM_DONE" ]; then
+    log "no warm copy on the volume: the final phase copies everything (longer downtime)"
+    check_free_space
+  fi
   transfer
   verify_no_changes
   verify_databases

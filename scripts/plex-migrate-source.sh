@@ -2,6 +2,7 @@
 # plex-migrate-source.sh: the VM side of plex-migrate (see README, "Source VM").
 #
 #   plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|authorize-sync|revoke-sync|rollback
+#   plex-migrate-source.sh rollback --force    (the same as PLEX_MIGRATE_ROLLBACK_FORCE=1)
 #
 # Each step is idempotent, prints one JSON object on stdout when it succeeds (progress goes to
 # stderr) and appends timestamped lines to the migration log. The Plex data directory is only
@@ -45,7 +46,8 @@
 #   PLEX_MIGRATE_SYNC_RRSYNC_SEARCH    colon-separated places to look for rrsync [/usr/bin/rrsync, then
 #                                      /usr/share/doc/rsync/scripts/rrsync(.gz) as on Ubuntu 20.04]
 #   PLEX_MIGRATE_STOP_TIMEOUT_SECONDS  how long stop waits for processes to let go [180]
-#   PLEX_MIGRATE_ROLLBACK_FORCE        1: roll back even though the migrated Plex may be running [0]
+#   PLEX_MIGRATE_ROLLBACK_FORCE        1: roll back even though the migrated Plex may be running
+#                                      (stop the cluster's Plex first) [0]; or `rollback --force`
 #   PLEX_MIGRATE_PROGRESS_SECONDS      seconds between progress lines of long operations [10]
 #   PLEX_MIGRATE_REHEARSAL             1: no systemctl/dpkg-query (a machine without Plex); the
 #                                      version comes from PLEX_MIGRATE_PLEX_VERSION or Logs/ [0]
@@ -358,7 +360,8 @@ sha256_of() {
   size=$(stat -c %s -- "$file")
   local sum label
   label="sha256 $(basename -- "$file")"
-  sum=$(with_progress "$label" "$size" fd:0 sha256sum <"$file")
+  sum=$(with_progress "$label" "$size" fd:0 sha256sum <"$file") ||
+    die "cannot read $file to take its sha256 (the disk may be failing); fix the disk and run the step again"
   printf '%s' "${sum%% *}"
 }
 
@@ -648,7 +651,7 @@ copy_db_set() {
 # check_database DB -> DB_VERDICT (ok|not-checked|failed), DB_RESULT, DB_CHECKED_ON,
 # DB_MEDIA_ROOTS (library db only).
 check_database() {
-  local db=$1 target result rc=0 ro=0
+  local db=$1 target result rc=0 ro=0 holders=""
   DB_VERDICT=not-checked
   DB_RESULT=""
   DB_MEDIA_ROOTS=()
@@ -657,7 +660,10 @@ check_database() {
     DB_RESULT="no SQLite on the VM"
     return 0
   fi
-  if [ -e "$db-shm" ] && [ -n "$(holders_of "$db")" ]; then
+  # Assigned, not tested inline: a failing holders_of inside `[ -n "$(…)" ]` would read as "no
+  # holders" and a live database would be copied.
+  if [ -e "$db-shm" ]; then holders=$(holders_of "$db"); fi
+  if [ -n "$holders" ]; then
     # Live database (Plex running): a read-only connection sees a consistent snapshot and writes
     # nothing; the -shm it needs already exists.
     DB_CHECKED_ON="live database, read-only"
@@ -894,11 +900,12 @@ tautulli_config_file() {
 # otherwise its files are copied first so that opening it cannot create or checkpoint anything
 # next to the original.
 snapshot_tautulli() {
-  local dest=$1 scratch_db="$CHECK_DIR/tautulli-source.db" source mode
+  local dest=$1 scratch_db="$CHECK_DIR/tautulli-source.db" source mode holders=""
   [ -d "$CHECK_DIR" ] || mkdir -m 0700 -- "$CHECK_DIR"
   rm -f -- "$dest" "$scratch_db" "$scratch_db-wal" "$scratch_db-shm"
   scratch "$dest-journal" "$dest-wal"
-  if [ -e "$TAUTULLI_DB-shm" ] && [ -n "$(holders_of "$TAUTULLI_DB")" ]; then
+  if [ -e "$TAUTULLI_DB-shm" ]; then holders=$(holders_of "$TAUTULLI_DB"); fi
+  if [ -n "$holders" ]; then
     source=$TAUTULLI_DB
     mode=ro
   else
@@ -926,9 +933,15 @@ PY
   rm -f -- "$scratch_db" "$scratch_db-wal" "$scratch_db-shm"
 }
 
-# file_entry_json FILE: {"path":…,"sha256":…,"bytes":…}
+# file_entry_json FILE [PATH]: {"path":PATH or FILE,"sha256":…,"bytes":…}. Sum and size go
+# through variables: a command substitution that is only an argument sets no exit status, so a
+# failed sha256 there would become "" even under `set -e`. Called as `x=$(file_entry_json …)`,
+# it stops at the first failure only because of inherit_errexit.
 file_entry_json() {
-  json_obj path "$(json_str "$1")" sha256 "\"$(sha256_of "$1")\"" bytes "$(stat -c %s -- "$1")"
+  local sum bytes
+  sum=$(sha256_of "$1")
+  bytes=$(stat -c %s -- "$1")
+  json_obj path "$(json_str "${2:-$1}")" sha256 "\"$sum\"" bytes "$bytes"
 }
 
 # The snapshot set in the work dir: tautulli.db (backup API) and config.ini. Sets
@@ -962,11 +975,12 @@ take_tautulli_snapshot() {
 # sha256 of each Plex database file (and its -wal) as the stop left them: what the copy in the
 # cluster must match. Sets PLEX_DATABASES_JSON.
 plex_database_sums() {
-  local rel file entries=()
+  local rel file entry entries=()
   for rel in "$LIBRARY_DB" "$LIBRARY_DB-wal" "$BLOBS_DB" "$BLOBS_DB-wal"; do
     file="$DATA_DIR/$rel"
     [ -f "$file" ] || continue
-    entries+=("$(json_obj path "$(json_str "$rel")" sha256 "\"$(sha256_of "$file")\"" bytes "$(stat -c %s -- "$file")")")
+    entry=$(file_entry_json "$file" "$rel")
+    entries+=("$entry")
   done
   PLEX_DATABASES_JSON=$(json_raw_list ${entries[@]+"${entries[@]}"})
 }
@@ -1592,7 +1606,7 @@ cmd_rollback() {
     # After the stop the data went to the cluster, whose Plex starts with the same server
     # identity; two servers with one identity confuse every client and plex.tv.
     if [ "$ROLLBACK_FORCE" != 1 ]; then
-      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback with PLEX_MIGRATE_ROLLBACK_FORCE=1 (pulumi destroy with rollbackOnDestroy does this itself, after deleting the cluster's Plex)"
+      refuse "the migrated Plex may be running in the cluster with this server's identity (the stop step handed the data over); stop it first (e.g. scale its StatefulSet to 0 or pulumi destroy), then run rollback --force (pulumi destroy with rollbackOnDestroy does this itself, after deleting the cluster's Plex)"
     fi
     while read -r role unit active enabled state; do
       [ -n "$unit" ] || continue
@@ -1626,6 +1640,14 @@ main() {
       ;;
   esac
   STEP=$step
+  shift
+  while [ $# -gt 0 ]; do
+    case "$step:$1" in
+      rollback:--force) ROLLBACK_FORCE=1 ;;
+      *) usage_error "unknown argument '$1' for $step: only rollback takes one (--force); settings come from PLEX_MIGRATE_* variables (see --help)" ;;
+    esac
+    shift
+  done
   check_config
   ensure_work_dir
   scratch "$CHECK_DIR"

@@ -149,11 +149,21 @@ interface SyncContainerCommon {
   gid: number;
   /** Top-level folders of the data directory not copied. */
   excludes: string[];
+  /** What the copy needs on the volume, checked before copying (a 0 is not checked). */
+  need: VolumeNeed;
 }
 
-/** The warm phase also checks the free space; the final phase proves the copy. */
+/** The preflight's measures as the pod checks them. */
+export interface VolumeNeed {
+  /** Bytes the library occupies on the VM (the script adds the margin of requiredConfigBytes). */
+  libraryBytes: number;
+  /** Inodes the copy needs: sizing.ts requiredConfigInodes of the preflight's file count. */
+  inodes: number;
+}
+
+/** The final phase also proves the copy against the stop step's checksums. */
 export type SyncContainerInput =
-  | (SyncContainerCommon & { phase: "warm"; libraryBytes: number })
+  | (SyncContainerCommon & { phase: "warm" })
   | (SyncContainerCommon & { phase: "final"; databases: DatabaseChecksum[] });
 
 const HOST = /^[A-Za-z0-9]([A-Za-z0-9.:_%-]*[A-Za-z0-9])?$/;
@@ -180,6 +190,11 @@ export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v
       problems.push(`exclude "${name}" must be a top-level folder name`);
     }
   }
+  for (const [name, value] of Object.entries(input.need)) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      problems.push(`${name} ${String(value)} is not a count`);
+    }
+  }
   if (problems.length > 0) throw new Error(`sync container: ${problems.join("; ")}`);
   const env: Record<string, string> = {
     PLEX_SYNC_PHASE: input.phase,
@@ -193,8 +208,9 @@ export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v
     PLEX_GID: String(input.gid),
   };
   if (input.excludes.length > 0) env.PLEX_SYNC_EXCLUDES = input.excludes.join("\n");
-  if (input.phase === "warm") env.PLEX_LIBRARY_BYTES = String(input.libraryBytes);
-  else env.PLEX_SYNC_DATABASES = databaseLines(input.databases);
+  env.PLEX_LIBRARY_BYTES = String(input.need.libraryBytes);
+  env.PLEX_REQUIRED_INODES = String(input.need.inodes);
+  if (input.phase === "final") env.PLEX_SYNC_DATABASES = databaseLines(input.databases);
   return {
     name: input.name,
     image: input.image,
@@ -237,6 +253,7 @@ export function plexSyncValues(input: {
   uid: number;
   gid: number;
   excludes: string[];
+  need: VolumeNeed;
   databases: DatabaseChecksum[];
   secretName: string;
   scriptConfigMapName: string;
@@ -253,6 +270,7 @@ export function plexSyncValues(input: {
         uid: input.uid,
         gid: input.gid,
         excludes: input.excludes,
+        need: input.need,
         databases: input.databases,
       }),
     ]),

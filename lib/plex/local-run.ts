@@ -130,6 +130,7 @@ export interface PlexSyncEnv {
   PLEX_SYNC_DATABASES?: string;
   PLEX_SYNC_EXCLUDES?: string;
   PLEX_LIBRARY_BYTES?: string;
+  PLEX_REQUIRED_INODES?: string;
   PLEX_UID?: string;
   PLEX_GID?: string;
   PLEX_SYNC_RETRIES?: string;

@@ -13,6 +13,7 @@ import {
   syncContainer,
   syncPodVolumes,
   type SyncConnection,
+  type VolumeNeed,
 } from "./init-script";
 
 /** Annotation carrying the script's sha256 on the Job's pod template. */
@@ -53,8 +54,8 @@ export interface WarmCopyJobInput {
   uid: number;
   gid: number;
   excludes: string[];
-  /** The preflight's measure, for the free-space check. */
-  libraryBytes: number;
+  /** The preflight's measures, for the free-space and free-inode checks. */
+  need: VolumeNeed;
   claimName: string;
   secretName: string;
   scriptConfigMapName: string;
@@ -81,7 +82,7 @@ export function warmCopyJob(input: WarmCopyJobInput): {
     uid: input.uid,
     gid: input.gid,
     excludes: input.excludes,
-    libraryBytes: input.libraryBytes,
+    need: input.need,
   });
   const podSpec: k8s.types.input.core.v1.PodSpec = {
     restartPolicy: "Never",

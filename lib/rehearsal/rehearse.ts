@@ -23,7 +23,7 @@ import {
   type LoopbackSshd,
 } from "../plex/local-sync";
 import type { SyncPhase } from "../plex/init-script";
-import { autoConfigSize } from "../plex/sizing";
+import { autoConfigSize, requiredConfigInodes } from "../plex/sizing";
 import { startEmbeddedPostgres } from "../postgres/embedded";
 import {
   offlineVerificationWarnings,
@@ -248,7 +248,6 @@ export function checkTautulliDb(file: string): void {
   }
 }
 
-/** Runs the whole rehearsal; throws RehearsalInputError for bad inputs, Error for failures. */
 interface RehearsalDirs {
   sample: string;
   vm: string;
@@ -501,62 +500,18 @@ function nextStepsFor(mediaRoots: string[]): string[] {
   ];
 }
 
-/** Embedded PostgreSQL, the migrations, the import of the snapshot. */
-async function importTautulli(
-  snapshotFile: string,
-  dirs: RehearsalDirs,
-  options: RehearsalOptions,
-  timings: StepTiming[],
-  log: Log,
-  onServer: (server: Awaited<ReturnType<typeof startEmbeddedPostgres>>) => void,
-): Promise<{ migrated: Awaited<ReturnType<typeof migrateUp>>; importReport: ImportReport }> {
-  let t = now();
-  log("Starting an embedded PostgreSQL and applying the migrations...");
-  const server = await startEmbeddedPostgres({
-    parentDir: postgresParentDir(dirs.postgres),
-    keep: options.keep,
-  });
-  onServer(server);
-  const databaseUrl = await server.createDatabase("tautulli");
-  const migrated = await migrateUp(databaseUrl);
-  timings.push({ step: "postgres + migrations", seconds: now() - t });
+type PostgresServer = Awaited<ReturnType<typeof startEmbeddedPostgres>>;
 
-  t = now();
-  log("Importing tautulli.db (one transaction, verified by counts and checksums)...");
-  let lastProgress = 0;
-  const importReport = await runImport({
-    sqlitePath: snapshotFile,
-    databaseUrl,
-    integrityCheck: "full",
-    onProgress: (p) => {
-      if (p.phase === "copy" && now() - lastProgress > 2) {
-        lastProgress = now();
-        log(
-          `  ${p.table ?? ""}: ${p.rows}/${p.totalRows} rows, ${Math.round(p.rowsPerSecond)} rows/s`,
-        );
-      }
-    },
-  });
-  timings.push({
-    step: "tautulli import",
-    seconds: now() - t,
-    bytes: importReport.source.bytes + importReport.source.walBytes,
-    rows: importReport.totals.rows,
-  });
-  return { migrated, importReport };
+/** Runs `body` and records how long it took under `step`. */
+async function timed<T>(timings: StepTiming[], step: string, body: () => Promise<T>): Promise<T> {
+  const t = now();
+  const result = await body();
+  timings.push({ step, seconds: now() - t });
+  return result;
 }
 
-/** Runs the whole rehearsal; throws RehearsalInputError for bad inputs, Error for failures. */
-export async function runRehearsal(options: RehearsalOptions = {}): Promise<RehearsalReport> {
-  const log = options.log ?? (() => undefined);
-  const startedAt = new Date();
-  const started = now();
-  const timings: StepTiming[] = [];
-  const warnings: string[] = [];
-
-  if (options.plexDir) checkPlexDir(path.resolve(options.plexDir));
-  if (options.tautulliDb) checkTautulliDb(path.resolve(options.tautulliDb));
-  const rehearsalDir = options.rehearsalDir ?? createRehearsalDir(options.workDir);
+/** The rehearsal folder's parts, created, with the modes the embedded server and ssh need. */
+function prepareDirs(rehearsalDir: string): RehearsalDirs {
   const dirs: RehearsalDirs = {
     sample: path.join(rehearsalDir, "sample"),
     vm: path.join(rehearsalDir, "vm"),
@@ -569,55 +524,87 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
   fs.chmodSync(rehearsalDir, 0o755);
   fs.chmodSync(dirs.postgres, 0o777);
   fs.chmodSync(dirs.sync, 0o700);
+  return dirs;
+}
 
-  let sync: SyncSetup | undefined;
-  let postgresServer: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
-  let finished = false;
+interface InputFingerprints {
+  plex: string;
+  tautulli: string;
+}
+
+async function fingerprintInputs(inputs: Inputs): Promise<InputFingerprints> {
+  return {
+    plex: await treeFingerprint(inputs.plexDir),
+    tautulli: await databaseFingerprint(inputs.tautulliDb),
+  };
+}
+
+/** The VM script's settings for a rehearsal: the inputs as the VM's data, no services. */
+function rehearsalScriptSettings(inputs: Inputs, dirs: RehearsalDirs): SourceScriptSettings {
+  return {
+    workDir: dirs.vm,
+    plexDataDir: inputs.plexDir,
+    plexService: "plexmediaserver",
+    tautulliService: "",
+    tautulliDbPath: inputs.tautulliDb,
+    archiveExcludes: [],
+    archiveCompression: "auto",
+    serve: { address: "127.0.0.1", port: 32499, lifetimeMinutes: 30, allowedCidrs: [] },
+    keepArchive: false,
+    rehearsal: true,
+  };
+}
+
+type Preflight = StepResults["preflight"];
+type Stopped = StepResults["stop"];
+
+async function runPreflight(settings: SourceScriptSettings, log: Log): Promise<Preflight> {
+  log("VM preflight (read-only)...");
+  const preflight = await runVmStep("preflight", settings, log);
+  if (!preflight.ok) throw new Error(`Preflight refused: ${preflight.problems.join("; ")}`);
+  log(
+    `  Plex ${preflight.plexVersion}, library ${mib(preflight.libraryBytes)} in ${preflight.libraryFiles} files, databases ${preflight.databasesOk ? "ok" : "NOT ok"} (${preflight.integrityTool})`,
+  );
+  return preflight;
+}
+
+interface LibraryCopy {
+  warm: SyncPass;
+  final: SyncPass;
+  stopped: Stopped;
+  stopSeconds: number;
+  forcedCommand: string;
+}
+
+/**
+ * The library's move as `pulumi up` makes it: authorize the key, the warm copy, the stop step,
+ * the final sync, revoke. The key is revoked and sshd stopped whatever happens.
+ */
+async function copyLibrary(
+  inputs: Inputs,
+  dirs: RehearsalDirs,
+  settings: SourceScriptSettings,
+  preflight: Preflight,
+  timings: StepTiming[],
+  log: Log,
+): Promise<LibraryCopy> {
+  let sync: SyncSetup | undefined = await timed(timings, "authorize-sync", () =>
+    authorizeSync(inputs, dirs, log),
+  );
   try {
-    await checkFreeSpace(options, rehearsalDir);
-    const inputs = await prepareInputs(options, dirs, log);
-    const before = {
-      plex: await treeFingerprint(inputs.plexDir),
-      tautulli: await databaseFingerprint(inputs.tautulliDb),
-    };
-    const settings: SourceScriptSettings = {
-      workDir: dirs.vm,
-      plexDataDir: inputs.plexDir,
-      plexService: "plexmediaserver",
-      tautulliService: "",
-      tautulliDbPath: inputs.tautulliDb,
-      archiveExcludes: [],
-      archiveCompression: "auto",
-      serve: { address: "127.0.0.1", port: 32499, lifetimeMinutes: 30, allowedCidrs: [] },
-      keepArchive: false,
-      rehearsal: true,
-    };
-
-    let t = now();
-    log("VM preflight (read-only)...");
-    const preflight = await runVmStep("preflight", settings, log);
-    timings.push({ step: "preflight", seconds: now() - t });
-    if (!preflight.ok) throw new Error(`Preflight refused: ${preflight.problems.join("; ")}`);
-    log(
-      `  Plex ${preflight.plexVersion}, library ${mib(preflight.libraryBytes)} in ${preflight.libraryFiles} files, databases ${preflight.databasesOk ? "ok" : "NOT ok"} (${preflight.integrityTool})`,
-    );
-    warnings.push(...preflight.notes.map((n) => `VM preflight: ${n}`));
-
-    t = now();
-    sync = await authorizeSync(inputs, dirs, log);
-    const forcedCommand = sync.forcedCommand;
-    timings.push({ step: "authorize-sync", seconds: now() - t });
-
     log("Warm copy (Plex would still be serving): rsync over SSH into the stand-in volume...");
     const warm = await runSyncPhase(
       "warm",
       sync,
-      { PLEX_LIBRARY_BYTES: String(preflight.libraryBytes) },
+      {
+        PLEX_LIBRARY_BYTES: String(preflight.libraryBytes),
+        PLEX_REQUIRED_INODES: String(requiredConfigInodes(preflight.fileCount)),
+      },
       log,
     );
     timings.push({ step: "warm copy", ...warm, bytesPerSecond: warm.bytes / warm.seconds });
 
-    t = now();
+    const t = now();
     log("VM stop (rehearsal: no services; databases re-checked and hashed, Tautulli snapshot)...");
     const stopped = await runVmStep("stop", settings, log);
     const stopSeconds = now() - t;
@@ -627,121 +614,249 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
     const final = await runSyncPhase("final", sync, { databases: stopped.plexDatabases }, log);
     timings.push({ step: "final sync", ...final });
 
-    t = now();
-    await sync.vm.revoke();
-    await sync.sshd.stop();
+    const done = sync;
+    await timed(timings, "revoke-sync", async () => {
+      await done.vm.revoke();
+      await done.sshd.stop();
+    });
     sync = undefined;
-    timings.push({ step: "revoke-sync", seconds: now() - t });
+    return { warm, final, stopped, stopSeconds, forcedCommand: done.forcedCommand };
+  } finally {
+    if (sync) {
+      await sync.vm.revoke().catch(() => undefined);
+      await sync.sshd.stop().catch(() => undefined);
+    }
+  }
+}
 
-    t = now();
+interface CopyComparison {
+  differences: string[];
+  filesCompared: number;
+}
+
+async function compareCopy(sourceDir: string, copiedDir: string): Promise<CopyComparison> {
+  const sourceDigest = await digestTree(sourceDir);
+  const targetDigest = await digestTree(copiedDir);
+  const differences = compareTrees(sourceDigest, targetDigest, { nanoseconds: true, sparse: true });
+  return { differences, filesCompared: sourceDigest.files };
+}
+
+interface TautulliImport {
+  migrated: Awaited<ReturnType<typeof migrateUp>>;
+  importReport: ImportReport;
+}
+
+/** Embedded PostgreSQL, the migrations, the import of the snapshot; the server stops after. */
+async function importTautulli(
+  snapshotFile: string,
+  dirs: RehearsalDirs,
+  options: RehearsalOptions,
+  timings: StepTiming[],
+  log: Log,
+): Promise<TautulliImport> {
+  let server: PostgresServer | undefined;
+  try {
+    const { databaseUrl, migrated } = await timed(timings, "postgres + migrations", async () => {
+      log("Starting an embedded PostgreSQL and applying the migrations...");
+      server = await startEmbeddedPostgres({
+        parentDir: postgresParentDir(dirs.postgres),
+        keep: options.keep,
+      });
+      const url = await server.createDatabase("tautulli");
+      return { databaseUrl: url, migrated: await migrateUp(url) };
+    });
+
+    const t = now();
+    log("Importing tautulli.db (one transaction, verified by counts and checksums)...");
+    let lastProgress = 0;
+    const importReport = await runImport({
+      sqlitePath: snapshotFile,
+      databaseUrl,
+      integrityCheck: "full",
+      onProgress: (p) => {
+        if (p.phase === "copy" && now() - lastProgress > 2) {
+          lastProgress = now();
+          log(
+            `  ${p.table ?? ""}: ${p.rows}/${p.totalRows} rows, ${Math.round(p.rowsPerSecond)} rows/s`,
+          );
+        }
+      },
+    });
+    timings.push({
+      step: "tautulli import",
+      seconds: now() - t,
+      bytes: importReport.source.bytes + importReport.source.walBytes,
+      rows: importReport.totals.rows,
+    });
+    return { migrated, importReport };
+  } finally {
+    await server?.stop().catch(() => undefined);
+  }
+}
+
+/** What the rehearsal found, in the order the report lists it. */
+export function rehearsalWarnings(found: {
+  preflightNotes: string[];
+  differences: number;
+  verification: string[];
+  importReport: Pick<ImportReport, "warnings" | "schemaDrift">;
+  unchanged: RehearsalReport["inputs"]["unchanged"];
+  mediaRoots: string[];
+}): string[] {
+  const warnings = found.preflightNotes.map((n) => `VM preflight: ${n}`);
+  if (found.differences > 0) {
+    warnings.push(
+      `The copied tree differs from the source in ${found.differences} places (see transfer.differences).`,
+    );
+  }
+  warnings.push(...found.verification);
+  for (const w of found.importReport.warnings) warnings.push(`Tautulli import: ${w.message}`);
+  if (!found.unchanged.plexDir || !found.unchanged.tautulliDb) {
+    warnings.push(
+      "AN INPUT CHANGED during the rehearsal (see inputs.unchanged): report this as a bug.",
+    );
+  }
+  if (found.mediaRoots.length > 0) {
+    warnings.push(
+      `Plex's libraries live under ${found.mediaRoots.join(", ")}: mount these paths in the pod with plexMediaVolumes, or Plex will show the media as unavailable.`,
+    );
+  }
+  const drift = found.importReport.schemaDrift;
+  if (drift.extraTables.length > 0 || drift.extraColumns.length > 0) {
+    warnings.push(
+      "Tautulli schema drift: tables or columns Tautulli no longer has were found; see the import report's schemaDrift (their rows are reported, not imported).",
+    );
+  }
+  return warnings;
+}
+
+/** The report from each phase's result (pure). */
+function assembleReport(parts: {
+  options: RehearsalOptions;
+  startedAt: Date;
+  seconds: number;
+  rehearsalDir: string;
+  inputs: Inputs;
+  unchanged: RehearsalReport["inputs"]["unchanged"];
+  preflight: Preflight;
+  copy: LibraryCopy;
+  comparison: CopyComparison;
+  verification: OfflineVerification;
+  tautulli: TautulliImport;
+  timings: StepTiming[];
+}): RehearsalReport {
+  const { options, inputs, preflight, copy, comparison, tautulli } = parts;
+  return {
+    reportVersion: 1,
+    startedAt: parts.startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    seconds: parts.seconds,
+    rehearsalDir: parts.rehearsalDir,
+    kept: Boolean(options.keep),
+    inputs: {
+      plexDir: inputs.plexDir,
+      plexDirGenerated: !options.plexDir,
+      tautulliDb: inputs.tautulliDb,
+      tautulliDbGenerated: !options.tautulliDb,
+      unchanged: parts.unchanged,
+    },
+    plex: {
+      version: preflight.plexVersion,
+      versionSource: preflight.plexVersionSource,
+      imageTag: preflight.plexVersion,
+      libraryBytes: preflight.libraryBytes,
+      libraryFiles: preflight.libraryFiles,
+      databasesOk: preflight.databasesOk,
+      integrityTool: preflight.integrityTool,
+      recommendedConfigSize: autoConfigSize(preflight.libraryBytes, 50),
+      mediaRoots: preflight.mediaRoots,
+    },
+    sync: { warm: copy.warm, final: copy.final, forcedCommand: copy.forcedCommand },
+    transfer: {
+      identical: comparison.differences.length === 0,
+      differences: comparison.differences.slice(0, 50),
+      filesCompared: comparison.filesCompared,
+    },
+    timings: parts.timings,
+    downtime: projectDowntime({
+      stopSeconds: copy.stopSeconds,
+      final: copy.final,
+      linkMbps: options.linkMbps ?? 1000,
+      podStartSeconds: options.podStartSeconds ?? 120,
+    }),
+    verification: parts.verification,
+    tautulli: {
+      migrations: tautulli.migrated.applied.length
+        ? tautulli.migrated.applied
+        : listMigrationNames(),
+      schemaVersion: tautulli.migrated.schemaVersion,
+      import: tautulli.importReport,
+    },
+    warnings: rehearsalWarnings({
+      preflightNotes: preflight.notes,
+      differences: comparison.differences.length,
+      verification: offlineVerificationWarnings(parts.verification),
+      importReport: tautulli.importReport,
+      unchanged: parts.unchanged,
+      mediaRoots: preflight.mediaRoots,
+    }),
+    nextSteps: nextStepsFor(preflight.mediaRoots),
+  };
+}
+
+/** Runs the whole rehearsal; throws RehearsalInputError for bad inputs, Error for failures. */
+export async function runRehearsal(options: RehearsalOptions = {}): Promise<RehearsalReport> {
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date();
+  const started = now();
+  const timings: StepTiming[] = [];
+
+  if (options.plexDir) checkPlexDir(path.resolve(options.plexDir));
+  if (options.tautulliDb) checkTautulliDb(path.resolve(options.tautulliDb));
+  const rehearsalDir = options.rehearsalDir ?? createRehearsalDir(options.workDir);
+  const dirs = prepareDirs(rehearsalDir);
+  let finished = false;
+  try {
+    await checkFreeSpace(options, rehearsalDir);
+    const inputs = await prepareInputs(options, dirs, log);
+    const before = await fingerprintInputs(inputs);
+    const settings = rehearsalScriptSettings(inputs, dirs);
+    const preflight = await timed(timings, "preflight", () => runPreflight(settings, log));
+    const copy = await copyLibrary(inputs, dirs, settings, preflight, timings, log);
+
     log("Comparing the copied tree with the source, byte for byte...");
     const copiedDataDir = path.join(dirs.volume, ARCHIVE_ROOT);
-    const sourceDigest = await digestTree(inputs.plexDir);
-    const targetDigest = await digestTree(copiedDataDir);
-    const differences = compareTrees(sourceDigest, targetDigest, {
-      nanoseconds: true,
-      sparse: true,
-    });
-    timings.push({ step: "compare", seconds: now() - t });
-    if (differences.length > 0) {
-      warnings.push(
-        `The copied tree differs from the source in ${differences.length} places (see transfer.differences).`,
-      );
-    }
-
+    const comparison = await timed(timings, "compare", () =>
+      compareCopy(inputs.plexDir, copiedDataDir),
+    );
     log("Verifying the copy as the pod's Plex will see it (identity, sampled library files)...");
     const verification = await verifyCopiedLibrary({
       sourceDataDir: inputs.plexDir,
       copiedDataDir,
       mediaVolumes: [],
     });
-    warnings.push(...offlineVerificationWarnings(verification));
+    const snapshotFile = await fetchSnapshot(copy.stopped.tautulliSnapshot, dirs.sync);
+    const tautulli = await importTautulli(snapshotFile, dirs, options, timings, log);
 
-    const snapshotFile = await fetchSnapshot(stopped.tautulliSnapshot, dirs.sync);
-    const { migrated, importReport } = await importTautulli(
-      snapshotFile,
-      dirs,
-      options,
-      timings,
-      log,
-      (server) => (postgresServer = server),
-    );
-    for (const w of importReport.warnings) warnings.push(`Tautulli import: ${w.message}`);
-
-    const after = {
-      plex: await treeFingerprint(inputs.plexDir),
-      tautulli: await databaseFingerprint(inputs.tautulliDb),
-    };
+    const after = await fingerprintInputs(inputs);
     const unchanged = {
       plexDir: before.plex === after.plex,
       tautulliDb: before.tautulli === after.tautulli,
     };
-    if (!unchanged.plexDir || !unchanged.tautulliDb) {
-      warnings.push(
-        "AN INPUT CHANGED during the rehearsal (see inputs.unchanged): report this as a bug.",
-      );
-    }
-    if (preflight.mediaRoots.length > 0) {
-      warnings.push(
-        `Plex's libraries live under ${preflight.mediaRoots.join(", ")}: mount these paths in the pod with plexMediaVolumes, or Plex will show the media as unavailable.`,
-      );
-    }
-    if (
-      importReport.schemaDrift.extraTables.length > 0 ||
-      importReport.schemaDrift.extraColumns.length > 0
-    ) {
-      warnings.push(
-        "Tautulli schema drift: tables or columns Tautulli no longer has were found; see the import report's schemaDrift (their rows are reported, not imported).",
-      );
-    }
-
-    const report: RehearsalReport = {
-      reportVersion: 1,
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
+    const report = assembleReport({
+      options,
+      startedAt,
       seconds: now() - started,
       rehearsalDir,
-      kept: Boolean(options.keep),
-      inputs: {
-        plexDir: inputs.plexDir,
-        plexDirGenerated: !options.plexDir,
-        tautulliDb: inputs.tautulliDb,
-        tautulliDbGenerated: !options.tautulliDb,
-        unchanged,
-      },
-      plex: {
-        version: preflight.plexVersion,
-        versionSource: preflight.plexVersionSource,
-        imageTag: preflight.plexVersion,
-        libraryBytes: preflight.libraryBytes,
-        libraryFiles: preflight.libraryFiles,
-        databasesOk: preflight.databasesOk,
-        integrityTool: preflight.integrityTool,
-        recommendedConfigSize: autoConfigSize(preflight.libraryBytes, 50),
-        mediaRoots: preflight.mediaRoots,
-      },
-      sync: { warm, final, forcedCommand },
-      transfer: {
-        identical: differences.length === 0,
-        differences: differences.slice(0, 50),
-        filesCompared: sourceDigest.files,
-      },
-      timings,
-      downtime: projectDowntime({
-        stopSeconds,
-        final,
-        linkMbps: options.linkMbps ?? 1000,
-        podStartSeconds: options.podStartSeconds ?? 120,
-      }),
+      inputs,
+      unchanged,
+      preflight,
+      copy,
+      comparison,
       verification,
-      tautulli: {
-        migrations: migrated.applied.length ? migrated.applied : listMigrationNames(),
-        schemaVersion: migrated.schemaVersion,
-        import: importReport,
-      },
-      warnings,
-      nextSteps: nextStepsFor(preflight.mediaRoots),
-    };
+      tautulli,
+      timings,
+    });
     finished = true;
     return report;
   } catch (error) {
@@ -750,11 +865,6 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
       fs.rmSync(rehearsalDir, { recursive: true, force: true });
     throw error;
   } finally {
-    if (sync) {
-      await sync.vm.revoke().catch(() => undefined);
-      await sync.sshd.stop().catch(() => undefined);
-    }
-    await postgresServer?.stop().catch(() => undefined);
     // After a report only the report files stay.
     if (finished && !options.keep) {
       for (const dir of Object.values(dirs)) fs.rmSync(dir, { recursive: true, force: true });

@@ -21,6 +21,7 @@ import {
   INIT_WARM_DONE,
 } from "../../lib/plex/init-script";
 import { imageLikePath, killGroup, measureDatabases } from "../../lib/plex/local-run";
+import { requiredConfigInodes } from "../../lib/plex/sizing";
 import { addPlexCollationsToFile, usesPlexCollations } from "../../lib/samples/plex-library-db";
 import { compareTrees, digestTree, LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { createSyncFixture, transferredBytes, type SyncFixture } from "../support/sync-fixture";
@@ -356,6 +357,125 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
     });
   });
 
+  describe("on a small ext4 volume (loop device, few inodes)", () => {
+    const mounts: string[] = [];
+    afterEach(() => {
+      for (const mount of mounts.splice(0)) spawnSync("umount", [mount]);
+    });
+
+    /** A real ext4 with `inodes` inodes on a loop device, mounted in the fixture's tree. */
+    function ext4Volume(name: string, mib: number, inodes: number): string {
+      const image = path.join(fixture!.root, `${name}.img`);
+      fs.writeFileSync(image, "");
+      fs.truncateSync(image, mib * 1024 * 1024);
+      const mkfs = spawnSync("mkfs.ext4", ["-q", "-F", "-N", String(inodes), image], {
+        encoding: "utf8",
+      });
+      assert.strictEqual(mkfs.status, 0, mkfs.stderr);
+      const mount = path.join(fixture!.root, name);
+      fs.mkdirSync(mount);
+      const mounted = spawnSync("mount", ["-o", "loop", image, mount], { encoding: "utf8" });
+      assert.strictEqual(mounted.status, 0, mounted.stderr);
+      mounts.push(mount);
+      return mount;
+    }
+
+    it("refuses before copying when the library has more files than the volume has inodes", async () => {
+      fixture = await createSyncFixture({ metadataFiles: 3000, largeFiles: 1 });
+      const entries = fixture.tree.files + fixture.tree.directories + fixture.tree.symlinks;
+      assert.ok(entries > 3000, `${entries} entries`);
+      const small = { ...asOwner, PLEX_CONFIG_DIR: ext4Volume("few-inodes", 256, 2000) };
+      const total = Number(
+        spawnSync("busybox", ["df", "-Pi", small.PLEX_CONFIG_DIR], { encoding: "utf8" })
+          .stdout.split("\n")[1]
+          .split(/\s+/)[1],
+      );
+      assert.ok(total >= 2000 && total < 2100, `${total} inodes`);
+      const bytesFree = Number(
+        spawnSync("df", ["-Pk", small.PLEX_CONFIG_DIR], { encoding: "utf8" })
+          .stdout.split("\n")[1]
+          .split(/\s+/)[3],
+      );
+      assert.ok(bytesFree * 1024 > fixture.tree.bytes * 2, "room for the bytes, not the files");
+
+      // Without the inode need, rsync runs out of inodes at the end and says so, not "full".
+      const unchecked = await fixture.run("warm", {
+        ...small,
+        PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+      });
+      assertExit(
+        unchecked,
+        INIT_EXIT_CODES.space,
+        /the config volume ran out of inodes \(only \d+ of \d+ free, while \d+ MiB are still free\).*plexConfigSize/,
+      );
+      assert.doesNotMatch(unchecked.stderr, /the config volume is full/);
+      fs.rmSync(path.join(small.PLEX_CONFIG_DIR, ".plex-migrate"), { recursive: true });
+
+      // With the preflight's file count, both phases refuse before copying anything.
+      for (const phase of ["warm", "final"] as const) {
+        const checked = await fixture.run(phase, {
+          ...small,
+          PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+          PLEX_REQUIRED_INODES: String(requiredConfigInodes(entries)),
+        });
+        assertExit(
+          checked,
+          INIT_EXIT_CODES.space,
+          /not enough free inodes on .*: the library needs \d+ more files, the filesystem has room for \d+ \(of \d+\)\. Give the config volume more room \(config plexConfigSize/,
+        );
+        assert.doesNotMatch(checked.stderr, /transfer: attempt/);
+        assertNoLibrary(fixture);
+      }
+    });
+
+    it("passes on a volume with the inodes the sizing asks for, and the copy completes", async () => {
+      fixture = await createSyncFixture({ metadataFiles: 3000, largeFiles: 1 });
+      const entries = fixture.tree.files + fixture.tree.directories + fixture.tree.symlinks;
+      const required = requiredConfigInodes(entries);
+      // ext4 keeps its first 11 inodes and lost+found: a little over the need leaves it free.
+      const volume = {
+        ...asOwner,
+        PLEX_CONFIG_DIR: ext4Volume("enough-inodes", 256, required + 64),
+      };
+      const need = {
+        PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+        PLEX_REQUIRED_INODES: String(required),
+      };
+      const warm = await fixture.run("warm", { ...volume, ...need });
+      assertOk(warm, "warm");
+      assert.match(warm.stderr, /inodes: the library needs about \d+ more, \d+ free/);
+      // After a complete warm copy the final phase moves only changes: it does not walk the
+      // staged tree again (that would lengthen the downtime).
+      const final = await fixture.run("final", { ...volume, ...need });
+      assertOk(final, "final");
+      assert.doesNotMatch(final.stderr, /inodes: |space: /);
+      assert.ok(fs.existsSync(path.join(volume.PLEX_CONFIG_DIR, INIT_MARKER)));
+    });
+
+    it("does not check inodes where the filesystem reports none (tmpfs without nr_inodes)", async () => {
+      fixture = await createSyncFixture({ metadataFiles: 50 });
+      const mount = path.join(fixture.root, "no-inode-limit");
+      fs.mkdirSync(mount);
+      const mounted = spawnSync("mount", [
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=256m,nr_inodes=0",
+        "tmpfs",
+        mount,
+      ]);
+      assert.strictEqual(mounted.status, 0);
+      mounts.push(mount);
+      const result = await fixture.run("warm", {
+        ...asOwner,
+        PLEX_CONFIG_DIR: mount,
+        PLEX_REQUIRED_INODES: "999999999",
+      });
+      assertOk(result, "warm");
+      assert.match(result.stderr, /reports no inode limit .*; not checked/);
+    });
+  });
+
   it("names the tools missing from the image (exit 3) and installs nothing", async () => {
     fixture = await createSyncFixture({ metadataFiles: 10 });
     const bin = path.join(fixture.root, "bin-no-rsync");
@@ -409,6 +529,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       [{ PLEX_SYNC_PORT: "70000" }, /PLEX_SYNC_PORT "70000" is not a TCP port/],
       [{ PLEX_SYNC_USER: "-oProxyCommand=x" }, /PLEX_SYNC_USER .* is not a user name/],
       [{ PLEX_UID: "plex" }, /PLEX_UID must be a numeric uid/],
+      [{ PLEX_REQUIRED_INODES: "lots" }, /PLEX_REQUIRED_INODES must be a whole number/],
       [{ PLEX_SYNC_DATABASES: "" }, /PLEX_SYNC_DATABASES is empty/],
       [{ PLEX_SYNC_DATABASES: "abc 1 x.db" }, /PLEX_SYNC_DATABASES must hold lines/],
       [

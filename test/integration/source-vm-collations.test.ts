@@ -15,6 +15,7 @@ import {
   usesPlexCollations,
 } from "../../lib/samples/plex-library-db";
 import { generatePlexTree } from "../../lib/samples/plex-tree";
+import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
 import { createFakeVm, FAKE_BIN_SOURCE, FakeVm } from "../support/fake-vm";
 
@@ -96,6 +97,68 @@ describe("Plex's collations in the library database", function () {
     assert.equal(parseStepOutput("stop", stop.stdout).integrity, "not-checked");
   });
 
+  /**
+   * Runs a step with the fake VM's tools but no "Plex SQLite" on PATH, in a private mount
+   * namespace whose / is an overlay of this machine's, with the fake Plex SQLite installed at
+   * `installs` (the real paths a package puts it at). Nothing outside the namespace changes.
+   */
+  function runWithPlexSqliteAt(vm: FakeVm, installs: string[], step: string) {
+    const stockPath = vm.path.replace(`${vm.plexBinDir}:`, "");
+    const setup = [
+      "set -e",
+      "mount -t tmpfs plex-migrate-root /mnt",
+      "mkdir /mnt/up /mnt/work /mnt/root",
+      "mount -t overlay overlay -o lowerdir=/,upperdir=/mnt/up,workdir=/mnt/work /mnt/root",
+      "for d in proc dev sys tmp; do mount --rbind /$d /mnt/root/$d; done",
+      "fake=$1 script=$2 step=$3; shift 3",
+      'for tool in "$@"; do',
+      '  mkdir -p "/mnt/root${tool%/*}" "/mnt/root${tool%/*/*}/state"',
+      '  cp "$fake" "/mnt/root$tool"',
+      "done",
+      'exec chroot /mnt/root bash "$script" "$step"',
+    ].join("\n");
+    const result = spawnSync(
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        setup,
+        "setup",
+        path.join(FAKE_BIN_SOURCE, "Plex SQLite"),
+        SCRIPT_PATH,
+        step,
+        ...installs,
+      ],
+      { encoding: "utf8", env: vm.env({ PATH: stockPath }) },
+    );
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  it("finds Plex SQLite where the deb and the snap install it, with nothing on PATH", async () => {
+    const vm = await createFakeVm({ servicesRunning: false });
+    vms.push(vm);
+    addPlexCollationsToFile(vm.manifest.libraryDb);
+    const deb = "/usr/lib/plexmediaserver/Plex SQLite";
+    const snap = "/snap/plexmediaserver/current/Plex SQLite";
+    for (const [installs, expected] of [
+      [[deb], deb],
+      [[snap], snap],
+      [[snap, deb], deb],
+    ] as const) {
+      const run = runWithPlexSqliteAt(vm, [...installs], "preflight");
+      assert.equal(run.code, 0, run.stderr);
+      const json = parseStepOutput("preflight", run.stdout);
+      assert.equal(json.integrityTool, "Plex SQLite", installs.join(", "));
+      assert.equal(json.integrityToolPath, expected);
+      assert.equal(json.integrity, "ok", "the collations are checked");
+    }
+    assert.ok(!fs.existsSync("/snap/plexmediaserver"), "the machine itself is untouched");
+    assert.ok(!fs.existsSync(deb));
+  });
+
   it("npm run rehearse -- --plex-dir with such a library passes, with the not-checked warning", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-collations-rehearse-"));
     dirs.push(dir);
@@ -105,12 +168,14 @@ describe("Plex's collations in the library database", function () {
       largeFileBytes: 512 * 1024,
     });
     addPlexCollationsToFile(manifest.libraryDb);
+    // Exactly the documented command line (npm run rehearse -- --plex-dir <dir>).
     const result = spawnSync(
-      process.execPath,
+      "npm",
       [
-        "-r",
-        "ts-node/register/transpile-only",
-        path.join(ROOT, "scripts", "rehearse.ts"),
+        "run",
+        "--silent",
+        "rehearse",
+        "--",
         "--plex-dir",
         manifest.dataDir,
         "--sample",
@@ -122,7 +187,15 @@ describe("Plex's collations in the library database", function () {
     );
     const output = `${result.stdout}\n${result.stderr}`;
     assert.equal(result.status, 0, output);
+    assert.match(result.stdout, /# plex-migrate rehearsal: PASSED/);
+    // The verdict is a warning of the report, not only a log line.
+    assert.match(
+      result.stdout,
+      /## Warnings\n\n(- .*\n)*- .*integrity not checked: .*Plex's own SQLite/,
+    );
     assert.match(output, /integrity not checked: .*needs Plex's own SQLite/);
     assert.doesNotMatch(output, /INTEGRITY PROBLEM|integrity check failed/);
+    // The warm copy checks the volume as the pod does: bytes and inodes from the preflight.
+    assert.match(output, /init warm: .*inodes: the library needs about \d+ more, \d+ free/);
   });
 });

@@ -13,7 +13,8 @@ import * as path from "path";
 import { LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";
-import { createFakeVm, FakeVm, processesHolding } from "../support/fake-vm";
+import { createFakeVm, FakeVm, processesHolding, runProcess } from "../support/fake-vm";
+import { startSshd, type SshServer } from "../support/sshd";
 
 const NOBODY = 65534;
 
@@ -58,6 +59,18 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
       const workDir = path.join(varTmp, "plex-migrate");
       asNobody(["mkdir", "-m", "0777", workDir]);
       asNobody(["ln", "-s", victim, path.join(workDir, "migration.log")]);
+      // The defect: root appending to "its" log there writes the file the link names.
+      const decoy = path.join(vm.root, "decoy");
+      fs.writeFileSync(decoy, "");
+      const trap = path.join(workDir, "decoy.log");
+      asNobody(["ln", "-s", decoy, trap]);
+      spawnSync("bash", ["-c", 'set -o noclobber; printf "written by root\\n" >>"$1"', "_", trap]);
+      assert.equal(
+        fs.readFileSync(decoy, "utf8"),
+        "written by root\n",
+        "noclobber does not stop >>",
+      );
+      fs.rmSync(trap);
 
       const run = await vm.run("preflight", { PLEX_MIGRATE_WORK_DIR: workDir });
       assert.equal(run.code, 3, run.stderr);
@@ -190,10 +203,17 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
   describe("stop and rollback", () => {
     it("a package upgrade while Plex is stopped (postinst: enable + start) cannot bring it back: the unit is masked", async () => {
       const vm = await fresh({ servicesRunning: true });
+      const systemctl = path.join(vm.binDir, "systemctl");
+      // The defect: stopped and disabled only, the upgrade's enable + start bring a second
+      // server with the same identity back.
+      for (const verb of ["disable", "stop", "enable", "start"]) {
+        assert.equal(spawnSync(systemctl, [verb, "plexmediaserver"]).status, 0, verb);
+      }
+      assert.equal(vm.serviceActive("plexmediaserver"), true, "disable alone is undone");
+
       const stop = await vm.run("stop");
       assert.equal(stop.code, 0, stop.stderr);
       // What the package's maintainer script does on upgrade.
-      const systemctl = path.join(vm.binDir, "systemctl");
       const enable = spawnSync(systemctl, ["enable", "plexmediaserver"], { encoding: "utf8" });
       const start = spawnSync(systemctl, ["start", "plexmediaserver"], { encoding: "utf8" });
       assert.notEqual(enable.status, 0);
@@ -240,6 +260,46 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
       assert.equal(rollback.code, 0, rollback.stderr);
       assert.equal(vm.serviceEnabled("tautulli"), "enabled");
       assert.equal(vm.serviceActive("tautulli"), true);
+    });
+  });
+
+  describe("rollback by hand (README, Rolling back)", () => {
+    let sshd: SshServer | undefined;
+    afterEach(async () => {
+      await sshd?.stop();
+      sshd = undefined;
+    });
+
+    it("refused after a stop, naming --force; `ssh vm 'bash -s -- rollback --force' < script` restores the state", async () => {
+      const vm = await fresh({ servicesRunning: true });
+      const stop = await vm.run("stop");
+      assert.equal(stop.code, 0, stop.stderr);
+      sshd = await startSshd({ sessionPath: vm.path });
+      const script = fs.readFileSync(SCRIPT_PATH, "utf8");
+      // The recipe's remote command, with the fake VM's work dir where a stack sets vmWorkDir.
+      const remote = (args: string) => `env PLEX_MIGRATE_WORK_DIR=${vm.workDir} bash -s -- ${args}`;
+
+      const refused = await sshd.run("root", remote("rollback"), script);
+      assert.equal(refused.code, 3, refused.stderr);
+      assert.match(refused.stderr, /stop it first .*, then run rollback --force/);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "masked");
+
+      const typo = await sshd.run("root", remote("rollback --froce"), script);
+      assert.equal(typo.code, 2, typo.stderr);
+      assert.match(
+        typo.stderr,
+        /unknown argument '--froce' for rollback: only rollback takes one \(--force\)/,
+      );
+      const misplaced = await sshd.run("root", remote("stop --force"), script);
+      assert.equal(misplaced.code, 2, misplaced.stderr);
+
+      const forced = await sshd.run("root", remote("rollback --force"), script);
+      assert.equal(forced.code, 0, forced.stderr);
+      const json = parseStepOutput("rollback", forced.stdout);
+      assert.equal(json.forced, true);
+      assert.deepEqual(json.started, ["plexmediaserver", "tautulli"]);
+      assert.equal(vm.serviceActive("plexmediaserver"), true);
+      assert.equal(vm.serviceEnabled("plexmediaserver"), "enabled");
     });
   });
 
@@ -393,6 +453,68 @@ printf 'tautulli ghcr.io/tautulli/tautulli:latest\\nplex plexinc/pms-docker:1.41
       });
       assert.ok(
         !fs.readFileSync(path.join(vm.workDir, "migration.log"), "utf8").includes(json.plexToken),
+      );
+    });
+  });
+
+  describe("errors inside command substitutions", () => {
+    it("bash drops -e inside $(…) without inherit_errexit (the defect), and keeps it with it", () => {
+      const snippet = (shopt: string) =>
+        spawnSync(
+          "bash",
+          ["-c", `set -euo pipefail; ${shopt} f() { false; echo after; }; x=$(f); echo "x=$x"`],
+          { encoding: "utf8" },
+        );
+      const lost = snippet("");
+      assert.equal(lost.status, 0);
+      assert.equal(lost.stdout, "x=after\n", "false inside $(f) did not stop f");
+      const kept = snippet("shopt -s inherit_errexit;");
+      assert.equal(kept.status, 1);
+      assert.equal(kept.stdout, "");
+      assert.match(fs.readFileSync(SCRIPT_PATH, "utf8"), /\nshopt -s inherit_errexit\n/);
+    });
+
+    it("a database that cannot be read for its sha256 stops the step; without inherit_errexit the stop step hands on an empty checksum", async () => {
+      const vm = await fresh({ servicesRunning: false });
+      // A disk error reading the library database: sha256sum fails on it (stdin is the file).
+      const realSha = spawnSync("sh", ["-c", "command -v sha256sum"], {
+        encoding: "utf8",
+      }).stdout.trim();
+      const tool = path.join(vm.binDir, "sha256sum");
+      fs.writeFileSync(
+        tool,
+        [
+          "#!/usr/bin/env bash",
+          'case "$(readlink /proc/$$/fd/0)" in',
+          '  *com.plexapp.plugins.library.db) echo "sha256sum: -: Input/output error" >&2; exit 1 ;;',
+          "esac",
+          `exec ${realSha} "$@"`,
+          "",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+
+      // The script as it was: the same text without inherit_errexit.
+      const unfixed = path.join(vm.root, "plex-migrate-source-without-inherit-errexit.sh");
+      const text = fs.readFileSync(SCRIPT_PATH, "utf8");
+      fs.writeFileSync(unfixed, text.replace("\nshopt -s inherit_errexit\n", "\n"));
+      assert.notEqual(fs.readFileSync(unfixed, "utf8"), text);
+      const before = await runProcess("bash", [unfixed, "stop"], { env: vm.env() });
+      assert.equal(before.code, 0, before.stderr);
+      const handedOn = JSON.parse(before.stdout) as {
+        plexDatabases: { path: string; sha256: string }[];
+      };
+      const library = handedOn.plexDatabases.find((db) => db.path === LIBRARY_DB_RELATIVE);
+      assert.equal(library?.sha256, "", "the defect: an empty checksum for the cluster to match");
+
+      const after = await vm.run("stop");
+      assert.equal(after.code, 1, after.stderr);
+      assert.equal(after.stdout, "", "no summary");
+      assert.ok(
+        after.stderr.includes(
+          `cannot read ${path.join(vm.dataDir, LIBRARY_DB_RELATIVE)} to take its sha256`,
+        ),
+        after.stderr,
       );
     });
   });

@@ -413,7 +413,7 @@ describe("plex-migrate-source.sh on a fake VM (bash, tar, SQLite, python3 server
       assert.equal(refused.code, 3);
       assert.match(
         refused.stderr,
-        /the migrated Plex may be running in the cluster .*PLEX_MIGRATE_ROLLBACK_FORCE=1/,
+        /the migrated Plex may be running in the cluster .*then run rollback --force/,
       );
       assert.equal(vm.serviceActive("plexmediaserver"), false);
       assert.equal(vm.serviceEnabled("plexmediaserver"), "masked");

@@ -34,6 +34,7 @@ const SYNC = plexSyncValues({
   uid: 999,
   gid: 999,
   excludes: [],
+  need: { libraryBytes: 9_500_000, inodes: 4300 },
   databases: [
     {
       path: "Plug-in Support/Databases/com.plexapp.plugins.library.db",
@@ -118,6 +119,7 @@ describe("the Plex chart rendered by real Helm (reference/pms-chart, helm templa
         uid: 999,
         gid: 999,
         excludes: [],
+        need: { libraryBytes: 1, inodes: 1001 },
         databases: [],
         secretName: "s",
         scriptConfigMapName: "c",

@@ -51,6 +51,7 @@ function everyFeatureValues(
       uid: 1000,
       gid: 1000,
       excludes: ["Cache"],
+      need: { libraryBytes: 4000, inodes: 1100 },
       databases: [{ path: "x.db", sha256: "a".repeat(64), bytes: 4000 }],
       secretName: "plex-plex-media-server-sync",
       scriptConfigMapName: "plex-plex-media-server-sync-script",

@@ -38,7 +38,7 @@ function baseArgs(overrides: Partial<PlexConfigVolumeArgs> = {}): PlexConfigVolu
     configSize: "auto",
     configHeadroomPercent: 50,
     libraryBytes: 30 * GiB,
-    fileCount: 0,
+    fileCount: 250_000,
     uid: 1000,
     gid: 1000,
     sync: {
@@ -146,6 +146,8 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
                 { name: "PLEX_UID", value: "1000" },
                 { name: "PLEX_GID", value: "1000" },
                 { name: "PLEX_LIBRARY_BYTES", value: String(30 * GiB) },
+                // sizing.ts requiredConfigInodes(250,000 files): +10% and 1,000
+                { name: "PLEX_REQUIRED_INODES", value: "276000" },
               ],
               securityContext: { runAsUser: 0, runAsGroup: 0, allowPrivilegeEscalation: false },
               volumeMounts: [
@@ -268,6 +270,9 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
     assert.strictEqual(container.name, "plex-plex-media-server-pms-init");
     const env = Object.fromEntries(container.env.map((e) => [e.name, e.value]));
     assert.strictEqual(env.PLEX_SYNC_PHASE, "final");
+    // The final phase checks the volume too: without a warm copy it copies everything.
+    assert.strictEqual(env.PLEX_LIBRARY_BYTES, String(30 * GiB));
+    assert.strictEqual(env.PLEX_REQUIRED_INODES, "276000");
     assert.strictEqual(
       env.PLEX_SYNC_DATABASES,
       `${SHA} 4096 Plug-in Support/Databases/com.plexapp.plugins.library.db`,

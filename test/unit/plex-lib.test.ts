@@ -207,6 +207,7 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
     uid: 1001,
     gid: 100,
     excludes: ["Cache", "Crash Reports"],
+    need: { libraryBytes: 5_000_000, inodes: 4300 },
   };
 
   it("builds the final phase's container: settings as env, the key only from the Secret", () => {
@@ -231,6 +232,8 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
         { name: "PLEX_UID", value: "1001" },
         { name: "PLEX_GID", value: "100" },
         { name: "PLEX_SYNC_EXCLUDES", value: "Cache\nCrash Reports" },
+        { name: "PLEX_LIBRARY_BYTES", value: "5000000" },
+        { name: "PLEX_REQUIRED_INODES", value: "4300" },
         {
           name: "PLEX_SYNC_DATABASES",
           value: `${SHA} 4096 Plug-in Support/Databases/com.plexapp.plugins.library.db`,
@@ -243,12 +246,13 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
         { name: "plex-migrate-script", mountPath: "/plex-migrate-script", readOnly: true },
       ],
     });
-    const warm = syncContainer({ ...common, phase: "warm", libraryBytes: 5_000_000 });
+    const warm = syncContainer({ ...common, phase: "warm" });
     const env = Object.fromEntries(
       (warm.env as { name: string; value: string }[]).map((e) => [e.name, e.value]),
     );
     assert.strictEqual(env.PLEX_SYNC_PHASE, "warm");
     assert.strictEqual(env.PLEX_LIBRARY_BYTES, "5000000");
+    assert.strictEqual(env.PLEX_REQUIRED_INODES, "4300");
     assert.strictEqual(env.PLEX_SYNC_DATABASES, undefined);
   });
 
@@ -258,14 +262,17 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
         syncContainer({
           ...common,
           phase: "warm",
-          libraryBytes: 1,
           connection: { host: "vm;x", port: 0, user: "-o" },
         }),
       /"vm;x" is not a host name.*0 is not a TCP port.*"-o" is not a user name/,
     );
     assert.throws(
-      () => syncContainer({ ...common, phase: "warm", libraryBytes: 1, excludes: ["Cache/Old"] }),
+      () => syncContainer({ ...common, phase: "warm", excludes: ["Cache/Old"] }),
       /exclude "Cache\/Old" must be a top-level folder name/,
+    );
+    assert.throws(
+      () => syncContainer({ ...common, phase: "warm", need: { libraryBytes: -1, inodes: 1.5 } }),
+      /libraryBytes -1 is not a count; inodes 1.5 is not a count/,
     );
     assert.throws(
       () => databaseLines([{ path: "a.db", sha256: "xyz", bytes: 1 }]),

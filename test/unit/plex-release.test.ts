@@ -38,6 +38,7 @@ const SYNC = plexSyncValues({
   uid: 1000,
   gid: 1000,
   excludes: [],
+  need: { libraryBytes: 4096, inodes: 1001 },
   databases: [
     { path: "Plug-in Support/Databases/com.plexapp.plugins.library.db", sha256: SHA, bytes: 4096 },
   ],
