@@ -12,6 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
 import type { PlexSyncSettings } from "../components/plex-config-volume";
 import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
+import type { MigrationGenerations } from "./source-vm/phases";
 import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
 import { tunnelPortFor } from "./postgres/tunnel";
 import {
@@ -73,6 +74,10 @@ export interface SourceVmConfig {
   tautulliService: string;
   tautulliDbPath: string;
   rollbackOnDestroy: boolean;
+  /** Which run of the transfer and of the Tautulli import this is (lib/source-vm/phases.ts). */
+  generations: MigrationGenerations;
+  /** The VM is gone: nothing contacts it again. */
+  retired: boolean;
 }
 
 export interface KubernetesConfig {
@@ -434,6 +439,11 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     tautulliService: str("tautulliService", systemdUnit),
     tautulliDbPath: str("tautulliDbPath", absolutePath),
     rollbackOnDestroy: bool("rollbackOnDestroy"),
+    generations: {
+      transfer: int("transferGeneration", 1, 1_000_000),
+      tautulliImport: int("tautulliImportGeneration", 1, 1_000_000),
+    },
+    retired: bool("vmRetired"),
   };
   if (vm.workDir === vm.plexDataDir || vm.workDir.startsWith(`${vm.plexDataDir}/`)) {
     problem("vmWorkDir", "must not be inside plexDataDir (the Plex source is never written to)");
