@@ -161,4 +161,3 @@ export const STEP_PROTOCOL = {
 } as const satisfies Record<SourceStep, StepSpec>;
 
 export const SOURCE_STEPS = Object.keys(STEP_PROTOCOL) as SourceStep[];
-

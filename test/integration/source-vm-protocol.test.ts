@@ -68,7 +68,11 @@ describe("the VM step protocol table and plex-migrate-source.sh agree", function
       const result = await vm.runBundle(step, bundle);
       assert.equal(result.code, 0, `${step}: ${result.stderr}`);
       const json = parseStepOutput(step, result.stdout) as unknown as Record<string, unknown>;
-      assert.deepEqual(Object.keys(json).sort(), Object.keys(STEP_PROTOCOL[step].keys).sort(), step);
+      assert.deepEqual(
+        Object.keys(json).sort(),
+        Object.keys(STEP_PROTOCOL[step].keys).sort(),
+        step,
+      );
       return json;
     };
 

@@ -78,7 +78,6 @@ export interface FakeVm {
   cleanup(): Promise<void>;
 }
 
-
 /** Spawns a process and collects its output (never throws on a non-zero exit). */
 export function runProcess(
   file: string,
