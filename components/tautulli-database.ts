@@ -13,6 +13,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as postgresql from "@pulumi/postgresql";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { pgIdentifier } from "../lib/checks";
 import { connectionUrl, PostgresConnection } from "../lib/postgres/connection";
 
 export interface TautulliDatabaseArgs {
@@ -40,6 +41,128 @@ export interface TautulliDatabaseArgs {
   serverInVolume: boolean;
 }
 
+/** The connection Secret's keys, for whatever runs Tautulli in the cluster. */
+export function connectionSecretData(connection: PostgresConnection): Record<string, string> {
+  return {
+    url: connectionUrl(connection),
+    host: connection.host,
+    port: String(connection.port),
+    database: connection.database,
+    username: connection.user,
+    password: connection.password,
+    sslmode: connection.sslMode,
+  };
+}
+
+/** The admin connection as a PostgreSQL provider (the role, database and grant are made on it). */
+function adminProvider(
+  name: string,
+  admin: pulumi.Output<PostgresConnection>,
+  opts: pulumi.CustomResourceOptions,
+): postgresql.Provider {
+  return new postgresql.Provider(
+    `${name}-admin`,
+    {
+      host: admin.host,
+      port: admin.port,
+      username: admin.user,
+      password: pulumi.secret(admin.password),
+      database: admin.database,
+      sslmode: admin.sslMode,
+      // Works for a superuser and for a CREATEROLE + CREATEDB admin of a managed server alike.
+      superuser: false,
+      connectTimeout: 30,
+    },
+    opts,
+  );
+}
+
+interface OwnedDatabase {
+  role: postgresql.Role;
+  rolePassword: random.RandomPassword;
+  database: postgresql.Database;
+  publicRevoked: postgresql.Grant;
+}
+
+/** The login role, the database it owns, and PUBLIC's default privileges on it revoked. */
+function ownedDatabase(
+  name: string,
+  args: TautulliDatabaseArgs,
+  parent: pulumi.Resource,
+  server: postgresql.Provider,
+): OwnedDatabase {
+  const onServer = { parent, provider: server };
+  const rolePassword = new random.RandomPassword(
+    `${name}-role-password`,
+    // Letters and digits only: it travels in URLs and env vars.
+    { length: 32, special: false },
+    { parent },
+  );
+
+  const role = new postgresql.Role(
+    `${name}-role`,
+    {
+      name: args.roleName,
+      login: true,
+      password: rolePassword.result,
+      // Nothing else is owned by the role; the Database resource decides about the data.
+      skipReassignOwned: true,
+    },
+    // Kept with the database: a retained database still needs its owner.
+    { ...onServer, retainOnDelete: args.protectData || args.serverInVolume },
+  );
+
+  const database = new postgresql.Database(
+    `${name}-database`,
+    {
+      name: args.databaseName,
+      owner: role.name,
+      encoding: "UTF8",
+      lcCollate: "C",
+      lcCtype: "C",
+      template: "template0",
+    },
+    {
+      ...onServer,
+      protect: args.protectData,
+      retainOnDelete: args.protectData || args.serverInVolume,
+    },
+  );
+
+  // REVOKE ALL ON DATABASE ... FROM PUBLIC: only the owner (and superusers) may connect.
+  const publicRevoked = new postgresql.Grant(
+    `${name}-revoke-public`,
+    { database: database.name, role: "public", objectType: "database", privileges: [] },
+    { ...onServer, retainOnDelete: args.serverInVolume },
+  );
+  return { role, rolePassword, database, publicRevoked };
+}
+
+/** The owner's connection at `host:port`, with the admin connection's TLS mode. */
+function ownerConnection(
+  owned: OwnedDatabase,
+  at: { host: pulumi.Input<string>; port: pulumi.Input<number> },
+  sslMode: pulumi.Input<PostgresConnection["sslMode"]>,
+): pulumi.Output<PostgresConnection> {
+  return pulumi
+    .all([
+      at.host,
+      at.port,
+      sslMode,
+      owned.role.name,
+      owned.rolePassword.result,
+      owned.database.name,
+    ])
+    .apply(([host, port, mode, user, password, database]) => ({
+      host,
+      port,
+      user,
+      password,
+      database,
+      sslMode: mode,
+    }));
+}
+
 export class TautulliDatabase extends pulumi.ComponentResource {
   /** Secret: URL as the owner role at the address `pulumi up` reaches (migrations, import). */
   readonly databaseUrl: pulumi.Output<string>;
@@ -50,97 +173,22 @@ export class TautulliDatabase extends pulumi.ComponentResource {
 
   constructor(name: string, args: TautulliDatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("plex-migrate:postgres:Database", name, {}, opts);
-    if (
-      !/^[a-z_][a-z0-9_]{0,62}$/.test(args.roleName) ||
-      !/^[a-z_][a-z0-9_]{0,62}$/.test(args.databaseName)
-    ) {
-      throw new pulumi.ResourceError(
-        `tautulliRole "${args.roleName}" and tautulliDatabase "${args.databaseName}" must be lower-case PostgreSQL identifiers (letters, digits, "_")`,
-        this,
-      );
-    }
-    const child = { parent: this };
+    const problems = [
+      ["roleName", args.roleName],
+      ["databaseName", args.databaseName],
+    ].flatMap(([field, value]) => {
+      const complaint = pgIdentifier(value);
+      return complaint ? [`${field}: ${complaint}`] : [];
+    });
+    if (problems.length > 0) throw new pulumi.ResourceError(problems.join("; "), this);
     const admin = pulumi.output(args.admin);
+    const owned = ownedDatabase(name, args, this, adminProvider(name, admin, { parent: this }));
 
-    const server = new postgresql.Provider(
-      `${name}-admin`,
-      {
-        host: admin.host,
-        port: admin.port,
-        username: admin.user,
-        password: pulumi.secret(admin.password),
-        database: admin.database,
-        sslmode: admin.sslMode,
-        // Works for a superuser and for a CREATEROLE + CREATEDB admin of a managed server alike.
-        superuser: false,
-        connectTimeout: 30,
-      },
-      child,
+    const inCluster = ownerConnection(
+      owned,
+      { host: args.clusterHost, port: args.clusterPort },
+      admin.sslMode,
     );
-    const onServer = { parent: this, provider: server };
-
-    const rolePassword = new random.RandomPassword(
-      `${name}-role-password`,
-      // Letters and digits only: it travels in URLs and env vars.
-      { length: 32, special: false },
-      child,
-    );
-
-    const role = new postgresql.Role(
-      `${name}-role`,
-      {
-        name: args.roleName,
-        login: true,
-        password: rolePassword.result,
-        // Nothing else is owned by the role; the Database resource decides about the data.
-        skipReassignOwned: true,
-      },
-      // Kept with the database: a retained database still needs its owner.
-      { ...onServer, retainOnDelete: args.protectData || args.serverInVolume },
-    );
-
-    const database = new postgresql.Database(
-      `${name}-database`,
-      {
-        name: args.databaseName,
-        owner: role.name,
-        encoding: "UTF8",
-        lcCollate: "C",
-        lcCtype: "C",
-        template: "template0",
-      },
-      {
-        ...onServer,
-        protect: args.protectData,
-        retainOnDelete: args.protectData || args.serverInVolume,
-      },
-    );
-
-    // REVOKE ALL ON DATABASE ... FROM PUBLIC: only the owner (and superusers) may connect.
-    const publicRevoked = new postgresql.Grant(
-      `${name}-revoke-public`,
-      { database: database.name, role: "public", objectType: "database", privileges: [] },
-      { ...onServer, retainOnDelete: args.serverInVolume },
-    );
-
-    const inCluster: pulumi.Output<PostgresConnection> = pulumi
-      .all([
-        args.clusterHost,
-        args.clusterPort,
-        admin.sslMode,
-        role.name,
-        rolePassword.result,
-        database.name,
-      ])
-      .apply(([host, port, sslMode, user, password, db]) => ({
-        host,
-        port,
-        user,
-        password,
-        database: db,
-        sslMode,
-      }));
-
     const secret = new k8s.core.v1.Secret(
       `${name}-connection`,
       {
@@ -153,38 +201,19 @@ export class TautulliDatabase extends pulumi.ComponentResource {
           },
         },
         type: "Opaque",
-        stringData: pulumi.secret(
-          inCluster.apply((c) => ({
-            url: connectionUrl(c),
-            host: c.host,
-            port: String(c.port),
-            database: c.database,
-            username: c.user,
-            password: c.password,
-            sslmode: c.sslMode,
-          })),
-        ),
+        stringData: pulumi.secret(inCluster.apply(connectionSecretData)),
       },
-      { ...child, dependsOn: [publicRevoked] },
+      { parent: this, dependsOn: [owned.publicRevoked] },
     );
 
+    // Through the grant's id: the URL is handed out only once PUBLIC is locked out.
+    const reached = ownerConnection(owned, { host: admin.host, port: admin.port }, admin.sslMode);
     this.databaseUrl = pulumi.secret(
-      pulumi
-        .all([admin, role.name, rolePassword.result, database.name, publicRevoked.id])
-        .apply(([server, user, password, db]) =>
-          connectionUrl({
-            host: server.host,
-            port: server.port,
-            user,
-            password,
-            database: db,
-            sslMode: server.sslMode,
-          }),
-        ),
+      pulumi.all([reached, owned.publicRevoked.id]).apply(([c]) => connectionUrl(c)),
     );
     this.secretName = secret.metadata.name;
-    this.databaseName = database.name;
-    this.roleName = role.name;
+    this.databaseName = owned.database.name;
+    this.roleName = owned.role.name;
     this.registerOutputs({
       databaseUrl: this.databaseUrl,
       secretName: this.secretName,

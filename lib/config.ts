@@ -12,8 +12,10 @@ import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
 import type { PlexSyncSettings } from "../components/plex-config-volume";
 import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
+import type { MigrationGenerations } from "./source-vm/phases";
 import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
 import { tunnelPortFor } from "./postgres/tunnel";
+import { pgIdentifier, pgRoleName } from "./checks";
 import { isCidr, isIpAddress } from "./net";
 import { reservedMountPathClash } from "./plex/helm-values";
 import {
@@ -71,6 +73,10 @@ export interface SourceVmConfig {
   tautulliService: string;
   tautulliDbPath: string;
   rollbackOnDestroy: boolean;
+  /** Which run of the transfer and of the Tautulli import this is (lib/source-vm/phases.ts). */
+  generations: MigrationGenerations;
+  /** The VM is gone: nothing contacts it again. */
+  retired: boolean;
 }
 
 export interface KubernetesConfig {
@@ -216,7 +222,6 @@ const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const IMAGE_REF =
   /^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
-const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function isHost(value: string): boolean {
   return IPV4.test(value) || HOSTNAME.test(value) || /^\[?[0-9a-fA-F:]+\]?$/.test(value);
@@ -526,6 +531,11 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     tautulliService: str("tautulliService", unit),
     tautulliDbPath: str("tautulliDbPath", absolutePath),
     rollbackOnDestroy: bool("rollbackOnDestroy"),
+    generations: {
+      transfer: int("transferGeneration", 1, 1_000_000),
+      tautulliImport: int("tautulliImportGeneration", 1, 1_000_000),
+    },
+    retired: bool("vmRetired"),
   };
   if (vm.workDir === vm.plexDataDir || vm.workDir.startsWith(`${vm.plexDataDir}/`)) {
     problem("vmWorkDir", "must not be inside plexDataDir (the Plex source is never written to)");
@@ -679,9 +689,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   );
   const tunnelPortSetting = int("postgresTunnelPort", 0, 65535);
   const postgresPort = int("postgresPort", 1, 65535);
-  const adminUser = str("postgresAdminUser", (v) =>
-    PG_IDENTIFIER.test(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`,
-  );
+  const adminUser = str("postgresAdminUser", pgRoleName);
   const adminPassword = optionalSecret("postgresAdminPassword", mode === "external");
   for (const [key, text] of Object.entries({
     ...REMOVED_TRANSFER_KEYS,
@@ -752,13 +760,9 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   }
 
   // --- Tautulli ---
-  const pgName = (v: string) =>
-    PG_IDENTIFIER.test(v)
-      ? undefined
-      : `expected a lower-case PostgreSQL identifier (letters, digits, "_"), got "${v}"`;
   const tautulli: TautulliConfig = {
-    database: str("tautulliDatabase", pgName),
-    role: str("tautulliRole", pgName),
+    database: str("tautulliDatabase", pgIdentifier),
+    role: str("tautulliRole", pgIdentifier),
     secretName: str("tautulliSecretName", (v) =>
       DNS_SUBDOMAIN.test(v) ? undefined : `expected a Kubernetes Secret name, got "${v}"`,
     ),

@@ -7,8 +7,9 @@ import { projectConfigDeclarations } from "../lib/config";
 const SECTIONS: Array<[string, RegExp]> = [
   [
     "Source VM",
-    /^(vm|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|archive|serve|keepArchive|rollbackOnDestroy)/,
+    /^(vm(?!Retired)|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|archive|serve|keepArchive|rollbackOnDestroy)/,
   ],
+  ["Migration phases (README, Day 2)", /^(transferGeneration|tautulliImportGeneration|vmRetired)$/],
   ["Kubernetes", /^(kubeContext|namespace|createNamespace)$/],
   ["Library transfer (rsync over SSH)", /^(sync|warmCopy)/],
   ["Plex", /^plex/],

@@ -381,7 +381,9 @@ check_free_bytes() {
   fi
 }
 
-# "<total> <free>" inodes of the config volume (df -Pi columns: Inodes, IUsed, IFree).
+# "<total> <free>" inodes of the config volume (df -Pi columns: Inodes, IUsed, IFree). busybox df
+# has -i with FEATURE_DF_FANCY (coreutils/df.c), which Alpine's busybox enables
+# (alpinelinux/aports main/busybox/busyboxconfig: CONFIG_FEATURE_DF_FANCY=y).
 volume_inodes() {
   df -Pi "$CONFIG_DIR" 2>/dev/null | awk 'NR == 2 { print $2, $4 }'
 }
@@ -477,8 +479,12 @@ run_warm() {
 }
 
 run_final() {
-  [ -f "$WARM_DONE" ] || log "no warm copy on the volume: the final phase copies everything (longer downtime)"
-  check_free_space
+  # After a warm copy only the changes move: walking the staged tree to count it would add to the
+  # downtime for nothing, so the volume is checked only when everything is still to be copied.
+  if [ ! -f "$WARM_DONE" ]; then
+    log "no warm copy on the volume: the final phase copies everything (longer downtime)"
+    check_free_space
+  fi
   transfer
   verify_no_changes
   verify_databases

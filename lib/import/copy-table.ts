@@ -65,6 +65,144 @@ function merge(parts: EncodedTable[]): EncodedTable {
   };
 }
 
+/** Whether a table is read by all workers in interleaved blocks, or by the first alone. */
+export function parallelReaders<W>(
+  workers: W[],
+  totalRows: number,
+  rowidRange: [number, number] | null,
+  tuning: Required<ParallelReads>,
+): { parallel: boolean; readers: W[] } {
+  const span = rowidRange ? rowidRange[1] - rowidRange[0] + 1 : 0;
+  // Sparse rowids would leave most blocks empty: one reader is faster there.
+  const parallel =
+    workers.length > 1 &&
+    rowidRange !== null &&
+    totalRows >= tuning.minRows &&
+    span <= 4 * totalRows + tuning.blockRowids * workers.length;
+  return { parallel, readers: parallel ? workers : workers.slice(0, 1) };
+}
+
+/** The COPY stream; its first failure stops the workers. */
+interface CopyStream {
+  stream: Writable;
+  done: Promise<void>;
+  error(): Error | undefined;
+}
+
+function startCopy(client: ClientBase, plan: TablePlan, workers: SourceWorker[]): CopyStream {
+  const stream = client.query(copyFrom(plan.copySql));
+  let copyError: Error | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on("finish", () => resolve());
+    stream.on("error", (error) => {
+      copyError ??= error;
+      for (const worker of workers) worker.abort();
+      reject(error);
+    });
+  });
+  done.catch(() => undefined); // observed by the caller; avoid an unhandled rejection meanwhile
+  return { stream, done, error: () => copyError };
+}
+
+/**
+ * Writes the readers' blocks strictly in order: chunks of later blocks wait here (holding their
+ * worker's flow-control slots) until the blocks before them are complete.
+ */
+class OrderedBlocks {
+  private current = 0;
+  private readonly waiting = new Map<
+    number,
+    { chunks: { chunk: Buffer; done: () => void }[]; complete: boolean }
+  >();
+  private readonly socket: Writable;
+
+  constructor(
+    client: ClientBase,
+    private readonly copy: CopyStream,
+  ) {
+    this.socket = (client as unknown as { connection: { stream: Writable } }).connection.stream;
+  }
+
+  /** One chunk of `block` (null for a block's end without data); `done` frees its slot. */
+  add(chunk: Buffer | null, block: number, blockDone: boolean, done: () => void): void {
+    if (block === this.current) {
+      if (chunk) this.write(chunk, done);
+      if (blockDone) this.advance();
+      return;
+    }
+    const entry = this.waiting.get(block) ?? { chunks: [], complete: false };
+    if (chunk) entry.chunks.push({ chunk, done });
+    entry.complete ||= blockDone;
+    this.waiting.set(block, entry);
+  }
+
+  /** Blocks that arrived but were never written (a gap before them). */
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  // A chunk is a view into its worker's ring: its slot may only be reused once the bytes have
+  // left this process, not merely once the socket accepted them. An empty write's callback runs
+  // after every write queued before it has completed.
+  private whenFlushed(done: () => void): void {
+    if (this.socket.writableLength === 0) done();
+    else this.socket.write(EMPTY, () => done());
+  }
+
+  private write(chunk: Buffer, done: () => void): void {
+    if (this.copy.error()) done();
+    else this.copy.stream.write(chunk, () => this.whenFlushed(done));
+  }
+
+  private advance(): void {
+    this.current++;
+    for (
+      let entry = this.waiting.get(this.current);
+      entry;
+      entry = this.waiting.get(this.current)
+    ) {
+      this.waiting.delete(this.current);
+      for (const { chunk, done } of entry.chunks) this.write(chunk, done);
+      if (!entry.complete) return;
+      this.current++;
+    }
+  }
+}
+
+/** Waits for the readers; on a failure stops the rest and rejects with the failure's cause. */
+async function awaitReaders(
+  encodes: Promise<EncodedTable>[],
+  readers: SourceWorker[],
+  copy: CopyStream,
+): Promise<EncodedTable[]> {
+  try {
+    return await Promise.all(encodes);
+  } catch (error) {
+    for (const worker of readers) worker.abort();
+    await Promise.allSettled(encodes);
+    const copyError = copy.error();
+    if (copyError || error instanceof WorkerAborted) {
+      // PostgreSQL failed first: its error is the cause.
+      await copy.done.catch(() => undefined);
+      throw copyError ?? error;
+    }
+    // The source failed: abort the COPY (CopyFail; the transaction is then aborted too) without
+    // sending the failure's text, which may quote data, to the server log.
+    copy.stream.destroy(new Error("plex-migrate import aborted"));
+    await copy.done.catch(() => undefined);
+    throw error;
+  }
+}
+
+export interface CopyTableOptions {
+  /** The table's row count in the source (for progress and the parallel decision). */
+  totalRows: number;
+  /** Its lowest and highest rowid, or null when it is empty. */
+  rowidRange: [number, number] | null;
+  onProgress?: (progress: CopyProgress) => void;
+  tuning?: ParallelReads;
+}
+
 /**
  * Copies `plan`'s table with `workers` (in parallel when the table is large and its rowids dense).
  * A source-side failure (an unconvertible value, a damaged page) aborts the COPY and rejects with
@@ -75,63 +213,18 @@ export async function copyTable(
   client: ClientBase,
   workers: SourceWorker[],
   plan: TablePlan,
-  totalRows: number,
-  rowidRange: [number, number] | null,
-  onProgress?: (progress: CopyProgress) => void,
-  tuning: ParallelReads = {},
+  options: CopyTableOptions,
 ): Promise<TableCopyResult> {
-  const blockRowids = tuning.blockRowids ?? 4096;
-  const minRows = tuning.minRows ?? 50_000;
+  const { totalRows, rowidRange, onProgress } = options;
+  const tuning = {
+    blockRowids: options.tuning?.blockRowids ?? 4096,
+    minRows: options.tuning?.minRows ?? 50_000,
+  };
   const started = process.hrtime.bigint();
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-  const stream = client.query(copyFrom(plan.copySql));
-  let copyError: Error | undefined;
-  const copyDone = new Promise<void>((resolve, reject) => {
-    stream.on("finish", () => resolve());
-    stream.on("error", (error) => {
-      copyError ??= error;
-      for (const worker of workers) worker.abort();
-      reject(error);
-    });
-  });
-  copyDone.catch(() => undefined); // observed below; avoid an unhandled rejection meanwhile
-
-  const span = rowidRange ? rowidRange[1] - rowidRange[0] + 1 : 0;
-  const parallel =
-    workers.length > 1 &&
-    rowidRange !== null &&
-    totalRows >= minRows &&
-    span <= 4 * totalRows + blockRowids * workers.length;
-  const readers = parallel ? workers : workers.slice(0, 1);
-
-  // Blocks are written strictly in order; chunks of later blocks wait here (holding their
-  // worker's flow-control slots) until the blocks before them are complete.
-  let current = 0;
-  const waiting = new Map<
-    number,
-    { chunks: { chunk: Buffer; done: () => void }[]; complete: boolean }
-  >();
-  // A chunk is a view into its worker's ring: its slot may only be reused once the bytes have
-  // left this process, not merely once the socket accepted them. An empty write's callback runs
-  // after every write queued before it has completed.
-  const socket = (client as unknown as { connection: { stream: Writable } }).connection.stream;
-  const whenFlushed = (done: () => void) => {
-    if (socket.writableLength === 0) done();
-    else socket.write(EMPTY, () => done());
-  };
-  const write = (chunk: Buffer, done: () => void) => {
-    if (copyError) done();
-    else stream.write(chunk, () => whenFlushed(done));
-  };
-  const advance = () => {
-    current++;
-    for (let entry = waiting.get(current); entry; entry = waiting.get(current)) {
-      waiting.delete(current);
-      for (const { chunk, done } of entry.chunks) write(chunk, done);
-      if (!entry.complete) return;
-      current++;
-    }
-  };
+  const copy = startCopy(client, plan, workers);
+  const { parallel, readers } = parallelReaders(workers, totalRows, rowidRange, tuning);
+  const blocks = new OrderedBlocks(client, copy);
   const rowsByReader = readers.map(() => 0);
   let lastProgress = 0;
 
@@ -142,56 +235,26 @@ export async function copyTable(
           workers: readers.length,
           minRowid: rowidRange![0],
           maxRowid: rowidRange![1],
-          blockRowids,
+          blockRowids: tuning.blockRowids,
         }
       : undefined;
     return worker.encode(plan, partition, (chunk, rows, block, blockDone, done) => {
       rowsByReader[index] = rows;
-      if (block === current) {
-        if (chunk) write(chunk, done);
-        if (blockDone) advance();
-      } else {
-        const entry = waiting.get(block) ?? { chunks: [], complete: false };
-        if (chunk) entry.chunks.push({ chunk, done });
-        entry.complete ||= blockDone;
-        waiting.set(block, entry);
-      }
-      if (onProgress) {
-        const now = seconds();
-        if (now - lastProgress >= 0.5) {
-          lastProgress = now;
-          onProgress({
-            table: plan.name,
-            rows: rowsByReader.reduce((a, b) => a + b, 0),
-            totalRows,
-            seconds: now,
-          });
-        }
+      blocks.add(chunk, block, blockDone, done);
+      const now = seconds();
+      if (onProgress && now - lastProgress >= 0.5) {
+        lastProgress = now;
+        const copied = rowsByReader.reduce((a, b) => a + b, 0);
+        onProgress({ table: plan.name, rows: copied, totalRows, seconds: now });
       }
     });
   });
 
-  let parts: EncodedTable[];
-  try {
-    parts = await Promise.all(encodes);
-  } catch (error) {
-    for (const worker of readers) worker.abort();
-    await Promise.allSettled(encodes);
-    if (copyError || error instanceof WorkerAborted) {
-      // PostgreSQL failed first: its error is the cause.
-      await copyDone.catch(() => undefined);
-      throw copyError ?? error;
-    }
-    // The source failed: abort the COPY (CopyFail; the transaction is then aborted too) without
-    // sending the failure's text, which may quote data, to the server log.
-    stream.destroy(new Error("plex-migrate import aborted"));
-    await copyDone.catch(() => undefined);
-    throw error;
-  }
-  if (waiting.size > 0)
-    throw new Error(`internal: ${waiting.size} blocks of ${plan.name} were never written`);
-  stream.end();
-  await copyDone;
+  const parts = await awaitReaders(encodes, readers, copy);
+  if (blocks.pending > 0)
+    throw new Error(`internal: ${blocks.pending} blocks of ${plan.name} were never written`);
+  copy.stream.end();
+  await copy.done;
   // Every slot is free again before the next table starts with these workers.
   while (readers.some((reader) => reader.slotsInUse() > 0))
     await new Promise((resolve) => setImmediate(resolve));

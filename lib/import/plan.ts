@@ -15,7 +15,7 @@ import type { TargetKind } from "./normalize";
 import { canonicalEncoderFor, checksumSql, quoteIdent } from "./pg-text";
 import { isSecretColumn } from "../redact";
 import { quote as quoteSqlite, SourceTable } from "./sqlite-source";
-import { dependencyOrder, TargetSchema } from "./target-schema";
+import { dependencyOrder, TargetColumn, TargetSchema, TargetTable } from "./target-schema";
 
 /** How one target column is filled (plain data: it is sent to the source worker thread). */
 export interface ColumnPlan {
@@ -101,38 +101,176 @@ export const REQUIRED_TAUTULLI_TABLES = [
   "users",
 ];
 
+/** Refuses a file that is not a Tautulli database, naming the tables it lacks and has. */
+function requireTautulliTables(sourceTables: SourceTable[]): void {
+  const names = new Set(sourceTables.map((t) => t.name.toLowerCase()));
+  const missingCore = REQUIRED_TAUTULLI_TABLES.filter((t) => !names.has(t));
+  if (missingCore.length === 0) return;
+  const found =
+    sourceTables
+      .map((t) => t.name)
+      .slice(0, 12)
+      .join(", ") || "none";
+  throw new ImportError(
+    "NOT_TAUTULLI",
+    `This SQLite file is not a Tautulli database: it lacks ${missingCore.join(", ")} (tables found: ${found}).`,
+    "Point the import at Tautulli's tautulli.db (not Plex's com.plexapp.plugins.library.db or another file).",
+    { missingTables: missingCore, foundTables: sourceTables.map((t) => t.name) },
+  );
+}
+
+const hasColumn = (table: { columns: { name: string }[] } | undefined, lower: string) =>
+  table?.columns.some((c) => c.name.toLowerCase() === lower) ?? false;
+
+/** The relocations this source needs: the target has the column, the source has it elsewhere. */
+function applicableRelocations(
+  sourceByName: Map<string, SourceTable>,
+  target: TargetSchema,
+): Relocation[] {
+  return RELOCATIONS.filter(
+    (r) =>
+      hasColumn(target.tables.get(r.table), r.column) &&
+      sourceByName.has(r.table) &&
+      !hasColumn(sourceByName.get(r.table), r.column) &&
+      hasColumn(sourceByName.get(r.fromTable), r.fromColumn),
+  );
+}
+
+/** How one target column is filled from the source column or its relocation. */
+function planColumn(
+  column: TargetColumn & { kind: TargetKind },
+  source: SourceTable,
+  sourceColumn: SourceTable["columns"][number] | undefined,
+  relocation: Relocation | undefined,
+): ColumnPlan {
+  const from = sourceColumn
+    ? { table: source.name, column: sourceColumn.name }
+    : { table: relocation!.fromTable, column: relocation!.fromColumn };
+  const selectExpr = sourceColumn
+    ? `t.${quoteSqlite(sourceColumn.name)}`
+    : `(SELECT r.${quoteSqlite(relocation!.fromColumn)} FROM ${quoteSqlite(relocation!.fromTable)} AS r WHERE r.${quoteSqlite(relocation!.joinColumn)} = t.${quoteSqlite(relocation!.joinColumn)})`;
+  return {
+    name: column.name,
+    type: column.type,
+    kind: column.kind,
+    maxLength: column.maxLength,
+    source: from,
+    selectExpr,
+    relocated: !sourceColumn,
+    secret: isSecretColumn(column.name),
+    checksummed: canonicalEncoderFor(column.kind) !== undefined,
+  };
+}
+
+/** The copied columns of a table and the target columns left to their default. */
+function planColumns(
+  source: SourceTable,
+  targetTable: TargetTable,
+  relocations: Relocation[],
+): Pick<TablePlan, "columns" | "defaulted"> {
+  const sourceColumns = new Map(source.columns.map((c) => [c.name.toLowerCase(), c]));
+  const columns: ColumnPlan[] = [];
+  const defaulted: TablePlan["defaulted"] = [];
+  for (const column of targetTable.columns) {
+    if (column.generated) continue;
+    const lower = column.name.toLowerCase();
+    const sourceColumn = sourceColumns.get(lower);
+    const relocation = relocations.find(
+      (r) => r.table === targetTable.name.toLowerCase() && r.column === lower,
+    );
+    if (!sourceColumn && !relocation) {
+      defaulted.push({ column: column.name, default: column.default });
+      continue;
+    }
+    if (!column.kind) {
+      throw new ImportError(
+        "UNSUPPORTED_TARGET_TYPE",
+        `Target column ${targetTable.name}.${column.name} has type ${column.type}, which the import does not write.`,
+        "Use one of the types in docs/schema.md (bigint, integer, smallint, boolean, double precision, text, varchar, json, jsonb, timestamptz, timestamp, date) in the migration.",
+        { table: targetTable.name, column: column.name, type: column.type },
+      );
+    }
+    columns.push(planColumn({ ...column, kind: column.kind }, source, sourceColumn, relocation));
+  }
+  return { columns, defaulted };
+}
+
+/** Source columns the target lacks, except those a relocation moves. */
+function extraColumnsOf(
+  source: SourceTable,
+  targetTable: TargetTable,
+  relocations: Relocation[],
+): { table: string; column: string }[] {
+  const targetNames = new Set(targetTable.columns.map((c) => c.name.toLowerCase()));
+  return source.columns
+    .filter((column) => {
+      const lower = column.name.toLowerCase();
+      if (targetNames.has(lower)) return false;
+      return !relocations.some(
+        (r) => r.fromTable === source.name.toLowerCase() && r.fromColumn === lower,
+      );
+    })
+    .map((column) => ({ table: source.name, column: column.name }));
+}
+
+/** The whole plan of one table: its columns, the SQL that reads, copies and checksums it. */
+function planTable(
+  source: SourceTable,
+  targetTable: TargetTable,
+  schema: string,
+  relocations: Relocation[],
+  dropped: readonly DroppedRows[],
+): TablePlan {
+  if (!source.hasRowid) {
+    throw new ImportError(
+      "NOT_TAUTULLI",
+      `Source table ${source.name} is a WITHOUT ROWID table, which no Tautulli release creates.`,
+      "Import an unmodified tautulli.db.",
+    );
+  }
+  const { columns, defaulted } = planColumns(source, targetTable, relocations);
+  const sequenced = targetTable.columns.find(
+    (c) => c.sequence && columns.some((p) => p.name === c.name),
+  );
+  const qualified = `${quoteIdent(schema)}.${quoteIdent(targetTable.name)}`;
+  const droppedRowids = dropped
+    .filter((d) => d.table === source.name)
+    .flatMap((d) => d.rowids)
+    .sort((a, b) => a - b);
+  const select = `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t`;
+  const notDropped = droppedRowids.length > 0 ? `t.rowid NOT IN (${droppedRowids.join(", ")})` : "";
+  return {
+    name: targetTable.name,
+    sourceName: source.name,
+    columns,
+    defaulted,
+    droppedRowids,
+    selectSql: `${select}${notDropped ? ` WHERE ${notDropped}` : ""} ORDER BY t.rowid`,
+    blockSql: `${select} WHERE t.rowid BETWEEN ? AND ?${notDropped ? ` AND ${notDropped}` : ""} ORDER BY t.rowid`,
+    copySql: `COPY ${qualified} (${columns.map((c) => quoteIdent(c.name)).join(", ")}) FROM STDIN`,
+    checksumSql: checksumSql(
+      qualified,
+      columns.filter((c) => c.checksummed).map((c) => c.name),
+    ),
+    notChecksummed: columns.filter((c) => !c.checksummed).map((c) => c.name),
+    sequence: sequenced
+      ? {
+          column: sequenced.name,
+          sequence: sequenced.sequence!,
+          identity: sequenced.identity !== "",
+        }
+      : undefined,
+  };
+}
+
 export function buildPlan(
   sourceTables: SourceTable[],
   target: TargetSchema,
   dropped: readonly DroppedRows[] = [],
 ): ImportPlan {
+  requireTautulliTables(sourceTables);
   const sourceByName = new Map(sourceTables.map((t) => [t.name.toLowerCase(), t]));
-  const missingCore = REQUIRED_TAUTULLI_TABLES.filter((t) => !sourceByName.has(t));
-  if (missingCore.length > 0) {
-    const found =
-      sourceTables
-        .map((t) => t.name)
-        .slice(0, 12)
-        .join(", ") || "none";
-    throw new ImportError(
-      "NOT_TAUTULLI",
-      `This SQLite file is not a Tautulli database: it lacks ${missingCore.join(", ")} (tables found: ${found}).`,
-      "Point the import at Tautulli's tautulli.db (not Plex's com.plexapp.plugins.library.db or another file).",
-      { missingTables: missingCore, foundTables: sourceTables.map((t) => t.name) },
-    );
-  }
-
-  const relocations = RELOCATIONS.filter((r) => {
-    const targetTable = target.tables.get(r.table);
-    const sourceTable = sourceByName.get(r.table);
-    const fromTable = sourceByName.get(r.fromTable);
-    return (
-      targetTable?.columns.some((c) => c.name.toLowerCase() === r.column) &&
-      sourceTable &&
-      !sourceTable.columns.some((c) => c.name.toLowerCase() === r.column) &&
-      fromTable?.columns.some((c) => c.name.toLowerCase() === r.fromColumn)
-    );
-  });
+  const relocations = applicableRelocations(sourceByName, target);
 
   const extraTables: string[] = [];
   const extraColumns: { table: string; column: string }[] = [];
@@ -143,95 +281,9 @@ export function buildPlan(
       extraTables.push(source.name);
       continue;
     }
-    if (!source.hasRowid) {
-      throw new ImportError(
-        "NOT_TAUTULLI",
-        `Source table ${source.name} is a WITHOUT ROWID table, which no Tautulli release creates.`,
-        "Import an unmodified tautulli.db.",
-      );
-    }
-    const sourceColumns = new Map(source.columns.map((c) => [c.name.toLowerCase(), c]));
-    const columns: ColumnPlan[] = [];
-    const defaulted: TablePlan["defaulted"] = [];
-    for (const column of targetTable.columns) {
-      if (column.generated) continue;
-      const lower = column.name.toLowerCase();
-      const sourceColumn = sourceColumns.get(lower);
-      const relocation = relocations.find(
-        (r) => r.table === targetTable.name.toLowerCase() && r.column === lower,
-      );
-      if (!sourceColumn && !relocation) {
-        defaulted.push({ column: column.name, default: column.default });
-        continue;
-      }
-      if (!column.kind) {
-        throw new ImportError(
-          "UNSUPPORTED_TARGET_TYPE",
-          `Target column ${targetTable.name}.${column.name} has type ${column.type}, which the import does not write.`,
-          "Use one of the types in docs/schema.md (bigint, integer, smallint, boolean, double precision, text, varchar, json, jsonb, timestamptz, timestamp, date) in the migration.",
-          { table: targetTable.name, column: column.name, type: column.type },
-        );
-      }
-      const selectExpr = sourceColumn
-        ? `t.${quoteSqlite(sourceColumn.name)}`
-        : `(SELECT r.${quoteSqlite(relocation!.fromColumn)} FROM ${quoteSqlite(relocation!.fromTable)} AS r WHERE r.${quoteSqlite(relocation!.joinColumn)} = t.${quoteSqlite(relocation!.joinColumn)})`;
-      columns.push({
-        name: column.name,
-        type: column.type,
-        kind: column.kind,
-        maxLength: column.maxLength,
-        source: sourceColumn
-          ? { table: source.name, column: sourceColumn.name }
-          : { table: relocation!.fromTable, column: relocation!.fromColumn },
-        selectExpr,
-        relocated: !sourceColumn,
-        secret: isSecretColumn(column.name),
-        checksummed: canonicalEncoderFor(column.kind) !== undefined,
-      });
-    }
-    const targetNames = new Set(targetTable.columns.map((c) => c.name.toLowerCase()));
-    for (const column of source.columns) {
-      const lower = column.name.toLowerCase();
-      if (targetNames.has(lower)) continue;
-      if (
-        relocations.some((r) => r.fromTable === source.name.toLowerCase() && r.fromColumn === lower)
-      )
-        continue;
-      extraColumns.push({ table: source.name, column: column.name });
-    }
-    const sequenced = targetTable.columns.find(
-      (c) => c.sequence && columns.some((p) => p.name === c.name),
-    );
-    const qualified = `${quoteIdent(target.schema)}.${quoteIdent(targetTable.name)}`;
-    const droppedRowids = dropped
-      .filter((d) => d.table === source.name)
-      .flatMap((d) => d.rowids)
-      .sort((a, b) => a - b);
-    const select = `SELECT t.rowid, ${columns.map((c) => c.selectExpr).join(", ") || "NULL"} FROM ${quoteSqlite(source.name)} AS t`;
-    const notDropped =
-      droppedRowids.length > 0 ? `t.rowid NOT IN (${droppedRowids.join(", ")})` : "";
-    plans.set(targetTable.name, {
-      name: targetTable.name,
-      sourceName: source.name,
-      columns,
-      defaulted,
-      droppedRowids,
-      selectSql: `${select}${notDropped ? ` WHERE ${notDropped}` : ""} ORDER BY t.rowid`,
-      blockSql: `${select} WHERE t.rowid BETWEEN ? AND ?${notDropped ? ` AND ${notDropped}` : ""} ORDER BY t.rowid`,
-      copySql: `COPY ${qualified} (${columns.map((c) => quoteIdent(c.name)).join(", ")}) FROM STDIN`,
-      checksumSql: checksumSql(
-        qualified,
-        columns.filter((c) => c.checksummed).map((c) => c.name),
-      ),
-      notChecksummed: columns.filter((c) => !c.checksummed).map((c) => c.name),
-      sequence: sequenced
-        ? {
-            column: sequenced.name,
-            sequence: sequenced.sequence!,
-            identity: sequenced.identity !== "",
-          }
-        : undefined,
-    });
+    const plan = planTable(source, targetTable, target.schema, relocations, dropped);
+    extraColumns.push(...extraColumnsOf(source, targetTable, relocations));
+    plans.set(targetTable.name, plan);
   }
 
   const allTargetTables = [...target.tables.values()].map((t) => t.name);

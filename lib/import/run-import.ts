@@ -705,15 +705,12 @@ async function copyTables(
         etaSeconds: rate > 0 ? (totalRows - rows) / rate : undefined,
       });
     };
-    const result = await copyTable(
-      client,
-      readers,
-      tablePlan,
-      expected,
-      source.rowidRanges.get(tablePlan.name) ?? null,
-      onCopy,
-      ctx.options.parallelReads,
-    );
+    const result = await copyTable(client, readers, tablePlan, {
+      totalRows: expected,
+      rowidRange: source.rowidRanges.get(tablePlan.name) ?? null,
+      onProgress: onCopy,
+      tuning: ctx.options.parallelReads,
+    });
     copiedRows += result.rows;
     ctx.step = `building the indexes of ${tablePlan.name}`;
     const t0 = ctx.elapsed();

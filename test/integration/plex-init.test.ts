@@ -444,11 +444,11 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       const warm = await fixture.run("warm", { ...volume, ...need });
       assertOk(warm, "warm");
       assert.match(warm.stderr, /inodes: the library needs about \d+ more, \d+ free/);
-      // The final phase counts what the warm copy staged: it needs only a few more.
+      // After a complete warm copy the final phase moves only changes: it does not walk the
+      // staged tree again (that would lengthen the downtime).
       const final = await fixture.run("final", { ...volume, ...need });
       assertOk(final, "final");
-      const needed = Number(/inodes: the library needs about (\d+) more/.exec(final.stderr)?.[1]);
-      assert.ok(needed < required - entries / 2, `${needed} of ${required}`);
+      assert.doesNotMatch(final.stderr, /inodes: |space: /);
       assert.ok(fs.existsSync(path.join(volume.PLEX_CONFIG_DIR, INIT_MARKER)));
     });
 

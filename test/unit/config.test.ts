@@ -212,6 +212,14 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     });
     assert.strictEqual(config.tautulli.importOverwrite, false);
     assert.strictEqual(config.protectData, true);
+    assert.deepStrictEqual(config.vm.generations, { transfer: 1, tautulliImport: 1 });
+    assert.strictEqual(config.vm.retired, false);
+  });
+
+  it("returns the migration phases SourceVm takes", () => {
+    const config = load({ transferGeneration: 3, tautulliImportGeneration: 2, vmRetired: true });
+    assert.deepStrictEqual(config.vm.generations, { transfer: 3, tautulliImport: 2 });
+    assert.strictEqual(config.vm.retired, true);
   });
 
   it("keeps secret config values secret", async () => {
@@ -288,6 +296,17 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       { rollbackOnDestroy: "maybe" },
       /rollbackOnDestroy: expected true or false/,
     ],
+    [
+      "transferGeneration",
+      { transferGeneration: "0" },
+      /transferGeneration: expected an integer from 1 to 1000000, got "0"/,
+    ],
+    [
+      "tautulliImportGeneration",
+      { tautulliImportGeneration: "2.5" },
+      /tautulliImportGeneration: expected an integer from 1 to 1000000, got "2\.5"/,
+    ],
+    ["vmRetired", { vmRetired: "gone" }, /vmRetired: expected true or false/],
     ["namespace", { namespace: "Plex_NS" }, /namespace: expected a DNS label/],
     ["createNamespace", { createNamespace: "no" }, /createNamespace: expected true or false/],
     [

@@ -534,4 +534,33 @@ describe("TautulliDatabase and SchemaMigrations (mocks)", () => {
     assert.equal((inputs(secret).stringData as Record<string, string>).sslmode, "verify-full");
     assertNoPlainSecret(run, ["ext-secret-pw", ROLE_PASSWORD]);
   });
+
+  it("refuses role and database names that are not plain PostgreSQL identifiers, naming each", () => {
+    assert.throws(
+      () =>
+        new TautulliDatabase("tautulli-db", {
+          admin: {
+            host: "db.example.com",
+            port: 5432,
+            user: "admin",
+            password: "x",
+            database: "postgres",
+            sslMode: "require",
+          },
+          clusterHost: "db.example.com",
+          clusterPort: 5432,
+          namespace: "plex",
+          databaseName: "Tautulli DB",
+          roleName: "tautulli-app",
+          secretName: "tautulli-database",
+          protectData: true,
+          serverInVolume: false,
+        }),
+      (error: Error) =>
+        error instanceof pulumi.ResourceError &&
+        /roleName: expected a lower-case PostgreSQL identifier \(letters, digits, "_"\), got "tautulli-app"; databaseName: expected a lower-case PostgreSQL identifier .*got "Tautulli DB"/.test(
+          error.message,
+        ),
+    );
+  });
 });
