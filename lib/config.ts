@@ -792,6 +792,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     hostKey: vm.hostKey,
     excludes: [],
     warmCopyTimeoutMinutes: int("warmCopyTimeoutMinutes", 10, 10080),
+    transferGeneration: vm.generations.transfer,
   };
   const syncAllowedCidrs = list("syncAllowedCidrs", (v) =>
     isCidr(v) ? undefined : `"${v}" is not a CIDR such as "10.42.0.0/16"`,
