@@ -385,7 +385,9 @@ check_free_bytes() {
   fi
 }
 
-# "<total> <free>" inodes of the config volume (df -Pi columns: Inodes, IUsed, IFree).
+# "<total> <free>" inodes of the config volume (df -Pi columns: Inodes, IUsed, IFree). busybox df
+# has -i with FEATURE_DF_FANCY (coreutils/df.c), which Alpine's busybox enables
+# (alpinelinux/aports main/busybox/busyboxconfig: CONFIG_FEATURE_DF_FANCY=y).
 volume_inodes() {
   df -Pi "$CONFIG_DIR" 2>/dev/null | awk 'NR == 2 { print $2, $4 }'
 }

@@ -890,6 +890,31 @@ check_tautulli_paths() {
   fi
 }
 
+# Where Tautulli is when it is not where the settings say: the snap (Tautulli's
+# snap/snapcraft.yaml runs it as root with --datadir $SNAP_USER_COMMON/Tautulli, i.e.
+# /root/snap/tautulli/common/Tautulli) or a container (tautulli/tautulli, linuxserver/tautulli:
+# --datadir /config). Prints " (…what to set…)" or nothing.
+readonly TAUTULLI_SNAP_UNIT="snap.tautulli.tautulli"
+readonly TAUTULLI_SNAP_DB="/root/snap/tautulli/common/Tautulli/tautulli.db"
+tautulli_install_hint() {
+  local container name image source
+  [ "$REHEARSAL" = 0 ] || return 0
+  if command -v snap >/dev/null 2>&1 && snap list tautulli >/dev/null 2>&1; then
+    printf ' (Tautulli is installed as a snap here: set tautulliService to %s and tautulliDbPath to %s)' \
+      "$TAUTULLI_SNAP_UNIT" "$TAUTULLI_SNAP_DB"
+    return 0
+  fi
+  command -v docker >/dev/null 2>&1 || return 0
+  container=$(docker ps --format '{{.Names}} {{.Image}}' 2>/dev/null |
+    awk '$2 ~ /(^|\/)tautulli(:|$)/ { print; exit }' || true)
+  [ -n "$container" ] || return 0
+  name=${container%% *}
+  image=${container#* }
+  source=$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/config"}}{{.Source}}{{end}}{{end}}' -- "$name" 2>/dev/null || true)
+  printf ' (Tautulli runs in the container %s (image %s): set tautulliDbPath to %s/tautulli.db, its /config on this host, and tautulliService to "" (its database is then snapshotted live, read-only) or to a systemd unit that runs the container)' \
+    "$name" "$image" "${source:-<the host folder mounted at /config>}"
+}
+
 tautulli_config_file() {
   if [ -n "$TAUTULLI_UNIT_CONFIG" ]; then printf '%s' "$TAUTULLI_UNIT_CONFIG"
   else printf '%s' "$(dirname -- "$TAUTULLI_DB")/config.ini"; fi
@@ -951,7 +976,7 @@ take_tautulli_snapshot() {
   TAUTULLI_CONFIG_JSON=null
   [ -n "$TAUTULLI_DB" ] || return 0
   [ -f "$TAUTULLI_DB" ] ||
-    refuse "tautulli.db not found at $TAUTULLI_DB: set tautulliDbPath (Docker installs keep it at /config/tautulli.db)"
+    refuse "tautulli.db not found at $TAUTULLI_DB: set tautulliDbPath$(tautulli_install_hint)"
   command -v python3 >/dev/null 2>&1 || refuse "python3 is missing on the VM (needed for the Tautulli snapshot)"
   [ -d "$SNAPSHOT_DIR" ] || mkdir -m 0700 -- "$SNAPSHOT_DIR"
   local partial="$SNAPSHOT_DIR/tautulli.db.partial" config
@@ -1052,14 +1077,14 @@ cmd_preflight() {
       tautulli_bytes=$(stat -c %s -- "$TAUTULLI_DB")
       [ -f "$TAUTULLI_DB-wal" ] && tautulli_bytes=$((tautulli_bytes + $(stat -c %s -- "$TAUTULLI_DB-wal")))
     else
-      problems+=("tautulli.db not found at $TAUTULLI_DB: set tautulliDbPath (Docker installs keep it at /config/tautulli.db)")
+      problems+=("tautulli.db not found at $TAUTULLI_DB: set tautulliDbPath$(tautulli_install_hint)")
     fi
     if [ "$REHEARSAL" = 0 ] && [ -n "$TAUTULLI_SERVICE" ]; then
       if unit_found "$TAUTULLI_SERVICE"; then
         tautulli_service_found=1
         if unit_active "$TAUTULLI_SERVICE"; then tautulli_running=1; fi
       else
-        note "systemd unit $TAUTULLI_SERVICE not found: Tautulli is not stopped by plex-migrate; its database is copied with SQLite's online backup"
+        note "systemd unit $TAUTULLI_SERVICE not found: Tautulli is not stopped by plex-migrate; its database is copied with SQLite's online backup$(tautulli_install_hint)"
       fi
     fi
     tautulli_json=$(json_obj path "$(json_str "$TAUTULLI_DB")" found "$(json_bool "$([ -f "$TAUTULLI_DB" ] && echo 1 || echo 0)")" \

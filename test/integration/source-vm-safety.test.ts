@@ -425,6 +425,55 @@ printf 'tautulli ghcr.io/tautulli/tautulli:latest\\nplex plexinc/pms-docker:1.41
       assert.equal(json.plexVersionSource, "log: Logs/Plex Media Server.log");
     });
 
+    it("points a Tautulli snap or container to the settings that reach it, not a bare 'not found'", async () => {
+      const vm = await fresh({ tautulliService: false });
+      const units = path.join(vm.stateDir, "systemd");
+      if (fs.existsSync(path.join(units, "tautulli"))) {
+        fs.renameSync(path.join(units, "tautulli"), path.join(units, "snap.tautulli.tautulli"));
+      }
+      const missing = { PLEX_MIGRATE_TAUTULLI_DB: "/opt/Tautulli/tautulli.db" };
+      fakeTool(
+        vm,
+        "snap",
+        `[ "$1 $2" = "list tautulli" ] || exit 1
+printf 'Name      Version  Rev   Tracking       Publisher   Notes\\n'
+printf 'tautulli  v2.15.0  2127  latest/stable  tautulli*   -\\n'`,
+      );
+      const snap = await vm.run("preflight", missing);
+      assert.equal(snap.code, 3, snap.stderr);
+      const snapJson = parseStepOutput("preflight", snap.stdout);
+      assert.ok(
+        snapJson.problems.includes(
+          "tautulli.db not found at /opt/Tautulli/tautulli.db: set tautulliDbPath (Tautulli is installed as a snap here: set tautulliService to snap.tautulli.tautulli and tautulliDbPath to /root/snap/tautulli/common/Tautulli/tautulli.db)",
+        ),
+        snapJson.problems.join("\n"),
+      );
+      assert.match(
+        snapJson.notes.join("\n"),
+        /unit tautulli not found: .*installed as a snap here/,
+      );
+
+      fs.rmSync(path.join(vm.binDir, "snap"));
+      const appdata = path.join(vm.root, "srv", "appdata", "tautulli");
+      fakeTool(
+        vm,
+        "docker",
+        `case "$1" in
+  ps) printf 'portainer portainer/portainer-ce:2.21.0\\ntautulli ghcr.io/tautulli/tautulli:v2.15.0\\n' ;;
+  inspect) [ "\${@: -1}" = tautulli ] && printf '%s\\n' '${appdata}' ;;
+  *) exit 1 ;;
+esac`,
+      );
+      const docker = await vm.run("preflight", missing);
+      assert.equal(docker.code, 3, docker.stderr);
+      assert.ok(
+        parseStepOutput("preflight", docker.stdout).problems.includes(
+          `tautulli.db not found at /opt/Tautulli/tautulli.db: set tautulliDbPath (Tautulli runs in the container tautulli (image ghcr.io/tautulli/tautulli:v2.15.0): set tautulliDbPath to ${appdata}/tautulli.db, its /config on this host, and tautulliService to "" (its database is then snapshotted live, read-only) or to a systemd unit that runs the container)`,
+        ),
+        docker.stdout,
+      );
+    });
+
     it("reads TZ from Plex's unit and the Preferences.xml settings, XML-unescaped", async () => {
       const vm = await fresh();
       fs.writeFileSync(
