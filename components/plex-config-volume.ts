@@ -13,6 +13,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { isDnsLabel } from "../lib/checks";
 import { plexMigrateObjectNames } from "../lib/plex/chart";
 import {
   knownHostsFor,
@@ -242,7 +243,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
 
   private validate(args: PlexConfigVolumeArgs): void {
     const problems: string[] = [];
-    if (!DNS_LABEL.test(args.namespace) || args.namespace.length > 63) {
+    if (!isDnsLabel(args.namespace)) {
       problems.push(`namespace "${args.namespace}" must be a DNS label`);
     }
     if (args.configSize !== "auto") {
@@ -327,8 +328,6 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     );
   }
 }
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
 function withDependencies(

@@ -7,13 +7,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
-import {
-  ConfigError,
-  loadConfig,
-  mediaVolumeName,
-  parseMediaVolume,
-  projectConfigDeclarations,
-} from "../../lib/config";
+import { ConfigError, loadConfig, projectConfigDeclarations } from "../../lib/config";
+import { mediaVolumeName, parseMediaVolume } from "../../lib/plex/media-volumes";
 import { tunnelPortFor } from "../../lib/postgres/tunnel";
 import { mediaVolumeProblems, reservedMountPathClash } from "../../lib/plex/helm-values";
 
@@ -284,6 +279,12 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ],
     ["plexDataDir", { plexDataDir: "/var/lib/../etc" }, /plexDataDir: expected an absolute path/],
     ["plexService", { plexService: "plex media" }, /plexService: expected a systemd unit name/],
+    // The VM script and SourceVm refuse a backslash, so config does too (one rule, lib/checks.ts).
+    [
+      "plexService",
+      { plexService: "plex\\x2dmedia" },
+      /plexService: expected a systemd unit name, got "plex\\x2dmedia"/,
+    ],
     [
       "tautulliService",
       { tautulliService: "taut;rm" },
