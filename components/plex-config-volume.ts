@@ -13,6 +13,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { isDnsLabel } from "../lib/checks";
 import { plexMigrateObjectNames } from "../lib/plex/chart";
 import {
   knownHostsFor,
@@ -40,6 +41,12 @@ export interface PlexSyncSettings {
   excludes: string[];
   /** How long `pulumi up` waits for the warm copy, in minutes. @default 360 */
   warmCopyTimeoutMinutes: number;
+  /**
+   * The stack's transferGeneration. Both phases record it in the volume's marker; a new one
+   * changes the Job's and the init container's environment, so the Job is replaced and the Plex
+   * pod restarts, and both copy the VM again (scripts/plex-init.sh).
+   */
+  transferGeneration: number;
 }
 
 export interface PlexConfigVolumeArgs {
@@ -151,6 +158,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
             gid,
             excludes: args.sync.excludes,
             need,
+            generation: args.sync.transferGeneration,
             claimName,
             secretName: own.syncSecret,
             scriptConfigMapName: own.syncScript,
@@ -212,6 +220,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
           gid,
           excludes: this.args.sync.excludes,
           need,
+          generation: this.args.sync.transferGeneration,
           databases: dbs,
           secretName: own.syncSecret,
           scriptConfigMapName: own.syncScript,
@@ -234,7 +243,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
 
   private validate(args: PlexConfigVolumeArgs): void {
     const problems: string[] = [];
-    if (!DNS_LABEL.test(args.namespace) || args.namespace.length > 63) {
+    if (!isDnsLabel(args.namespace)) {
       problems.push(`namespace "${args.namespace}" must be a DNS label`);
     }
     if (args.configSize !== "auto") {
@@ -319,8 +328,6 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
     );
   }
 }
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
 function withDependencies(

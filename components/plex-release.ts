@@ -8,7 +8,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { MediaVolume } from "../lib/config";
+import { unmountedMediaRoots, type MediaVolume } from "../lib/plex/media-volumes";
 import {
   CHART_NAME,
   chartResourceNames,
@@ -53,6 +53,7 @@ import {
   type PodSecuritySetting,
 } from "../lib/plex/placement";
 import { isCidr } from "../lib/net";
+import { isChartRepo, isDnsLabel, isDnsSubdomain, isExactVersion, isImageTag } from "../lib/checks";
 
 export interface PlexReleaseArgs {
   /** Namespace for Plex (PlexConfigVolume's). */
@@ -130,9 +131,15 @@ interface PodIdentity {
   lanNetworks?: string;
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/** Where Helm finds the chart: a named chart in an https repository, or a path in an OCI one. */
+export function chartSource(chartRepo: string): {
+  chart: string;
+  repositoryOpts?: { repo: string };
+} {
+  return chartRepo.startsWith("oci://")
+    ? { chart: `${chartRepo.replace(/\/+$/, "")}/${CHART_NAME}`, repositoryOpts: undefined }
+    : { chart: CHART_NAME, repositoryOpts: { repo: chartRepo } };
+}
 
 /** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
 function withDependencies(
@@ -167,65 +174,16 @@ export class PlexRelease extends pulumi.ComponentResource {
   constructor(name: string, args: PlexReleaseArgs, opts: pulumi.ComponentResourceOptions = {}) {
     super("plex-migrate:plex:Release", name, {}, opts);
     this.validate(args);
-    const own = plexMigrateObjectNames(args.releaseName);
     this.chartNames = chartResourceNames(args.releaseName);
-    const labels = {
-      "app.kubernetes.io/part-of": "plex-migrate",
-      "app.kubernetes.io/instance": args.releaseName,
-      "app.kubernetes.io/managed-by": "pulumi",
-    };
-
     this.namespace = pulumi.output(args.namespace);
     this.configClaimName = pulumi.output(args.configClaimName);
-
-    const claimSecret =
-      args.claimToken === undefined
-        ? undefined
-        : new k8s.core.v1.Secret(
-            `${name}-claim-token`,
-            {
-              metadata: { name: own.claimSecret, namespace: this.namespace, labels },
-              type: "Opaque",
-              stringData: { [CLAIM_TOKEN_KEY]: pulumi.secret(args.claimToken) },
-            },
-            { parent: this, deleteBeforeReplace: true },
-          );
-
     this.imageTag = this.decideImageTag(args);
-    // From config alone, so the first preview shows it (the VM's measures are unknown then).
-    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
-    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
-    pulumi.output(args.vmPreferences).apply((preferences) => {
-      const stale = staleAddressWarning(
-        args.networking,
-        args.advertiseUrls,
-        preferences?.customConnections ?? "",
-      );
-      if (stale) void pulumi.log.warn(stale, this);
-    });
-    if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
-      void pulumi.log.warn(
-        `plexNetworking is "host" and Plex advertises ${args.networking.address}, but no ` +
-          `plexNodeSelector pins the pod to that node: on another node clients reach nothing. ` +
-          `Fix: pulumi config set --path 'plexNodeSelector[0]' kubernetes.io/hostname=<node>.`,
-        this,
-      );
-    }
-    if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
+    this.warnAboutSettings(args);
 
-    // The VM user's groups and LAN networks, applied in the Plex container before Plex starts.
-    const pmsSetup = new k8s.core.v1.ConfigMap(
-      `${name}-pms-setup`,
-      {
-        metadata: { name: own.pmsSetupConfigMap, namespace: this.namespace, labels },
-        data: { [PMS_SETUP_KEY]: pmsSetupScript() },
-      },
-      { parent: this, deleteBeforeReplace: true },
-    );
-    const identity = this.podIdentity(args);
+    const { claimSecret, pmsSetup } = this.podObjects(name, args);
     const values = pulumi
       .all([
-        pulumi.all([identity, this.imageTag]),
+        pulumi.all([this.podIdentity(args), this.imageTag]),
         this.configClaimName,
         args.sync,
         pulumi.all([claimSecret ? claimSecret.metadata.name : undefined, pmsSetup.metadata.name]),
@@ -260,14 +218,12 @@ export class PlexRelease extends pulumi.ComponentResource {
         },
       );
 
-    const oci = args.chartRepo.startsWith("oci://");
     this.release = new k8s.helm.v3.Release(
       `${name}-chart`,
       {
+        ...chartSource(args.chartRepo),
         name: args.releaseName,
-        chart: oci ? `${args.chartRepo.replace(/\/+$/, "")}/${CHART_NAME}` : CHART_NAME,
         version: args.chartVersion,
-        repositoryOpts: oci ? undefined : { repo: args.chartRepo },
         namespace: this.namespace,
         createNamespace: false,
         values,
@@ -298,6 +254,67 @@ export class PlexRelease extends pulumi.ComponentResource {
       plexUrl: this.plexUrl,
       advertisedUrl: this.advertisedUrl,
     });
+  }
+
+  /**
+   * The claim token's Secret (when one is set) and the ConfigMap with the script that applies the
+   * VM user's groups and LAN networks in the Plex container before Plex starts.
+   */
+  private podObjects(
+    name: string,
+    args: PlexReleaseArgs,
+  ): { claimSecret?: k8s.core.v1.Secret; pmsSetup: k8s.core.v1.ConfigMap } {
+    const own = plexMigrateObjectNames(args.releaseName);
+    const labels = {
+      "app.kubernetes.io/part-of": "plex-migrate",
+      "app.kubernetes.io/instance": args.releaseName,
+      "app.kubernetes.io/managed-by": "pulumi",
+    };
+    const claimSecret =
+      args.claimToken === undefined
+        ? undefined
+        : new k8s.core.v1.Secret(
+            `${name}-claim-token`,
+            {
+              metadata: { name: own.claimSecret, namespace: this.namespace, labels },
+              type: "Opaque",
+              stringData: { [CLAIM_TOKEN_KEY]: pulumi.secret(args.claimToken) },
+            },
+            { parent: this, deleteBeforeReplace: true },
+          );
+    const pmsSetup = new k8s.core.v1.ConfigMap(
+      `${name}-pms-setup`,
+      {
+        metadata: { name: own.pmsSetupConfigMap, namespace: this.namespace, labels },
+        data: { [PMS_SETUP_KEY]: pmsSetupScript() },
+      },
+      { parent: this, deleteBeforeReplace: true },
+    );
+    return { claimSecret, pmsSetup };
+  }
+
+  /** What the settings (and, once known, the VM's measures) leave clients without. */
+  private warnAboutSettings(args: PlexReleaseArgs): void {
+    // From config alone, so the first preview shows it (the VM's measures are unknown then).
+    const noDirectPath = noDirectPathWarning(args.networking, args.advertiseUrls);
+    if (noDirectPath) void pulumi.log.warn(noDirectPath, this);
+    pulumi.output(args.vmPreferences).apply((preferences) => {
+      const stale = staleAddressWarning(
+        args.networking,
+        args.advertiseUrls,
+        preferences?.customConnections ?? "",
+      );
+      if (stale) void pulumi.log.warn(stale, this);
+    });
+    if (args.networking.mode === "host" && Object.keys(args.nodeSelector).length === 0) {
+      void pulumi.log.warn(
+        `plexNetworking is "host" and Plex advertises ${args.networking.address}, but no ` +
+          `plexNodeSelector pins the pod to that node: on another node clients reach nothing. ` +
+          `Fix: pulumi config set --path 'plexNodeSelector[0]' kubernetes.io/hostname=<node>.`,
+        this,
+      );
+    }
+    if (args.vmMediaRoots) this.warnAboutUnmountedMedia(args.vmMediaRoots, args.mediaVolumes);
   }
 
   /**
@@ -333,7 +350,7 @@ export class PlexRelease extends pulumi.ComponentResource {
   /** The VM's exact Plex version, so the database is never upgraded by the move itself. */
   private decideImageTag(args: PlexReleaseArgs): pulumi.Output<string> {
     const vmVersion = pulumi.output(args.plexVersion).apply((version) => {
-      if (!IMAGE_TAG.test(version)) {
+      if (!isImageTag(version)) {
         throw new pulumi.ResourceError(
           `the VM reported Plex version "${version}", which is not a pms-docker image tag. ` +
             `Fix: check the preflight, or set plexImageTag to the tag of that version`,
@@ -376,18 +393,18 @@ export class PlexRelease extends pulumi.ComponentResource {
 
   private validate(args: PlexReleaseArgs): void {
     const problems: string[] = [];
-    if (!DNS_LABEL.test(args.releaseName) || args.releaseName.length > 53) {
+    if (!isDnsLabel(args.releaseName, 53)) {
       problems.push(
         `releaseName "${args.releaseName}" must be a DNS label of at most 53 characters`,
       );
     }
-    if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(args.chartVersion)) {
+    if (!isExactVersion(args.chartVersion)) {
       problems.push(`chartVersion "${args.chartVersion}" must be an exact version such as 1.5.0`);
     }
-    if (!/^(https|oci):\/\/\S+$/.test(args.chartRepo)) {
+    if (!isChartRepo(args.chartRepo)) {
       problems.push(`chartRepo "${args.chartRepo}" must be an https:// or oci:// URL`);
     }
-    if (args.imageTagOverride !== undefined && !IMAGE_TAG.test(args.imageTagOverride)) {
+    if (args.imageTagOverride !== undefined && !isImageTag(args.imageTagOverride)) {
       problems.push(`imageTagOverride "${args.imageTagOverride}" is not an image tag`);
     }
     for (const [field, id] of [
@@ -433,13 +450,6 @@ export class PlexRelease extends pulumi.ComponentResource {
   }
 }
 
-/** The VM media roots that no media volume's mount path covers. */
-export function unmountedMediaRoots(vmRoots: string[], volumes: MediaVolume[]): string[] {
-  const covered = (root: string) =>
-    volumes.some((v) => root === v.mountPath || root.startsWith(`${v.mountPath}/`));
-  return [...new Set(vmRoots)].filter((root) => !covered(root)).sort();
-}
-
 /** Problems with the networking fields config would also catch (the component stands alone). */
 function networkingProblems(networking: PlexNetworking): string[] {
   switch (networking.mode) {
@@ -451,7 +461,7 @@ function networkingProblems(networking: PlexNetworking): string[] {
             `networking: mode ${networking.mode} needs the address clients use, got "${networking.address}"`,
           ];
     case "ingress":
-      return DNS_SUBDOMAIN.test(networking.host)
+      return isDnsSubdomain(networking.host)
         ? []
         : [`networking: ingress host "${networking.host}" is not a host name`];
     case "internal":

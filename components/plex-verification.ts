@@ -11,7 +11,7 @@
  * only load lib/plex/verify-provider.ts (tested on its own) and delegate.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { MediaVolume } from "../lib/config";
+import type { MediaVolume } from "../lib/plex/media-volumes";
 import type * as ProviderModule from "../lib/plex/verify-provider";
 import {
   DEFAULT_SAMPLES_PER_SECTION,

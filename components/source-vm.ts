@@ -17,6 +17,7 @@
 import * as fs from "fs";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { isSafeAbsolutePath, isSystemdUnit } from "../lib/checks";
 import * as tls from "@pulumi/tls";
 import type { SshConnection } from "../lib/import/ssh-download";
 import {
@@ -334,7 +335,7 @@ export class SourceVm extends pulumi.ComponentResource {
 function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   const problems: string[] = [];
   const absolute = (field: string, value: string) => {
-    if (!value.startsWith("/") || /[\0\n\r]/.test(value) || value.split("/").includes("..")) {
+    if (!isSafeAbsolutePath(value)) {
       problems.push(`${field} must be an absolute path without "..", got ${JSON.stringify(value)}`);
     }
   };
@@ -346,7 +347,7 @@ function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
     problems.push("workDir must not be inside plexDataDir (the Plex source is never written to)");
   }
   for (const unit of [args.plexService, args.tautulliService]) {
-    if (!/^[A-Za-z0-9:_.@-]+$/.test(unit)) problems.push(`"${unit}" is not a systemd unit name`);
+    if (!isSystemdUnit(unit)) problems.push(`"${unit}" is not a systemd unit name`);
   }
   const hostKey = hostKeyProblem(args.connection.hostKey, args.connection.host);
   if (hostKey) problems.push(`connection.hostKey ${hostKey}`);

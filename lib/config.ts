@@ -15,9 +15,26 @@ import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
 import type { MigrationGenerations } from "./source-vm/phases";
 import type { ExternalPostgresArgs, InClusterPostgresArgs } from "../components/postgres-instance";
 import { tunnelPortFor } from "./postgres/tunnel";
-import { pgIdentifier, pgRoleName } from "./checks";
+import {
+  absolutePath,
+  chartRepo,
+  dnsLabel,
+  exactVersion,
+  helmReleaseName,
+  host,
+  hostName,
+  imageRef,
+  imageTag,
+  isHost,
+  objectName,
+  pgIdentifier,
+  pgRoleName,
+  quantity,
+  systemdUnit,
+  unixUser,
+} from "./checks";
 import { isCidr, isIpAddress } from "./net";
-import { reservedMountPathClash } from "./plex/helm-values";
+import { overlappingMediaVolumes, parseMediaVolume, type MediaVolume } from "./plex/media-volumes";
 import {
   GPU_MODES,
   parseNodeSelectorEntry,
@@ -38,22 +55,6 @@ import {
 } from "./plex/networking";
 
 export const PROJECT = "plex-migrate";
-
-/** Where a media root of the VM comes from in the cluster. */
-export type MediaSource =
-  | { kind: "nfs"; server: string; path: string }
-  | { kind: "hostPath"; path: string }
-  | { kind: "pvc"; claimName: string };
-
-/** One media root, mounted in the Plex pod at the path the VM used. */
-export interface MediaVolume {
-  /** Stable, DNS-safe name derived from the mount path (used for the pod volume). */
-  name: string;
-  /** Absolute path of the media root on the VM, and so in the pod. */
-  mountPath: string;
-  source: MediaSource;
-  readOnly: boolean;
-}
 
 export type ArchiveCompression = "auto" | "zstd" | "pigz" | "gzip" | "none";
 export type ServiceType = "ClusterIP" | "NodePort" | "LoadBalancer";
@@ -210,88 +211,6 @@ export const ALLOWED_ARCHIVE_EXCLUDES = [
   "Updates",
   "Diagnostics",
 ];
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const HOSTNAME =
-  /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const QUANTITY = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$/;
-const UNIX_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
-const SYSTEMD_UNIT = /^[A-Za-z0-9:_.@\\-]+$/;
-const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const IMAGE_REF =
-  /^[a-z0-9]+([._/:-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
-const SEMVER = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
-
-function isHost(value: string): boolean {
-  return IPV4.test(value) || HOSTNAME.test(value) || /^\[?[0-9a-fA-F:]+\]?$/.test(value);
-}
-
-function isSafeAbsolutePath(value: string): boolean {
-  return (
-    value.startsWith("/") &&
-    !/[\0\n\r]/.test(value) &&
-    !value.split("/").some((segment) => segment === "..")
-  );
-}
-
-/** "/mnt/nas-plex/Movies" -> "media-mnt-nas-plex-movies" (DNS label, at most 63 chars). */
-export function mediaVolumeName(mountPath: string): string {
-  const slug = mountPath
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, "-")
-    .replace(/^-+|-+$/g, "");
-  const name = `media-${slug || "root"}`;
-  if (name.length <= 63) return name;
-  // Keep names unique and stable when long paths share a prefix.
-  const hash = require("crypto").createHash("sha256").update(mountPath).digest("hex").slice(0, 8);
-  return `${name.slice(0, 54).replace(/-+$/, "")}-${hash}`;
-}
-
-/**
- * Parses one `plexMediaVolumes` entry: "<path on the VM>=<source>[?rw]" where source is
- * nfs://server/export, hostpath:///dir or pvc://claim-name. Returns an error text or the volume.
- */
-export function parseMediaVolume(entry: string): MediaVolume | string {
-  const eq = entry.indexOf("=");
-  if (eq < 0) return `"${entry}" has no "=": write "<path on the VM>=<source>"`;
-  const mountPath = entry.slice(0, eq).replace(/\/+$/, "") || "/";
-  let source = entry.slice(eq + 1);
-  let readOnly = true;
-  if (source.endsWith("?rw")) {
-    readOnly = false;
-    source = source.slice(0, -3);
-  } else if (source.endsWith("?ro")) {
-    source = source.slice(0, -3);
-  }
-  if (!isSafeAbsolutePath(mountPath) || mountPath === "/") {
-    return `"${entry}": the mount path must be an absolute path other than /`;
-  }
-  const reserved = reservedMountPathClash(mountPath);
-  if (reserved) {
-    return `"${entry}": ${reserved} is used by the Plex chart itself; mount media elsewhere`;
-  }
-  let parsed: MediaSource;
-  let match: RegExpExecArray | null;
-  if ((match = /^nfs:\/\/([^/]+)(\/.*)$/.exec(source))) {
-    if (!isHost(match[1]) || !isSafeAbsolutePath(match[2])) {
-      return `"${entry}": expected nfs://<server>/<export path>`;
-    }
-    parsed = { kind: "nfs", server: match[1], path: match[2] };
-  } else if ((match = /^hostpath:\/\/(\/.*)$/.exec(source))) {
-    if (!isSafeAbsolutePath(match[1])) return `"${entry}": expected hostpath:///<absolute dir>`;
-    parsed = { kind: "hostPath", path: match[1] };
-  } else if ((match = /^pvc:\/\/(.+)$/.exec(source))) {
-    if (!DNS_SUBDOMAIN.test(match[1])) {
-      return `"${entry}": "${match[1]}" is not a valid PersistentVolumeClaim name`;
-    }
-    parsed = { kind: "pvc", claimName: match[1] };
-  } else {
-    return `"${entry}": unknown source "${source}"; use nfs://server/export, hostpath:///dir or pvc://claim`;
-  }
-  return { name: mediaVolumeName(mountPath), mountPath, source: parsed, readOnly };
-}
-
 /**
  * The networking mode with the fields it needs; a field the mode does not use is a problem too,
  * so a stack never silently ignores what it states.
@@ -505,30 +424,19 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     return config.getSecret(key);
   }
 
-  const absolutePath = (v: string) =>
-    isSafeAbsolutePath(v) ? undefined : `expected an absolute path, got "${v}"`;
-  const host = (v: string) =>
-    isHost(v) ? undefined : `expected a host name or IP address, got "${v}"`;
-  const quantity = (v: string) =>
-    QUANTITY.test(v) ? undefined : `expected a Kubernetes quantity such as "10Gi", got "${v}"`;
-  const unit = (v: string) =>
-    SYSTEMD_UNIT.test(v) ? undefined : `expected a systemd unit name, got "${v}"`;
-
   // --- Source VM ---
   const vmHost = str("vmHost", host);
   const vm: SourceVmConfig = {
     host: vmHost,
     port: int("vmPort", 1, 65535),
-    user: str("vmUser", (v) =>
-      UNIX_USER.test(v) ? undefined : `expected a Unix user name, got "${v}"`,
-    ),
+    user: str("vmUser", unixUser),
     sudo: bool("vmSudo"),
     hostKey: normalizeHostKey(str("vmHostKey", (v) => hostKeyProblem(v, vmHost || "<vmHost>"))),
     privateKey: requiredSecret("sshPrivateKey"),
     workDir: str("vmWorkDir", absolutePath),
     plexDataDir: str("plexDataDir", absolutePath),
-    plexService: str("plexService", unit),
-    tautulliService: str("tautulliService", unit),
+    plexService: str("plexService", systemdUnit),
+    tautulliService: str("tautulliService", systemdUnit),
     tautulliDbPath: str("tautulliDbPath", absolutePath),
     rollbackOnDestroy: bool("rollbackOnDestroy"),
     generations: {
@@ -542,10 +450,6 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   }
 
   // --- Kubernetes ---
-  const dnsLabel = (v: string) =>
-    DNS_LABEL.test(v) && v.length <= 63
-      ? undefined
-      : `expected a DNS label (lower-case letters, digits, "-", at most 63), got "${v}"`;
   const kubernetes: KubernetesConfig = {
     context: optionalStr("kubeContext"),
     namespace: str("namespace", dnsLabel),
@@ -560,21 +464,11 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const mediaVolumes = mediaEntries
     .map(parseMediaVolume)
     .filter((v): v is MediaVolume => typeof v !== "string");
-  const seenMounts = new Map<string, string>();
-  for (const volume of mediaVolumes) {
-    for (const [other] of seenMounts) {
-      if (
-        volume.mountPath === other ||
-        volume.mountPath.startsWith(`${other}/`) ||
-        other.startsWith(`${volume.mountPath}/`)
-      ) {
-        problem(
-          "plexMediaVolumes",
-          `mount paths "${other}" and "${volume.mountPath}" overlap; give each media root once`,
-        );
-      }
-    }
-    seenMounts.set(volume.mountPath, volume.name);
+  for (const [other, mountPath] of overlappingMediaVolumes(mediaVolumes)) {
+    problem(
+      "plexMediaVolumes",
+      `mount paths "${other}" and "${mountPath}" overlap; give each media root once`,
+    );
   }
   const networking = plexNetworking(
     oneOf("plexNetworking", NETWORKING_MODES),
@@ -583,15 +477,9 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
         ? undefined
         : `expected the IP address clients reach Plex on, such as 192.168.1.20, got "${v}"`,
     ),
-    optionalStr("plexIngressHost", (v) =>
-      DNS_SUBDOMAIN.test(v)
-        ? undefined
-        : `expected a host name such as plex.example.com, got "${v}"`,
-    ),
-    optionalStr("plexIngressClass", (v) => dnsLabel(v)),
-    optionalStr("plexIngressTlsSecret", (v) =>
-      DNS_SUBDOMAIN.test(v) ? undefined : `expected a Secret name, got "${v}"`,
-    ),
+    optionalStr("plexIngressHost", hostName),
+    optionalStr("plexIngressClass", dnsLabel),
+    optionalStr("plexIngressTlsSecret", objectName("Secret")),
     problem,
   );
   if (config.get("plexServiceType") !== undefined) {
@@ -602,27 +490,11 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     );
   }
   const plex: PlexConfig = {
-    releaseName: str("plexReleaseName", (v) =>
-      DNS_LABEL.test(v) && v.length <= 53
-        ? undefined
-        : `expected a Helm release name (DNS label, at most 53 characters), got "${v}"`,
-    ),
-    chartVersion: str("plexChartVersion", (v) =>
-      SEMVER.test(v) ? undefined : `expected an exact chart version such as "1.5.0", got "${v}"`,
-    ),
-    chartRepo: str("plexChartRepo", (v) =>
-      /^(https|oci):\/\/[^\s]+$/.test(v)
-        ? undefined
-        : `expected an https:// or oci:// URL, got "${v}"`,
-    ),
-    imageTag: optionalStr("plexImageTag", (v) =>
-      IMAGE_TAG.test(v)
-        ? undefined
-        : `expected an image tag such as "1.41.3.9314-a0bfb8370", got "${v}"`,
-    ),
-    storageClass: optionalStr("plexConfigStorageClass", (v) =>
-      DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
-    ),
+    releaseName: str("plexReleaseName", helmReleaseName),
+    chartVersion: str("plexChartVersion", exactVersion),
+    chartRepo: str("plexChartRepo", chartRepo),
+    imageTag: optionalStr("plexImageTag", imageTag),
+    storageClass: optionalStr("plexConfigStorageClass", objectName("StorageClass")),
     configSize: str("plexConfigSize", (v) => (v === "auto" ? undefined : quantity(v))),
     configHeadroomPercent: int("plexConfigHeadroomPercent", 0, 1000),
     mediaVolumes,
@@ -684,9 +556,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
       : `expected a PostgreSQL major version from 13 to 18, got "${v}"`,
   );
   const storageSize = str("postgresStorageSize", quantity);
-  const storageClass = optionalStr("postgresStorageClass", (v) =>
-    DNS_SUBDOMAIN.test(v) ? undefined : `expected a StorageClass name, got "${v}"`,
-  );
+  const storageClass = optionalStr("postgresStorageClass", objectName("StorageClass"));
   const tunnelPortSetting = int("postgresTunnelPort", 0, 65535);
   const postgresPort = int("postgresPort", 1, 65535);
   const adminUser = str("postgresAdminUser", pgRoleName);
@@ -763,9 +633,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const tautulli: TautulliConfig = {
     database: str("tautulliDatabase", pgIdentifier),
     role: str("tautulliRole", pgIdentifier),
-    secretName: str("tautulliSecretName", (v) =>
-      DNS_SUBDOMAIN.test(v) ? undefined : `expected a Kubernetes Secret name, got "${v}"`,
-    ),
+    secretName: str("tautulliSecretName", objectName("Kubernetes Secret")),
     importOverwrite: bool("importOverwrite"),
     integrityCheck: oneOf("importIntegrityCheck", ["full", "quick"] as const),
   };
@@ -779,11 +647,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   // --- Sync (the Plex library over rsync/SSH) ---
   const syncPort = int("syncPort", 0, 65535);
   const sync: PlexSyncSettings = {
-    image: str("plexInitImage", (v) =>
-      IMAGE_REF.test(v)
-        ? undefined
-        : `expected an image reference such as "instrumentisto/rsync-ssh:alpine3.23-r3", got "${v}"`,
-    ),
+    image: str("plexInitImage", imageRef),
     connection: {
       host: optionalStr("syncHost", host) ?? vm.host,
       port: syncPort === 0 ? vm.port : syncPort,
@@ -792,6 +656,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
     hostKey: vm.hostKey,
     excludes: [],
     warmCopyTimeoutMinutes: int("warmCopyTimeoutMinutes", 10, 10080),
+    transferGeneration: vm.generations.transfer,
   };
   const syncAllowedCidrs = list("syncAllowedCidrs", (v) =>
     isCidr(v) ? undefined : `"${v}" is not a CIDR such as "10.42.0.0/16"`,

@@ -3,7 +3,8 @@
  * values.yaml (checked by test/unit/plex-chart-values.test.ts against reference/pms-chart/).
  * No secret goes into the values: the migration key and the claim token are Secrets the pod reads.
  */
-import type { MediaVolume } from "../config";
+import { isAtOrUnder } from "../checks";
+import type { MediaVolume } from "./media-volumes";
 import { CHART_MOUNT_PATHS, PMS_PORT, chartResourceNames } from "./chart";
 import type { plexSyncValues } from "./init-script";
 import {
@@ -124,7 +125,7 @@ export const RESERVED_MOUNT_PATHS: readonly string[] = [
 
 /** The reserved path `mountPath` is at or under, or undefined: the one rule config and values use. */
 export function reservedMountPathClash(mountPath: string): string | undefined {
-  return RESERVED_MOUNT_PATHS.find((p) => mountPath === p || mountPath.startsWith(`${p}/`));
+  return RESERVED_MOUNT_PATHS.find((p) => isAtOrUnder(mountPath, p));
 }
 
 /** Problems with media roots that cannot be mounted in the Plex pod, one line each. */

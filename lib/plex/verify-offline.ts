@@ -11,7 +11,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import Database from "better-sqlite3";
-import type { MediaVolume } from "../config";
+import type { MediaVolume } from "./media-volumes";
 import { EMPTY_TRASH_ADVICE, type SectionResult } from "./verify-report";
 import { LibraryReader, sampleSection } from "./verify-sample";
 import { parsePreferencesIdentity, PlexPart, PlexSection } from "./verify-xml";

@@ -15,7 +15,7 @@
  * Outputs echo the inputs (the component keeps the token secret) plus the report and its text,
  * which never hold the token; every error is scrubbed of it.
  */
-import type { MediaVolume } from "../config";
+import type { MediaVolume } from "./media-volumes";
 import { execInPod } from "../kube/pod-exec";
 import { openPodTunnel } from "../kube/tunnel";
 import { PMS_PORT } from "./chart";

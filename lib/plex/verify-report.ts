@@ -3,7 +3,8 @@
  * its text for the stack output and the migration log. It never holds the token or any secret:
  * machine identifiers, versions, section names, paths and counts only.
  */
-import type { MediaVolume } from "../config";
+import { isAtOrUnder } from "../checks";
+import type { MediaVolume } from "./media-volumes";
 import { INIT_LOG } from "./init-script";
 
 /**
@@ -92,18 +93,9 @@ export function describeMediaVolume(volume: MediaVolume): string {
   return `${volume.mountPath}=${source}${volume.readOnly ? "" : "?rw"}`;
 }
 
-/** The media volume whose mount path holds `path` (the same rule the pod's mounts follow). */
-export function mediaVolumeCovering(path: string, volumes: MediaVolume[]): MediaVolume | undefined {
-  return volumes
-    .filter((v) => path === v.mountPath || path.startsWith(`${v.mountPath}/`))
-    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
-}
-
 /** The section location a file lies under (the longest match), if any. */
 export function locationOf(file: string, locations: string[]): string | undefined {
-  return locations
-    .filter((loc) => file === loc || file.startsWith(loc.endsWith("/") ? loc : `${loc}/`))
-    .sort((a, b) => b.length - a.length)[0];
+  return locations.filter((loc) => isAtOrUnder(file, loc)).sort((a, b) => b.length - a.length)[0];
 }
 
 export function sectionStatus(sampled: number, readable: number): SectionStatus {

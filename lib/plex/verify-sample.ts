@@ -4,13 +4,12 @@
  * lib/plex/verify.ts) and a copied library database (lib/plex/verify-offline.ts, the rehearsal),
  * through the small LibraryReader interface.
  */
-import type { MediaVolume } from "../config";
+import { mediaVolumeCovering, type MediaVolume } from "./media-volumes";
 import {
   DEFAULT_SAMPLES_PER_SECTION,
   describeMediaVolume,
   locationOf,
   MAX_FILES_SHOWN,
-  mediaVolumeCovering,
   SectionResult,
   sectionStatus,
 } from "./verify-report";

@@ -4,7 +4,7 @@
  * Read-only throughout (lib/plex/verify-http.ts refuses anything but the GETs it needs), so no
  * scan or trash emptying can start from here.
  */
-import type { MediaVolume } from "../config";
+import type { MediaVolume } from "./media-volumes";
 import { PlexClient, PlexRequestError } from "./verify-http";
 import {
   AdvertisedResult,

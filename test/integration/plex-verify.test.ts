@@ -7,7 +7,7 @@ import * as assert from "assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { MediaVolume } from "../../lib/config";
+import type { MediaVolume } from "../../lib/plex/media-volumes";
 import { freePort } from "../../lib/net";
 import { isReadOnlyPath, plexClient } from "../../lib/plex/verify-http";
 import { PlexVerificationError, verifyPlex, VerifyPlexOptions } from "../../lib/plex/verify";

@@ -7,13 +7,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
-import {
-  ConfigError,
-  loadConfig,
-  mediaVolumeName,
-  parseMediaVolume,
-  projectConfigDeclarations,
-} from "../../lib/config";
+import { ConfigError, loadConfig, projectConfigDeclarations } from "../../lib/config";
+import { mediaVolumeName, parseMediaVolume } from "../../lib/plex/media-volumes";
 import { tunnelPortFor } from "../../lib/postgres/tunnel";
 import { mediaVolumeProblems, reservedMountPathClash } from "../../lib/plex/helm-values";
 
@@ -158,6 +153,7 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
       excludes: [],
       warmCopyTimeoutMinutes: 360,
+      transferGeneration: 1,
     });
     const other = load({
       syncHost: "vm.cluster.lan",
@@ -220,6 +216,8 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     const config = load({ transferGeneration: 3, tautulliImportGeneration: 2, vmRetired: true });
     assert.deepStrictEqual(config.vm.generations, { transfer: 3, tautulliImport: 2 });
     assert.strictEqual(config.vm.retired, true);
+    // The pod's copy records the same generation in the volume's marker.
+    assert.strictEqual(config.sync.transferGeneration, 3);
   });
 
   it("keeps secret config values secret", async () => {
@@ -281,6 +279,12 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     ],
     ["plexDataDir", { plexDataDir: "/var/lib/../etc" }, /plexDataDir: expected an absolute path/],
     ["plexService", { plexService: "plex media" }, /plexService: expected a systemd unit name/],
+    // The VM script and SourceVm refuse a backslash, so config does too (one rule, lib/checks.ts).
+    [
+      "plexService",
+      { plexService: "plex\\x2dmedia" },
+      /plexService: expected a systemd unit name, got "plex\\x2dmedia"/,
+    ],
     [
       "tautulliService",
       { tautulliService: "taut;rm" },

@@ -6,7 +6,7 @@
  */
 import * as assert from "assert";
 import { execFileSync } from "child_process";
-import { parseMediaVolume, type MediaVolume } from "../../lib/config";
+import { parseMediaVolume, type MediaVolume } from "../../lib/plex/media-volumes";
 import { chartResourceNames } from "../../lib/plex/chart";
 import { buildPlexValues, type PlexValuesInput } from "../../lib/plex/helm-values";
 import { plexSyncValues } from "../../lib/plex/init-script";

@@ -7,7 +7,8 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
-import { parseMediaVolume, projectConfigDeclarations, type MediaVolume } from "../../lib/config";
+import { projectConfigDeclarations } from "../../lib/config";
+import { parseMediaVolume, type MediaVolume } from "../../lib/plex/media-volumes";
 import {
   CHART_NAME,
   CHART_REFERENCE_DIR,

@@ -8,7 +8,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { parseMediaVolume, type MediaVolume } from "../../lib/config";
+import { parseMediaVolume, type MediaVolume } from "../../lib/plex/media-volumes";
 import { plexHostUse } from "../../lib/plex/helm-values";
 import { plexSyncValues } from "../../lib/plex/init-script";
 import { podSecurityLabels } from "../../lib/plex/placement";

@@ -10,7 +10,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { PlexVerification } from "../../components/plex-verification";
 import * as YAML from "yaml";
-import { parseMediaVolume } from "../../lib/config";
+import { parseMediaVolume } from "../../lib/plex/media-volumes";
 import { chartResourceNames } from "../../lib/plex/chart";
 import { MIGRATION_LOG_IN_POD } from "../../lib/plex/verify-report";
 import {
