@@ -499,11 +499,15 @@ holders_of() {
 
 # Waits until no process has anything under $1 open; fails naming the holders after the timeout.
 wait_released() {
-  local target=$1 what=$2 deadline holders
+  local target=$1 what=$2 deadline holders started=$SECONDS next=$SECONDS
   deadline=$((SECONDS + STOP_TIMEOUT))
   while :; do
     holders=$(holders_of "$target")
     [ -z "$holders" ] && return 0
+    if [ "$SECONDS" -ge "$next" ]; then
+      log "waiting for $what to be let go ($((SECONDS - started))s of ${STOP_TIMEOUT}s), held by (pid name): $(printf '%s\n' "$holders" | awk '{ print $1, $2 }' | sort -u | head -n 3 | tr '\n' ';')"
+      next=$((SECONDS + (PROGRESS_SECONDS > 0 ? PROGRESS_SECONDS : 1)))
+    fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       die "$what is still in use after ${STOP_TIMEOUT}s (pid name file): $(printf '%s' "$holders" | head -n 5 | tr '\n' ';') stop these processes and run stop again"
     fi
