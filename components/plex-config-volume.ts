@@ -41,6 +41,12 @@ export interface PlexSyncSettings {
   excludes: string[];
   /** How long `pulumi up` waits for the warm copy, in minutes. @default 360 */
   warmCopyTimeoutMinutes: number;
+  /**
+   * The stack's transferGeneration. Both phases record it in the volume's marker; a new one
+   * changes the Job's and the init container's environment, so the Job is replaced and the Plex
+   * pod restarts, and both copy the VM again (scripts/plex-init.sh).
+   */
+  transferGeneration: number;
 }
 
 export interface PlexConfigVolumeArgs {
@@ -152,6 +158,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
             gid,
             excludes: args.sync.excludes,
             need,
+            generation: args.sync.transferGeneration,
             claimName,
             secretName: own.syncSecret,
             scriptConfigMapName: own.syncScript,
@@ -213,6 +220,7 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
           gid,
           excludes: this.args.sync.excludes,
           need,
+          generation: this.args.sync.transferGeneration,
           databases: dbs,
           secretName: own.syncSecret,
           scriptConfigMapName: own.syncScript,

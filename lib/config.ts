@@ -115,7 +115,7 @@ const REMOVED_TRANSFER_KEYS: Record<string, string> = {
   serveAllowedCidrs:
     "was removed: set syncAllowedCidrs, the networks the migration key may connect from",
   keepArchive:
-    "was removed: no archive is made any more (the library moves over rsync/SSH; revoke-sync removes the Tautulli snapshot)",
+    "was removed: no archive is made any more (the library moves over rsync/SSH; the Tautulli snapshot stays in vmWorkDir/snapshot on the VM)",
 };
 
 const REMOVED_POSTGRES_KEYS: Record<string, string> = {
@@ -324,7 +324,8 @@ function readPlexRelease(r: ConfigReader): PlexReleaseSettings {
 }
 
 /** How the cluster pulls the library from the VM: over the VM's SSH unless told otherwise. */
-function readSync(r: ConfigReader, vm: SourceVmArgs["connection"]): PlexSyncSettings {
+function readSync(r: ConfigReader, sourceVm: SourceVmArgs): PlexSyncSettings {
+  const vm = sourceVm.connection;
   const syncPort = r.int("syncPort", 0, 65535);
   return {
     image: r.str("plexInitImage", imageRef),
@@ -336,6 +337,8 @@ function readSync(r: ConfigReader, vm: SourceVmArgs["connection"]): PlexSyncSett
     hostKey: vm.hostKey,
     excludes: [],
     warmCopyTimeoutMinutes: r.int("warmCopyTimeoutMinutes", 10, 10080),
+    // The pod's copy records the same generation in the volume's marker.
+    transferGeneration: sourceVm.generations.transfer,
   };
 }
 
@@ -515,12 +518,7 @@ export function loadConfig(config: pulumi.Config = new pulumi.Config(PROJECT)): 
   const kubeContext = r.optionalStr("kubeContext");
   const protectData = r.bool("protectData");
   const plexRelease = readPlexRelease(r);
-  const configVolume = readConfigVolume(
-    r,
-    plexRelease,
-    readSync(r, sourceVm.connection),
-    protectData,
-  );
+  const configVolume = readConfigVolume(r, plexRelease, readSync(r, sourceVm), protectData);
   const postgres = readPostgres(r, kubeContext, protectData);
   const tautulli = readTautulli(r, postgres, protectData);
   r.assertEveryKeyRead();

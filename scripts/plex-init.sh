@@ -20,7 +20,10 @@
 #     so Kubernetes never starts Plex on a partial library. The staging copy is kept: the next
 #     run resumes from it.
 #   * Idempotent: the marker $PLEX_CONFIG_DIR/.plex-migrate/import-complete (written last) makes
-#     every later run a no-op, even when the VM is gone.
+#     every later run of the same transfer generation a no-op, even when the VM is gone. A marker
+#     of an older generation is not "done": the VM is copied again into staging, and once that
+#     copy is verified the older library is moved to .plex-migrate/replaced-generation-<n> (kept,
+#     never deleted) and the new one takes its place.
 #   * The VM's SSH host key is pinned: an unknown or changed key is refused.
 #   * Files end up owned by PLEX_UID:PLEX_GID (rsync --chown), modes, mtimes (to the nanosecond),
 #     hard links, symlinks (as links, never followed) and sparse files as on the VM.
@@ -43,6 +46,7 @@
 #   PLEX_REQUIRED_INODES       inodes the copy needs (lib/plex/sizing.ts requiredConfigInodes of
 #                              the preflight's file count), for the free-inode check
 #   PLEX_UID / PLEX_GID        owner of the copied files (default 1000 / 1000, pms-docker's plex)
+#   PLEX_SYNC_GENERATION       the stack's transferGeneration (default 1), recorded in the marker
 #   PLEX_SYNC_RETRIES          attempts after a broken transfer before giving up (default 5)
 #   PLEX_SYNC_RETRY_DELAY      first wait between attempts in seconds, doubled up to 30 (default 2)
 #   PLEX_SYNC_IO_TIMEOUT       rsync --timeout: seconds without data before an attempt is broken
@@ -466,6 +470,7 @@ write_marker() {
     printf 'imported_at=%s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')"
     printf 'method=rsync\n'
     printf 'owner=%s:%s\n' "$1" "$2"
+    printf 'generation=%s\n' "$3"
   } >"$MARKER.tmp"
   mv -f "$MARKER.tmp" "$MARKER"
 }
@@ -492,23 +497,37 @@ run_final() {
   # The two parents of the data directory are ours, not the VM's.
   chown "$plex_uid:$plex_gid" "$STAGING/Library" "$STAGING/Library/Application Support" "$CONFIG_DIR"
   sync_volume "$STAGING"
-  printf 'owner=%s:%s\n' "$plex_uid" "$plex_gid" >"$RECEIPT"
+  printf 'owner=%s:%s\ngeneration=%s\n' "$plex_uid" "$plex_gid" "$generation" >"$RECEIPT"
+  if [ -n "$previous_generation" ] && { [ -e "$LIBRARY" ] || [ -L "$LIBRARY" ]; }; then
+    replaced=$STATE_DIR/replaced-generation-$previous_generation
+    [ ! -e "$replaced" ] || replaced=$replaced.$(date -u '+%Y%m%dT%H%M%SZ')
+    mv "$LIBRARY" "$replaced"
+    log "the library of transfer generation $previous_generation is kept in $replaced; delete it once this copy serves well"
+  fi
   mv "$STAGING/Library" "$LIBRARY"
-  write_marker "$plex_uid" "$plex_gid"
+  write_marker "$plex_uid" "$plex_gid" "$generation"
   rm -rf "$STAGING" "$RSYNC_TMP" "$RECEIPT" "$WARM_DONE"
   sync_volume "$CONFIG_DIR"
   log "done: $LIBRARY verified against the stopped VM and owned by $plex_uid:$plex_gid"
 }
 
-# A run that stopped between the rename and the marker left its receipt: finish it.
+# The generation a marker or receipt records; 1 for one written before generations existed.
+recorded_generation() {
+  recorded=$(sed -n 's/^generation=//p' "$1")
+  if is_uint "$recorded" && [ "$recorded" -ge 1 ]; then printf '%s\n' "$recorded"; else echo 1; fi
+}
+
+# A run that stopped between the rename and the marker left its receipt: finish it. Otherwise a
+# library in place is an older generation's (the marker says so) or not ours.
 resume_after_rename() {
   if [ -f "$RECEIPT" ] && [ ! -e "$STAGING/Library" ]; then
     owner=$(sed -n 's/^owner=//p' "$RECEIPT")
     log "the library was moved into place by an earlier run that stopped before the marker; completing it"
-    write_marker "${owner%%:*}" "${owner#*:}"
+    write_marker "${owner%%:*}" "${owner#*:}" "$(recorded_generation "$RECEIPT")"
     rm -rf "$STAGING" "$RSYNC_TMP" "$RECEIPT" "$WARM_DONE"
     exit 0
   fi
+  [ -z "$previous_generation" ] || return 0
   die "$EXIT_FOREIGN_LIBRARY" "$LIBRARY exists but was not put there by plex-init (no $MARKER); it is left untouched. If it is the complete library, create the marker (touch $MARKER); to copy the VM's library instead, move it away and run again"
 }
 
@@ -521,9 +540,18 @@ main() {
     *) die "$EXIT_SETTINGS" "PLEX_SYNC_PHASE must be warm or final, got \"$phase\"" ;;
   esac
 
+  generation=${PLEX_SYNC_GENERATION:-1}
+  if ! is_uint "$generation" || [ "$generation" -lt 1 ]; then
+    die "$EXIT_SETTINGS" "PLEX_SYNC_GENERATION \"$generation\" must be a whole number from 1 (the stack's transferGeneration)"
+  fi
+  previous_generation=""
   if [ -f "$MARKER" ]; then
-    log "already imported ($(tr '\n' ' ' <"$MARKER")); nothing to do"
-    exit 0
+    if [ "$(recorded_generation "$MARKER")" -ge "$generation" ]; then
+      log "already imported ($(tr '\n' ' ' <"$MARKER")); nothing to do"
+      exit 0
+    fi
+    previous_generation=$(recorded_generation "$MARKER")
+    log "the library in place is from transfer generation $previous_generation; generation $generation copies the VM again (the current library stays in use until the new copy is verified)"
   fi
   [ -d "$CONFIG_DIR" ] || die "$EXIT_SETTINGS" "config directory $CONFIG_DIR does not exist (set PLEX_CONFIG_DIR)"
   mkdir -p "$STATE_DIR" || die "$EXIT_SETTINGS" "cannot create $STATE_DIR"

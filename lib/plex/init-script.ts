@@ -151,6 +151,8 @@ interface SyncContainerCommon {
   excludes: string[];
   /** What the copy needs on the volume, checked before copying (a 0 is not checked). */
   need: VolumeNeed;
+  /** The stack's transferGeneration: a marker of an older one makes the pod copy again. @default 1 */
+  generation?: number;
 }
 
 /** The preflight's measures as the pod checks them. */
@@ -190,6 +192,10 @@ export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v
       problems.push(`exclude "${name}" must be a top-level folder name`);
     }
   }
+  const generation = input.generation ?? 1;
+  if (!Number.isSafeInteger(generation) || generation < 1) {
+    problems.push(`generation ${String(generation)} is not a whole number from 1`);
+  }
   for (const [name, value] of Object.entries(input.need)) {
     if (!Number.isSafeInteger(value) || value < 0) {
       problems.push(`${name} ${String(value)} is not a count`);
@@ -207,6 +213,8 @@ export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v
     PLEX_UID: String(input.uid),
     PLEX_GID: String(input.gid),
   };
+  // Absent means 1 to the script, so the first generation's specs carry no variable for it.
+  if (generation !== 1) env.PLEX_SYNC_GENERATION = String(generation);
   if (input.excludes.length > 0) env.PLEX_SYNC_EXCLUDES = input.excludes.join("\n");
   env.PLEX_LIBRARY_BYTES = String(input.need.libraryBytes);
   env.PLEX_REQUIRED_INODES = String(input.need.inodes);
@@ -254,6 +262,8 @@ export function plexSyncValues(input: {
   gid: number;
   excludes: string[];
   need: VolumeNeed;
+  /** @default 1 */
+  generation?: number;
   databases: DatabaseChecksum[];
   secretName: string;
   scriptConfigMapName: string;
@@ -271,6 +281,7 @@ export function plexSyncValues(input: {
         gid: input.gid,
         excludes: input.excludes,
         need: input.need,
+        generation: input.generation,
         databases: input.databases,
       }),
     ]),

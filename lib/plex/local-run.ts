@@ -138,6 +138,7 @@ export interface PlexSyncEnv {
   PLEX_SYNC_IO_TIMEOUT?: string;
   PLEX_SYNC_CONNECT_TIMEOUT?: string;
   PLEX_SYNC_MAX_RATE?: string;
+  PLEX_SYNC_GENERATION?: string;
   PLEX_INIT_TMPDIR?: string;
 }
 

@@ -56,6 +56,8 @@ export interface WarmCopyJobInput {
   excludes: string[];
   /** The preflight's measures, for the free-space and free-inode checks. */
   need: VolumeNeed;
+  /** The stack's transferGeneration (a new one replaces the Job: a new copy). @default 1 */
+  generation?: number;
   claimName: string;
   secretName: string;
   scriptConfigMapName: string;
@@ -83,6 +85,7 @@ export function warmCopyJob(input: WarmCopyJobInput): {
     gid: input.gid,
     excludes: input.excludes,
     need: input.need,
+    generation: input.generation,
   });
   const podSpec: k8s.types.input.core.v1.PodSpec = {
     restartPolicy: "Never",

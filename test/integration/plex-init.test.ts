@@ -28,6 +28,8 @@ import { createSyncFixture, transferredBytes, type SyncFixture } from "../suppor
 
 const OWNER = { uid: 4321, gid: 4322 };
 const asOwner = { PLEX_UID: String(OWNER.uid), PLEX_GID: String(OWNER.gid) };
+/** Where the data directory sits inside the volume's Library folder. */
+const DATA_ROOT_IN_LIBRARY = "Application Support/Plex Media Server";
 
 function assertOk(result: { code: number | null; stderr: string }, what: string): void {
   assert.strictEqual(result.code, 0, `${what} failed:\n${result.stderr}`);
@@ -518,6 +520,75 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
     assertOk(result, "completion");
     assert.match(result.stderr, /stopped before the marker; completing it/);
     assert.match(fs.readFileSync(marker, "utf8"), /owner=4321:4322/);
+  });
+
+  it("a new transfer generation copies the VM again; the older library is kept, never merged", async () => {
+    fixture = await createSyncFixture({ metadataFiles: 30 });
+    const config = fixture.target.configDir;
+    const marker = path.join(config, INIT_MARKER);
+    assertOk(await fixture.run("final", asOwner), "first generation");
+    assert.match(fs.readFileSync(marker, "utf8"), /^generation=1$/m);
+    // What the cluster's Plex writes after the move (watch state in its database, new posters).
+    const clusterOnly = path.join(fixture.libraryDataDir, "Metadata/written-in-the-cluster.jpg");
+    fs.writeFileSync(clusterOnly, "cluster");
+    // The same generation again is a no-op: it does not even connect.
+    await fixture.sshd.halt();
+    const again = await fixture.run("final", asOwner);
+    assertOk(again, "same generation");
+    assert.match(again.stderr, /already imported .*generation=1.*nothing to do/);
+    await fixture.sshd.restart();
+
+    // Back on the VM (a rollback), Plex changed its library; then transferGeneration 2.
+    changeSource(fixture.dataDir);
+    const next = { ...asOwner, PLEX_SYNC_GENERATION: "2" };
+    const warm = await fixture.run("warm", next);
+    assertOk(warm, "warm, generation 2");
+    assert.match(warm.stderr, /from transfer generation 1; generation 2 copies the VM again/);
+    // The warm copy stages beside the library in use, which stays as it was.
+    assert.ok(fs.existsSync(clusterOnly), "the library in use is untouched by the warm copy");
+    assert.match(fs.readFileSync(marker, "utf8"), /^generation=1$/m);
+
+    const final = await fixture.run("final", next);
+    assertOk(final, "final, generation 2");
+    await assertCopyEqualsSource(fixture);
+    assert.ok(!fs.existsSync(clusterOnly), "the new library is the VM's, not a merge");
+    const replaced = path.join(config, ".plex-migrate/replaced-generation-1");
+    assert.match(
+      final.stderr,
+      /library of transfer generation 1 is kept in .*replaced-generation-1/,
+    );
+    assert.strictEqual(
+      fs.readFileSync(
+        path.join(replaced, DATA_ROOT_IN_LIBRARY, "Metadata/written-in-the-cluster.jpg"),
+        "utf8",
+      ),
+      "cluster",
+    );
+    assert.match(fs.readFileSync(marker, "utf8"), /^generation=2$/m);
+
+    // Stopped between the rename and the marker: completed as generation 2, nothing moved aside.
+    fs.writeFileSync(marker, "method=rsync\nowner=4321:4322\ngeneration=1\n");
+    fs.writeFileSync(
+      path.join(config, ".plex-migrate/verified"),
+      "owner=4321:4322\ngeneration=2\n",
+    );
+    await fixture.sshd.halt();
+    const resumed = await fixture.run("final", next);
+    assertOk(resumed, "completion, generation 2");
+    assert.match(resumed.stderr, /stopped before the marker; completing it/);
+    assert.match(fs.readFileSync(marker, "utf8"), /^generation=2$/m);
+    await assertCopyEqualsSource(fixture);
+    assert.deepStrictEqual(
+      fs.readdirSync(path.join(config, ".plex-migrate")).filter((n) => n.startsWith("replaced")),
+      ["replaced-generation-1"],
+    );
+    // A lower generation than the marker's is done too; a generation that is no number is refused.
+    assertOk(await fixture.run("final", asOwner), "older generation setting");
+    assertExit(
+      await fixture.run("final", { ...asOwner, PLEX_SYNC_GENERATION: "0" }),
+      INIT_EXIT_CODES.settings,
+      /PLEX_SYNC_GENERATION "0" must be a whole number from 1 \(the stack's transferGeneration\)/,
+    );
   });
 
   it("rejects bad settings with the variable's name (exit 2)", async () => {

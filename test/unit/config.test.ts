@@ -156,6 +156,7 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
       excludes: [],
       warmCopyTimeoutMinutes: 360,
+      transferGeneration: 1,
     });
     const other = load({
       syncHost: "vm.cluster.lan",
@@ -259,6 +260,8 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
     const config = load({ transferGeneration: 3, tautulliImportGeneration: 2, vmRetired: true });
     assert.deepStrictEqual(config.sourceVm.generations, { transfer: 3, tautulliImport: 2 });
     assert.strictEqual(config.sourceVm.retired, true);
+    // The pod's copy records the same generation in the volume's marker.
+    assert.strictEqual(config.configVolume.sync.transferGeneration, 3);
   });
 
   it("keeps secret config values secret", async () => {

@@ -47,6 +47,7 @@ function baseArgs(overrides: Partial<PlexConfigVolumeArgs> = {}): PlexConfigVolu
       hostKey: HOST_KEY,
       excludes: [],
       warmCopyTimeoutMinutes: 360,
+      transferGeneration: 1,
     },
     syncPrivateKey: pulumi.secret(PRIVATE_KEY),
     protectData: true,
@@ -281,6 +282,30 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
     const podSpec = (built.job.inputs.spec as { template: { spec: { nodeSelector?: unknown } } })
       .template.spec;
     assert.deepStrictEqual(podSpec.nodeSelector, { "kubernetes.io/hostname": "node-a" });
+  });
+
+  it("hands the transfer generation to both phases, so a new one replaces the Job and restarts the pod", async () => {
+    const first = await build(baseArgs());
+    const next = await build(baseArgs({ sync: { ...baseArgs().sync, transferGeneration: 2 } }));
+    const generationOf = (env: { name: string; value: string }[]) =>
+      env.find((e) => e.name === "PLEX_SYNC_GENERATION")?.value;
+    const jobEnv = (b: Built) =>
+      (b.job.inputs.spec as { template: { spec: { containers: { env: [] }[] } } }).template.spec
+        .containers[0].env;
+    const initEnv = async (b: Built) =>
+      (
+        (await unwrap(b.outputs.finalSync)).value as {
+          extraInitContainers: { env: { name: string; value: string }[] }[];
+        }
+      ).extraInitContainers[0].env;
+    // The script reads an absent PLEX_SYNC_GENERATION as 1.
+    assert.strictEqual(generationOf(jobEnv(first)), undefined);
+    assert.strictEqual(generationOf(jobEnv(next)), "2");
+    assert.strictEqual(generationOf(await initEnv(first)), undefined);
+    assert.strictEqual(generationOf(await initEnv(next)), "2");
+    // A changed Job template is a replacement (Kubernetes keeps a Job's spec.template immutable),
+    // and a changed init container a new pod of the StatefulSet: both run the script again.
+    assert.notDeepStrictEqual(first.job.inputs.spec, next.job.inputs.spec);
   });
 
   it("rejects bad arguments at construction, naming the field", () => {
