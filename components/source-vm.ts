@@ -315,10 +315,8 @@ export class SourceVm extends pulumi.ComponentResource {
     // cluster's Plex is gone by then, so it runs forced (the script refuses otherwise).
     const forced = step === "rollback" ? { rollbackForce: true } : {};
     return key.apply((syncPublicKey) =>
-      // Only the serve step of the archive flow carries the server's source.
       scriptBundle(step, stepEnvironment(step, { ...this.settings(syncPublicKey), ...forced }), {
         script,
-        server: "",
       }),
     );
   }

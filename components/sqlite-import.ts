@@ -22,13 +22,11 @@ export interface SqliteImportArgs {
   /**
    * Where tautulli.db comes from: a local file (`path`, absolute; a `-wal` beside it is read too);
    * the VM's snapshot over SSH (`ssh`: SourceVm's `sshConnection`, secret; `snapshot`: the stop
-   * step's `tautulliSnapshot`), copied with the host key pinned and verified; or a snapshot URL
-   * the VM serves (secret, it holds an access token) with its sha256.
+   * step's `tautulliSnapshot`), copied with the host key pinned and its sha256 verified.
    */
   source:
     | { path: string }
-    | { ssh: pulumi.Input<SshConnection>; snapshot: pulumi.Input<FileDigest | null> }
-    | { url: pulumi.Input<string>; sha256: pulumi.Input<string> };
+    | { ssh: pulumi.Input<SshConnection>; snapshot: pulumi.Input<FileDigest | null> };
   /**
    * Confirms that a non-empty Tautulli database may be replaced by the SQLite data.
    * @default false
@@ -92,13 +90,11 @@ export class SqliteImport extends pulumi.dynamic.Resource {
   declare readonly targetIdentity: pulumi.Output<string>;
 
   constructor(name: string, args: SqliteImportArgs, opts?: pulumi.CustomResourceOptions) {
-    const secretSource = "url" in args.source || "ssh" in args.source;
+    const secretSource = "ssh" in args.source;
     const source =
       "ssh" in args.source
         ? sshSource(args.source.ssh, args.source.snapshot)
-        : "url" in args.source
-          ? { url: pulumi.secret(args.source.url), sha256: args.source.sha256 }
-          : { path: args.source.path };
+        : { path: args.source.path };
     super(
       sqliteImportProvider,
       name,

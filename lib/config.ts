@@ -135,7 +135,7 @@ const REMOVED_TRANSFER_KEYS: Record<string, string> = {
   serveAllowedCidrs:
     "was removed: set syncAllowedCidrs, the networks the migration key may connect from",
   keepArchive:
-    "was removed: no archive is made any more (the library moves over rsync/SSH; revoke-sync removes the Tautulli snapshot)",
+    "was removed: no archive is made any more (the library moves over rsync/SSH; the Tautulli snapshot stays in vmWorkDir/snapshot on the VM)",
 };
 
 const REMOVED_POSTGRES_KEYS: Record<string, string> = {

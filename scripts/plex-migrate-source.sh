@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # plex-migrate-source.sh: the VM side of plex-migrate (see README, "Source VM").
 #
-#   plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|authorize-sync|revoke-sync|rollback
+#   plex-migrate-source.sh preflight|authorize-sync|stop|revoke-sync|rollback
 #   plex-migrate-source.sh rollback --force    (the same as PLEX_MIGRATE_ROLLBACK_FORCE=1)
 #
 # Each step is idempotent, prints one JSON object on stdout when it succeeds (progress goes to
@@ -22,19 +22,6 @@
 #                                      they can and a database using Plex's collations is "not checked"
 #   PLEX_MIGRATE_TAUTULLI_SERVICE      systemd unit of Tautulli, "" for none [tautulli]
 #   PLEX_MIGRATE_TAUTULLI_DB           tautulli.db, "" for none [/opt/Tautulli/tautulli.db]
-#   PLEX_MIGRATE_EXCLUDES              comma-separated top-level folders left out of the archive,
-#                                      from: Cache, Logs, Crash Reports, Updates, Diagnostics [""]
-#   PLEX_MIGRATE_COMPRESSION           auto|zstd|pigz|gzip|none [auto: zstd, else pigz, else gzip]
-#   PLEX_MIGRATE_SERVE_ADDRESS         address the archive server listens on [0.0.0.0]
-#   PLEX_MIGRATE_SERVE_PORT            its TCP port [32499]
-#   PLEX_MIGRATE_SERVE_LIFETIME_MINUTES  it exits after this long [240]
-#   PLEX_MIGRATE_SERVE_LIFETIME_SECONDS  the same in seconds; wins when set [""]
-#   PLEX_MIGRATE_SERVE_ALLOWED_CIDRS   comma-separated client networks, "" allows any [""]
-#   PLEX_MIGRATE_SERVE_TOKEN           URL token (>= 22 of [A-Za-z0-9_-]); "" generates one and
-#                                      prints it in serve's JSON [""]
-#   PLEX_MIGRATE_SERVER_PY             path of plex-migrate-serve.py [next to this script]
-#   PLEX_MIGRATE_SERVER_PY_SOURCE      its source text instead (used when this script arrives on stdin)
-#   PLEX_MIGRATE_KEEP_ARCHIVE          1 keeps archive and snapshot at stop-serving [0]
 #   PLEX_MIGRATE_SYNC_PUBLIC_KEY       the migration's public key ("ssh-ed25519 AAAA..."), which
 #                                      authorize-sync lets run a read-only rsync server (rrsync -ro)
 #                                      confined to the data dir, and revoke-sync removes [""]
@@ -63,8 +50,6 @@ umask 077
 export LC_ALL=C
 
 readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_REFUSED=3
-readonly ALLOWED_EXCLUDES=("Cache" "Logs" "Crash Reports" "Updates" "Diagnostics")
-readonly ARCHIVE_ROOT="Library/Application Support/Plex Media Server"
 readonly LIBRARY_DB="Plug-in Support/Databases/com.plexapp.plugins.library.db"
 readonly BLOBS_DB="Plug-in Support/Databases/com.plexapp.plugins.library.blobs.db"
 
@@ -76,27 +61,12 @@ PLEX_PACKAGE=${PLEX_MIGRATE_PLEX_PACKAGE:-plexmediaserver}
 PLEX_SQLITE=${PLEX_MIGRATE_PLEX_SQLITE:-}
 TAUTULLI_SERVICE=${PLEX_MIGRATE_TAUTULLI_SERVICE-tautulli}
 TAUTULLI_DB=${PLEX_MIGRATE_TAUTULLI_DB-/opt/Tautulli/tautulli.db}
-EXCLUDES=${PLEX_MIGRATE_EXCLUDES:-}
-COMPRESSION=${PLEX_MIGRATE_COMPRESSION:-auto}
-SERVE_ADDRESS=${PLEX_MIGRATE_SERVE_ADDRESS:-0.0.0.0}
-SERVE_PORT=${PLEX_MIGRATE_SERVE_PORT:-32499}
-SERVE_LIFETIME_MINUTES=${PLEX_MIGRATE_SERVE_LIFETIME_MINUTES:-240}
-SERVE_LIFETIME_SECONDS=${PLEX_MIGRATE_SERVE_LIFETIME_SECONDS:-}
-SERVE_ALLOWED_CIDRS=${PLEX_MIGRATE_SERVE_ALLOWED_CIDRS:-}
-SERVE_TOKEN=${PLEX_MIGRATE_SERVE_TOKEN:-}
-SERVER_PY=${PLEX_MIGRATE_SERVER_PY:-}
-SERVER_PY_SOURCE=${PLEX_MIGRATE_SERVER_PY_SOURCE:-}
-KEEP_ARCHIVE=${PLEX_MIGRATE_KEEP_ARCHIVE:-0}
 STOP_TIMEOUT=${PLEX_MIGRATE_STOP_TIMEOUT_SECONDS:-180}
 ROLLBACK_FORCE=${PLEX_MIGRATE_ROLLBACK_FORCE:-0}
 PROGRESS_SECONDS=${PLEX_MIGRATE_PROGRESS_SECONDS:-10}
 REHEARSAL=${PLEX_MIGRATE_REHEARSAL:-0}
 PLEX_VERSION_OVERRIDE=${PLEX_MIGRATE_PLEX_VERSION:-}
-# The token stays in this shell only; children (tar, python) never see it in their environment.
-unset PLEX_MIGRATE_SERVE_TOKEN PLEX_MIGRATE_SERVER_PY_SOURCE
 
-ARCHIVE_DIR="$WORK_DIR/archive"
-SERVE_DIR="$WORK_DIR/serve"
 STATE_DIR="$WORK_DIR/state"
 CHECK_DIR="$WORK_DIR/check"
 SNAPSHOT_DIR="$WORK_DIR/snapshot"
@@ -190,36 +160,8 @@ check_config() {
   if [ "$work" = "$data" ] || [[ $work == "$data"/* ]]; then
     usage_error "the work dir $WORK_DIR is inside the Plex data dir; choose another (the source is never written to)"
   fi
-  case "$COMPRESSION" in auto | zstd | pigz | gzip | none) ;; *)
-    usage_error "PLEX_MIGRATE_COMPRESSION must be auto, zstd, pigz, gzip or none, got '$COMPRESSION'" ;;
-  esac
-  local name allowed ok
-  EXCLUDE_LIST=()
-  if [ -n "$EXCLUDES" ]; then
-    IFS=',' read -r -a names <<<"$EXCLUDES"
-    for name in "${names[@]}"; do
-      [ -n "$name" ] || continue
-      ok=0
-      for allowed in "${ALLOWED_EXCLUDES[@]}"; do [ "$name" = "$allowed" ] && ok=1; done
-      [ "$ok" = 1 ] || usage_error "'$name' may not be excluded from the archive; allowed: ${ALLOWED_EXCLUDES[*]}"
-      EXCLUDE_LIST+=("$name")
-    done
-  fi
-  if ! is_uint "$SERVE_PORT" || [ "$SERVE_PORT" -lt 1 ] || [ "$SERVE_PORT" -gt 65535 ]; then
-    usage_error "PLEX_MIGRATE_SERVE_PORT must be a TCP port, got '$SERVE_PORT'"
-  fi
-  if ! is_uint "$SERVE_LIFETIME_MINUTES" || [ "$SERVE_LIFETIME_MINUTES" -lt 1 ]; then
-    usage_error "PLEX_MIGRATE_SERVE_LIFETIME_MINUTES must be a whole number of minutes, got '$SERVE_LIFETIME_MINUTES'"
-  fi
-  if [ -n "$SERVE_LIFETIME_SECONDS" ] && { ! is_uint "$SERVE_LIFETIME_SECONDS" || [ "$SERVE_LIFETIME_SECONDS" -lt 1 ]; }; then
-    usage_error "PLEX_MIGRATE_SERVE_LIFETIME_SECONDS must be a whole number of seconds, got '$SERVE_LIFETIME_SECONDS'"
-  fi
-  if [ -n "$SERVE_TOKEN" ] && ! [[ $SERVE_TOKEN =~ ^[A-Za-z0-9_-]{22,128}$ ]]; then
-    usage_error "PLEX_MIGRATE_SERVE_TOKEN must be 22-128 characters of A-Z a-z 0-9 _ - (at least 128 random bits)"
-  fi
   is_uint "$STOP_TIMEOUT" || usage_error "PLEX_MIGRATE_STOP_TIMEOUT_SECONDS must be a number, got '$STOP_TIMEOUT'"
   case "$REHEARSAL" in 0 | 1) ;; *) usage_error "PLEX_MIGRATE_REHEARSAL must be 0 or 1, got '$REHEARSAL'" ;; esac
-  case "$KEEP_ARCHIVE" in 0 | 1) ;; *) usage_error "PLEX_MIGRATE_KEEP_ARCHIVE must be 0 or 1, got '$KEEP_ARCHIVE'" ;; esac
   if [ -n "$PLEX_SERVICE" ] && ! [[ $PLEX_SERVICE =~ ^[A-Za-z0-9:_.@-]+$ ]]; then
     usage_error "PLEX_MIGRATE_PLEX_SERVICE is not a systemd unit name: '$PLEX_SERVICE'"
   fi
@@ -557,11 +499,15 @@ holders_of() {
 
 # Waits until no process has anything under $1 open; fails naming the holders after the timeout.
 wait_released() {
-  local target=$1 what=$2 deadline holders
+  local target=$1 what=$2 deadline holders started=$SECONDS next=$SECONDS
   deadline=$((SECONDS + STOP_TIMEOUT))
   while :; do
     holders=$(holders_of "$target")
     [ -z "$holders" ] && return 0
+    if [ "$SECONDS" -ge "$next" ]; then
+      log "waiting for $what to be let go ($((SECONDS - started))s of ${STOP_TIMEOUT}s), held by (pid name): $(printf '%s\n' "$holders" | awk '{ print $1, $2 }' | sort -u | head -n 3 | tr '\n' ';')"
+      next=$((SECONDS + (PROGRESS_SECONDS > 0 ? PROGRESS_SECONDS : 1)))
+    fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       die "$what is still in use after ${STOP_TIMEOUT}s (pid name file): $(printf '%s' "$holders" | head -n 5 | tr '\n' ';') stop these processes and run stop again"
     fi
@@ -756,13 +702,6 @@ measure_library() {
   LIBRARY_APPARENT_BYTES=$(du -s -b -- "$DATA_DIR/." | cut -f1)
   LIBRARY_FILES=$(find "$DATA_DIR/." -type f -printf x | wc -c)
   FILE_COUNT=$(with_progress "counting the data dir's entries" 0 "" find "$DATA_DIR/." -printf x | wc -c)
-  INCLUDED_BYTES=$LIBRARY_APPARENT_BYTES
-  local name
-  for name in ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"}; do
-    if [ -e "$DATA_DIR/$name" ]; then
-      INCLUDED_BYTES=$((INCLUDED_BYTES - $(du -s -b -- "$DATA_DIR/$name" | cut -f1)))
-    fi
-  done
   log "measured: $(human_bytes "$LIBRARY_BYTES") on disk in $FILE_COUNT entries, $((SECONDS - started))s"
 }
 
@@ -1010,36 +949,6 @@ plex_database_sums() {
   PLEX_DATABASES_JSON=$(json_raw_list ${entries[@]+"${entries[@]}"})
 }
 
-# --- compression ----------------------------------------------------------------------------
-
-pick_compression() {
-  case "$COMPRESSION" in
-    auto)
-      if command -v zstd >/dev/null 2>&1; then COMPRESSOR=zstd
-      elif command -v pigz >/dev/null 2>&1; then COMPRESSOR=pigz
-      else COMPRESSOR=gzip; fi ;;
-    *) COMPRESSOR=$COMPRESSION ;;
-  esac
-  if [ "$COMPRESSOR" != none ] && ! command -v "$COMPRESSOR" >/dev/null 2>&1; then
-    refuse "archive compression '$COMPRESSOR' is not installed on the VM; install it or set archiveCompression to auto"
-  fi
-  case "$COMPRESSOR" in
-    zstd) ARCHIVE_FORMAT=tar.zst ;;
-    pigz | gzip) ARCHIVE_FORMAT=tar.gz ;;
-    none) ARCHIVE_FORMAT=tar ;;
-  esac
-  ARCHIVE_NAME="plex-library.$ARCHIVE_FORMAT"
-}
-
-compress_stream() {
-  case "$COMPRESSOR" in
-    zstd) zstd -T0 -3 -q -c ;;
-    pigz) pigz -6 -n -c ;;
-    gzip) gzip -6 -n -c ;;
-    none) cat ;;
-  esac
-}
-
 # --- steps ----------------------------------------------------------------------------------
 
 cmd_preflight() {
@@ -1068,8 +977,7 @@ cmd_preflight() {
   check_plex_databases
   problems+=(${DB_PROBLEMS[@]+"${DB_PROBLEMS[@]}"})
   command -v python3 >/dev/null 2>&1 || problems+=("python3 is missing on the VM: it snapshots tautulli.db; install python3")
-  tar --version 2>/dev/null | grep -q 'GNU tar' || problems+=("GNU tar is missing on the VM; install tar")
-  pick_compression
+  command -v rsync >/dev/null 2>&1 || problems+=("rsync is missing on the VM: the cluster pulls the library through its read-only server (rrsync); apt-get install rsync")
 
   local tautulli_json=null tautulli_bytes=0 tautulli_service_found=0 tautulli_running=0
   if [ -n "$TAUTULLI_DB" ]; then
@@ -1122,9 +1030,7 @@ cmd_preflight() {
     plexRunning "$(json_bool "$plex_running")" dataDir "$(json_str "$DATA_DIR")" \
     dataDirOwner "$(json_str "$owner")" dataOwner "$(data_owner_json)" \
     libraryBytes "$LIBRARY_BYTES" libraryApparentBytes "$LIBRARY_APPARENT_BYTES" \
-    libraryFiles "$LIBRARY_FILES" fileCount "$FILE_COUNT" archiveInputBytes "$INCLUDED_BYTES" \
-    excludes "$(json_list ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"})" compression "$(json_str "$COMPRESSOR")" \
-    archiveFormat "$(json_str "$ARCHIVE_FORMAT")" workDir "$(json_str "$WORK_DIR")" \
+    libraryFiles "$LIBRARY_FILES" fileCount "$FILE_COUNT" workDir "$(json_str "$WORK_DIR")" \
     freeBytes "$free" requiredFreeBytes "$required" databasesOk "$(json_bool "$DATABASES_OK")" \
     integrity "$(json_str "$INTEGRITY")" integrityTool "$(json_str "$INTEGRITY_TOOL_NAME")" \
     integrityToolPath "$(json_str "$INTEGRITY_TOOL")" databases "$DATABASES_JSON" \
@@ -1234,199 +1140,6 @@ cmd_stop() {
     previousState "$(previous_state_json "$PREVIOUS_STATE_FILE")" notes "$(json_notes)"
   printf '\n'
   log "stopped; databases $INTEGRITY"
-}
-
-cmd_archive() {
-  local started partial sha bytes holders exclude_args=() name t_json=null
-  require_data_dir
-  pick_compression
-  holders=$(holders_of "$DATA_DIR")
-  [ -z "$holders" ] ||
-    refuse "Plex is still running (pid name file: $(printf '%s' "$holders" | head -n 3 | tr '\n' ';')); run the stop step first"
-  mkdir -p -- "$ARCHIVE_DIR"
-  chmod 0700 -- "$ARCHIVE_DIR"
-  rm -f -- "$ARCHIVE_DIR"/plex-library.* "$ARCHIVE_DIR"/tautulli.db "$ARCHIVE_DIR"/tautulli.db.sha256
-
-  # Parent entries "Library" and "Library/Application Support" carry the data dir's owner, mode
-  # and mtime, so extraction in /config needs no guessing whatever plexDataDir is on the VM.
-  local stage="$WORK_DIR/stage"
-  rm -rf -- "$stage"
-  mkdir -p -- "$stage/Library/Application Support"
-  chown --reference="$DATA_DIR" -- "$stage/Library" "$stage/Library/Application Support"
-  chmod --reference="$DATA_DIR" -- "$stage/Library" "$stage/Library/Application Support"
-  touch -r "$DATA_DIR" -- "$stage/Library/Application Support" "$stage/Library"
-
-  for name in ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"}; do exclude_args+=("--exclude=./$name"); done
-  partial="$ARCHIVE_DIR/$ARCHIVE_NAME.partial"
-  log "archiving $DATA_DIR -> $ARCHIVE_DIR/$ARCHIVE_NAME ($COMPRESSOR; excluded: ${EXCLUDE_LIST[*]:-nothing})"
-  started=$SECONDS
-  # One pass: tar streams into the compressor, tee writes the file and feeds sha256sum.
-  sha=$(
-    tar --create --format=gnu --numeric-owner --sort=name \
-      --anchored --no-wildcards ${exclude_args[@]+"${exclude_args[@]}"} \
-      --transform="flags=r;s,^\\./,$ARCHIVE_ROOT/,;s,^\\.\$,$ARCHIVE_ROOT," \
-      --no-recursion -C "$stage" "Library" "Library/Application Support" \
-      --recursion -C "$DATA_DIR" . |
-      compress_stream | tee -- "$partial" | sha256sum | cut -d' ' -f1
-  ) || {
-    rm -f -- "$partial"
-    rm -rf -- "$stage"
-    die "archiving failed (a file changed or could not be read: is Plex really stopped?)"
-  }
-  rm -rf -- "$stage"
-  mv -f -- "$partial" "$ARCHIVE_DIR/$ARCHIVE_NAME"
-  bytes=$(stat -c %s -- "$ARCHIVE_DIR/$ARCHIVE_NAME")
-  printf '%s  %s\n' "$sha" "$ARCHIVE_NAME" >"$ARCHIVE_DIR/$ARCHIVE_NAME.sha256"
-  log "archive done: $bytes bytes, sha256 $sha, $((SECONDS - started))s"
-
-  if [ -n "$TAUTULLI_DB" ]; then
-    [ -f "$TAUTULLI_DB" ] ||
-      refuse "tautulli.db not found at $TAUTULLI_DB: set tautulliDbPath (Docker installs keep it at /config/tautulli.db)"
-    command -v python3 >/dev/null 2>&1 || refuse "python3 is missing on the VM (needed for the Tautulli snapshot)"
-    log "snapshotting $TAUTULLI_DB with SQLite's backup API"
-    snapshot_tautulli "$ARCHIVE_DIR/tautulli.db"
-    local t_sha t_bytes
-    t_sha=$(sha256sum -- "$ARCHIVE_DIR/tautulli.db" | cut -d' ' -f1)
-    t_bytes=$(stat -c %s -- "$ARCHIVE_DIR/tautulli.db")
-    printf '%s  %s\n' "$t_sha" tautulli.db >"$ARCHIVE_DIR/tautulli.db.sha256"
-    log "tautulli snapshot: $t_bytes bytes, sha256 $t_sha"
-    t_json="{\"file\":$(json_str "$ARCHIVE_DIR/tautulli.db"),\"name\":\"tautulli.db\",\"source\":$(json_str "$TAUTULLI_DB"),\"sha256\":\"$t_sha\",\"bytes\":$t_bytes}"
-  fi
-  printf '{"step":"archive","archivedAt":%s,"archive":{"file":%s,"name":%s,"format":%s,"compression":%s,"sha256":"%s","bytes":%s,"excludes":%s,"seconds":%s},"tautulli":%s,"notes":%s}\n' \
-    "$(json_str "$(now_iso)")" "$(json_str "$ARCHIVE_DIR/$ARCHIVE_NAME")" "$(json_str "$ARCHIVE_NAME")" \
-    "$(json_str "$ARCHIVE_FORMAT")" "$(json_str "$COMPRESSOR")" "$sha" "$bytes" \
-    "$(json_list ${EXCLUDE_LIST[@]+"${EXCLUDE_LIST[@]}"})" "$((SECONDS - started))" "$t_json" "$(json_notes)"
-}
-
-# The running server's pid, if the pid file names a live plex-migrate server.
-server_pid() {
-  local pid
-  [ -f "$SERVE_DIR/server.pid" ] || return 1
-  pid=$(cat -- "$SERVE_DIR/server.pid")
-  is_uint "$pid" || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'plex-migrate-serve' || return 1
-  printf '%s' "$pid"
-}
-
-# Alive and not a zombie (an exited server waits for init to reap it).
-process_alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
-
-stop_server() {
-  local pid i
-  pid=$(server_pid) || {
-    rm -f -- "$SERVE_DIR/server.pid"
-    return 1
-  }
-  log "stopping the archive server (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    process_alive "$pid" || break
-    sleep 0.1
-  done
-  if process_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f -- "$SERVE_DIR/server.pid"
-  return 0
-}
-
-server_source() {
-  if [ -n "$SERVER_PY_SOURCE" ]; then
-    printf '%s\n' "$SERVER_PY_SOURCE"
-    return 0
-  fi
-  local candidate=$SERVER_PY
-  if [ -z "$candidate" ] && [ -n "${BASH_SOURCE[0]:-}" ] && [ -f "${BASH_SOURCE[0]}" ]; then
-    candidate="$(dirname -- "${BASH_SOURCE[0]}")/plex-migrate-serve.py"
-  fi
-  if [ -z "$candidate" ] || [ ! -f "$candidate" ]; then
-    usage_error "plex-migrate-serve.py not found; put it next to this script or set PLEX_MIGRATE_SERVER_PY"
-  fi
-  cat -- "$candidate"
-}
-
-cmd_serve() {
-  local archive="" f lifetime token generated=0 pid i expires
-  for f in "$ARCHIVE_DIR"/plex-library.tar.zst "$ARCHIVE_DIR"/plex-library.tar.gz "$ARCHIVE_DIR"/plex-library.tar; do
-    [ -f "$f" ] && archive=$f
-  done
-  [ -n "$archive" ] ||
-    refuse "no archive in $ARCHIVE_DIR: run the archive step first (stop-serving removes it after a finished move unless keepArchive is set)"
-  command -v python3 >/dev/null 2>&1 || refuse "python3 is missing on the VM; it runs the archive server"
-  lifetime=${SERVE_LIFETIME_SECONDS:-$((SERVE_LIFETIME_MINUTES * 60))}
-  token=$SERVE_TOKEN
-  if [ -z "$token" ]; then
-    token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
-    generated=1
-  fi
-  stop_server || true
-  mkdir -p -- "$SERVE_DIR"
-  chmod 0700 -- "$SERVE_DIR"
-  rm -f -- "$SERVE_DIR/plex-migrate-serve.py" "$SERVE_DIR/token"
-  server_source >"$SERVE_DIR/plex-migrate-serve.py"
-  (umask 077 && printf '%s\n' "$token" >"$SERVE_DIR/token")
-  rm -f -- "$SERVE_DIR/ready"
-
-  local file_args=(--file "$(basename -- "$archive")=$archive")
-  local files_json
-  files_json="[{\"name\":$(json_str "$(basename -- "$archive")"),\"sha256\":\"$(cut -d' ' -f1 "$archive.sha256")\",\"bytes\":$(stat -c %s -- "$archive")}"
-  if [ -f "$ARCHIVE_DIR/tautulli.db" ]; then
-    file_args+=(--file "tautulli.db=$ARCHIVE_DIR/tautulli.db")
-    files_json+=",{\"name\":\"tautulli.db\",\"sha256\":\"$(cut -d' ' -f1 "$ARCHIVE_DIR/tautulli.db.sha256")\",\"bytes\":$(stat -c %s -- "$ARCHIVE_DIR/tautulli.db")}"
-  fi
-  files_json+="]"
-  local cidr_args=() cidrs=() cidr
-  if [ -n "$SERVE_ALLOWED_CIDRS" ]; then
-    IFS=',' read -r -a cidrs <<<"$SERVE_ALLOWED_CIDRS"
-    for cidr in "${cidrs[@]}"; do [ -n "$cidr" ] && cidr_args+=(--allow "$cidr"); done
-  fi
-
-  log "starting the archive server on $SERVE_ADDRESS:$SERVE_PORT for ${lifetime}s (allowed: ${SERVE_ALLOWED_CIDRS:-any client with the token})"
-  # setsid + all three streams redirected: the server outlives this SSH session without holding it.
-  setsid python3 "$SERVE_DIR/plex-migrate-serve.py" --bind "$SERVE_ADDRESS" --port "$SERVE_PORT" \
-    --token-file "$SERVE_DIR/token" --lifetime-seconds "$lifetime" --ready-file "$SERVE_DIR/ready" \
-    --pid-file "$SERVE_DIR/server.pid" --log "$LOG_FILE" "${file_args[@]}" ${cidr_args[@]+"${cidr_args[@]}"} \
-    </dev/null >>"$SERVE_DIR/server.out" 2>&1 &
-  pid=$!
-  printf '%s\n' "$pid" >"$SERVE_DIR/server.pid"
-  for ((i = 0; i < 100; i++)); do
-    [ -f "$SERVE_DIR/ready" ] && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f -- "$SERVE_DIR/server.pid"
-      die "the archive server did not start: $(tail -n 3 -- "$SERVE_DIR/server.out" | tr '\n' ' ')"
-    fi
-    sleep 0.1
-  done
-  [ -f "$SERVE_DIR/ready" ] || die "the archive server did not report ready within 10s; see $SERVE_DIR/server.out"
-  expires=$(date -u -d "@$(($(date +%s) + lifetime))" '+%Y-%m-%dT%H:%M:%SZ')
-  log "serving $(basename -- "$archive") until $expires (pid $pid)"
-  local token_json=""
-  if [ "$generated" = 1 ]; then
-    token_json=",\"token\":$(json_str "$token"),\"paths\":$(json_list "/$token/$(basename -- "$archive")")"
-    log "generated a token; it is in this step's JSON output only"
-  fi
-  printf '{"step":"serve","pid":%s,"address":%s,"port":%s,"lifetimeSeconds":%s,"expiresAt":%s,"allowedCidrs":%s,"files":%s%s}\n' \
-    "$pid" "$(json_str "$SERVE_ADDRESS")" "$SERVE_PORT" "$lifetime" "$(json_str "$expires")" \
-    "$(json_list ${cidrs[@]+"${cidrs[@]}"})" "$files_json" "$token_json"
-}
-
-cmd_stop_serving() {
-  local was_running=0 removed=()
-  if stop_server; then was_running=1; else log "no archive server running"; fi
-  rm -rf -- "$SERVE_DIR" "$CHECK_DIR" "$WORK_DIR/stage"
-  if [ "$KEEP_ARCHIVE" = 1 ]; then
-    log "keeping $ARCHIVE_DIR (keepArchive); it holds Preferences.xml with the Plex token: delete it when done"
-  elif [ -d "$ARCHIVE_DIR" ]; then
-    local f
-    for f in "$ARCHIVE_DIR"/*; do [ -e "$f" ] && removed+=("$f"); done
-    rm -rf -- "$ARCHIVE_DIR"
-    log "removed the archive and snapshot (${#removed[@]} files)"
-  fi
-  printf '{"step":"stop-serving","wasRunning":%s,"keptArchive":%s,"removed":%s}\n' \
-    "$(json_bool "$was_running")" "$(json_bool "$KEEP_ARCHIVE")" "$(json_list ${removed[@]+"${removed[@]}"})"
 }
 
 # --- sync access ----------------------------------------------------------------------------
@@ -1654,14 +1367,14 @@ cmd_rollback() {
 main() {
   local step=${1:-}
   case "$step" in
-    preflight | stop | archive | serve | stop-serving | authorize-sync | revoke-sync | rollback) ;;
+    preflight | authorize-sync | stop | revoke-sync | rollback) ;;
     -h | --help | help)
       sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
       return 0
       ;;
     *)
       STEP="plex-migrate-source"
-      usage_error "usage: plex-migrate-source.sh preflight|stop|archive|serve|stop-serving|authorize-sync|revoke-sync|rollback (got '${step}')"
+      usage_error "usage: plex-migrate-source.sh preflight|authorize-sync|stop|revoke-sync|rollback (got '${step}')"
       ;;
   esac
   STEP=$step
@@ -1680,9 +1393,6 @@ main() {
   case "$step" in
     preflight) cmd_preflight ;;
     stop) cmd_stop ;;
-    archive) cmd_archive ;;
-    serve) cmd_serve ;;
-    stop-serving) cmd_stop_serving ;;
     authorize-sync) cmd_authorize_sync ;;
     revoke-sync) cmd_revoke_sync ;;
     rollback) cmd_rollback ;;

@@ -2,7 +2,7 @@
  * What the SqliteImport dynamic provider (components/sqlite-import.ts) does, as plain functions
  * tested on their own; the provider object only loads this module and delegates.
  *
- * * create: fetch the source (a local path, or the VM's snapshot URL: streamed, sha256-verified),
+ * * create: fetch the source (a local path, or the VM's snapshot over SSH: sha256-verified),
  *   then runImport under the overwrite rule, checking the target is at `schemaVersion`.
  * * diff: the source fingerprint decides. The same fingerprint is no change (whatever URL serves
  *   it); a changed source is an update (re-imported under the same overwrite rule); another
@@ -18,7 +18,6 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type * as pulumi from "@pulumi/pulumi";
-import { downloadVerified } from "./download";
 import { downloadOverSsh, type SshSnapshotSource } from "./ssh-download";
 import { isImportError } from "./errors";
 import { redactMessage } from "../redact";
@@ -31,17 +30,17 @@ import { probeTarget } from "./target";
 export const UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /**
- * A local tautulli.db, the VM's snapshot over SSH (the stop step's tautulliSnapshot plus the
- * admin connection; lib/import/ssh-download.ts), or a snapshot URL the VM serves.
+ * A local tautulli.db, or the VM's snapshot over SSH (the stop step's tautulliSnapshot plus the
+ * admin connection; lib/import/ssh-download.ts).
  */
-export type ImportSource = { path: string } | SshSnapshotSource | { url: string; sha256: string };
+export type ImportSource = { path: string } | SshSnapshotSource;
 
 const isSsh = (source: ImportSource): source is SshSnapshotSource => "ssh" in source;
 
 export interface SqliteImportInputs {
   /** App-role URL of the Tautulli database (secret). */
   databaseUrl: string;
-  /** A local tautulli.db, or the source VM's snapshot URL (secret) and its sha256. */
+  /** A local tautulli.db, or the VM's snapshot over SSH (secret connection) and its sha256. */
   source: ImportSource;
   /** Confirms that a non-empty target may be replaced. */
   overwrite: boolean;
@@ -93,24 +92,11 @@ export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic
       });
     }
   } else {
-    if (
-      !isUnknown(source.url) &&
-      (typeof source.url !== "string" || !/^https?:\/\//.test(source.url))
-    ) {
-      failures.push({
-        property: "source",
-        reason: "source.url must be the http(s) URL the source VM serves the snapshot at",
-      });
-    }
-    if (
-      !isUnknown(source.sha256) &&
-      (typeof source.sha256 !== "string" || !/^[0-9a-fA-F]{64}$/.test(source.sha256))
-    ) {
-      failures.push({
-        property: "source",
-        reason: "source.sha256 must be the 64 hex digits the source VM published",
-      });
-    }
+    failures.push({
+      property: "source",
+      reason:
+        "must be { path } of a local tautulli.db or { ssh, path, sha256, bytes } of the VM's snapshot (the VM no longer serves it over HTTP)",
+    });
   }
   if (inputs.integrityCheck !== "full" && inputs.integrityCheck !== "quick") {
     failures.push({ property: "integrityCheck", reason: 'must be "full" or "quick"' });
@@ -159,10 +145,7 @@ async function currentFingerprint(source: ImportSource): Promise<string | undefi
   if (isSsh(source)) {
     return isUnknown(source.sha256) ? undefined : `sha256:${source.sha256.toLowerCase()}`;
   }
-  if ("path" in source) {
-    return fs.existsSync(source.path) ? sourceFingerprint(source.path) : undefined;
-  }
-  return isUnknown(source.sha256) ? undefined : `sha256:${source.sha256.toLowerCase()}`;
+  return fs.existsSync(source.path) ? sourceFingerprint(source.path) : undefined;
 }
 
 async function importFrom(
@@ -177,15 +160,11 @@ async function importFrom(
     log,
   };
   const source = inputs.source;
-  if (!isSsh(source) && "path" in source) {
-    return runImport({ ...common, sqlitePath: source.path });
-  }
+  if (!isSsh(source)) return runImport({ ...common, sqlitePath: source.path });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-snapshot-"));
   try {
     const file = path.join(dir, "tautulli.db");
-    const { sha256 } = isSsh(source)
-      ? await downloadOverSsh(source, file, { log })
-      : await downloadVerified(source.url, source.sha256, file, { log });
+    const { sha256 } = await downloadOverSsh(source, file, { log });
     // The download's verified digest is the file's fingerprint (it has no -wal).
     return await runImport({ ...common, sqlitePath: file, sourceFingerprint: `sha256:${sha256}` });
   } finally {
@@ -193,7 +172,7 @@ async function importFrom(
   }
 }
 
-/** Runs `work`, rethrowing failures with the URLs of `inputs` redacted where a message quotes them. */
+/** Runs `work`, rethrowing failures with the database URL redacted where a message quotes it. */
 async function scrubbed<T>(
   inputs: Partial<SqliteImportInputs>,
   work: () => Promise<T>,
@@ -202,12 +181,7 @@ async function scrubbed<T>(
     return await work();
   } catch (error) {
     const databaseUrl = typeof inputs.databaseUrl === "string" ? inputs.databaseUrl : undefined;
-    const sourceUrl = (inputs.source as { url?: unknown } | undefined)?.url;
-    const message = redactMessage(
-      redactMessage((error as Error).message ?? String(error), [databaseUrl]),
-      [typeof sourceUrl === "string" ? sourceUrl : undefined],
-      { userInfo: true, path: true },
-    );
+    const message = redactMessage((error as Error).message ?? String(error), [databaseUrl]);
     const clean = new Error(message);
     if (isImportError(error)) Object.assign(clean, { code: error.code });
     throw clean;

@@ -250,7 +250,7 @@ export async function downloadOverSsh(
     throw new ImportError(
       "DOWNLOAD_FAILED",
       `Copying the Tautulli snapshot ${where} over SSH failed: ${lastError}.`,
-      "Check that this machine reaches the VM by SSH with the stack's key and vmHostKey, and that the snapshot is still there (revoke-sync removes it once the migration is done).",
+      "Check that this machine reaches the VM by SSH with the stack's key and vmHostKey, and that the snapshot is still there (the stop step writes it to vmWorkDir/snapshot; a new tautulliImportGeneration takes a new one).",
     );
   }
   const bytes = sizeOf(file);

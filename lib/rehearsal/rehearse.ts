@@ -547,10 +547,6 @@ function rehearsalScriptSettings(inputs: Inputs, dirs: RehearsalDirs): SourceScr
     plexService: "plexmediaserver",
     tautulliService: "",
     tautulliDbPath: inputs.tautulliDb,
-    archiveExcludes: [],
-    archiveCompression: "auto",
-    serve: { address: "127.0.0.1", port: 32499, lifetimeMinutes: 30, allowedCidrs: [] },
-    keepArchive: false,
     rehearsal: true,
   };
 }

@@ -1,18 +1,16 @@
 /**
  * The exact text SourceVm hands to `remote.Command` for each VM step: a short command line and a
- * stdin "bundle" (the step's settings as `export` lines, the archive server's source when serving,
- * then scripts/plex-migrate-source.sh itself) that `bash -s` runs.
+ * stdin "bundle" (the step's settings as `export` lines, then scripts/plex-migrate-source.sh itself)
+ * that `bash -s` runs.
  *
  * Why stdin: sshd drops `environment` variables unless AcceptEnv allows them (Ubuntu's does not),
  * `sudo` resets the environment, a command line is visible in `ps` and is repeated in
  * @pulumi/command's error messages. Stdin reaches the script unchanged through ssh and sudo, keeps
- * the serving token out of every command line, and needs no file uploaded beforehand (so a
- * `pulumi destroy` months later still runs the script it was created with).
+ * the migration key's settings out of every command line, and needs no file uploaded beforehand
+ * (so a `pulumi destroy` months later still runs the script it was created with).
  */
 import * as fs from "fs";
 import * as path from "path";
-import type { ArchiveCompression } from "../config";
-
 import { SETTINGS, STEP_PROTOCOL, type SourceStep } from "./protocol";
 
 export { SOURCE_STEPS, type SourceStep } from "./protocol";
@@ -24,11 +22,6 @@ export interface SourceScriptSettings {
   plexService: string;
   tautulliService: string;
   tautulliDbPath: string;
-  /** The archive flow's settings (absent for the sync flow's steps). */
-  archiveExcludes?: string[];
-  archiveCompression?: ArchiveCompression;
-  serve?: { address: string; port: number; lifetimeMinutes: number; allowedCidrs: string[] };
-  keepArchive?: boolean;
   /** The migration's public key ("ssh-ed25519 AAAA..."), for authorize-sync and revoke-sync. */
   syncPublicKey?: string;
   /** Networks the migration key may connect from (`from=`); empty allows any. */
@@ -41,33 +34,21 @@ export interface SourceScriptSettings {
   rollbackForce?: boolean;
 }
 
-/** The settings of the archive flow's steps (archive, serve, stop-serving): all of them set. */
-export type ArchiveScriptSettings = SourceScriptSettings &
-  Required<
-    Pick<SourceScriptSettings, "archiveExcludes" | "archiveCompression" | "serve" | "keepArchive">
-  >;
-
 export const SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-source.sh");
-export const SERVER_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-serve.py");
 
 export interface ScriptSources {
   /** scripts/plex-migrate-source.sh */
   script: string;
-  /** scripts/plex-migrate-serve.py */
-  server: string;
 }
 
 export function loadScriptSources(): ScriptSources {
-  return {
-    script: fs.readFileSync(SCRIPT_PATH, "utf8"),
-    server: fs.readFileSync(SERVER_PATH, "utf8"),
-  };
+  return { script: fs.readFileSync(SCRIPT_PATH, "utf8") };
 }
 
 /**
  * The PLEX_MIGRATE_* variables one step reads, and only those (STEP_PROTOCOL): a setting that a
- * step does not use never changes its inputs, so changing e.g. the serve lifetime does not stop
- * Plex again.
+ * step does not use never changes its inputs, so changing e.g. the allowed networks of the
+ * migration key does not stop Plex again.
  */
 export function stepEnvironment(
   step: SourceStep,
@@ -90,17 +71,11 @@ export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-const SERVER_HEREDOC = "PLEX_MIGRATE_SERVE_PY_END";
-
-/**
- * The stdin of a step: `export` lines for `env` (plus the serving token, never on a command
- * line), the archive server's source for `serve`, then the script. `bash -s -- <step>` runs it.
- */
+/** The stdin of a step: `export` lines for `env`, then the script. `bash -s -- <step>` runs it. */
 export function scriptBundle(
   step: SourceStep,
   env: Record<string, string>,
   sources: ScriptSources,
-  secrets: { serveToken?: string } = {},
 ): string {
   const lines = [
     `# plex-migrate ${step}: settings, then scripts/plex-migrate-source.sh (run by bash -s)`,
@@ -109,20 +84,6 @@ export function scriptBundle(
     if (!/^PLEX_MIGRATE_[A-Z0-9_]+$/.test(key))
       throw new Error(`not a plex-migrate setting: ${key}`);
     lines.push(`export ${key}=${shellQuote(value)}`);
-  }
-  if (secrets.serveToken !== undefined) {
-    if (!/^[A-Za-z0-9_-]{22,128}$/.test(secrets.serveToken)) {
-      throw new Error("the serving token must be 22-128 URL-safe characters");
-    }
-    lines.push(`export PLEX_MIGRATE_SERVE_TOKEN=${shellQuote(secrets.serveToken)}`);
-  }
-  if (step === "serve") {
-    if (sources.server.split("\n").includes(SERVER_HEREDOC)) {
-      throw new Error(`plex-migrate-serve.py must not contain a line "${SERVER_HEREDOC}"`);
-    }
-    lines.push(`PLEX_MIGRATE_SERVER_PY_SOURCE=$(cat <<'${SERVER_HEREDOC}'`);
-    lines.push(sources.server.replace(/\n+$/, ""));
-    lines.push(SERVER_HEREDOC, ")", "export PLEX_MIGRATE_SERVER_PY_SOURCE");
   }
   // The script's own shebang line would be a comment here; `main "$@"` is its last line, so
   // bash has read all of stdin before any command of the step runs.
@@ -149,10 +110,4 @@ export function remoteCommandLine(step: SourceStep, who: RemoteUser): string {
     `("sudo -n bash" was refused). Add a sudoers rule such as "${who.user} ALL=(root) NOPASSWD: ALL" ` +
     `(visudo -f /etc/sudoers.d/plex-migrate), or set vmUser to root.`;
   return `if sudo -n -l bash >/dev/null 2>&1; then exec sudo -n -- ${run}; else echo ${shellQuote(help)} >&2; exit 126; fi`;
-}
-
-/** http://host:port/<token>/<name>, with IPv6 literals bracketed. */
-export function servedUrl(host: string, port: number, token: string, name: string): string {
-  const hostPart = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-  return `http://${hostPart}:${port}/${token}/${encodeURIComponent(name)}`;
 }

@@ -3,7 +3,7 @@
  * parsers that turn a step's stdout into them. A step prints exactly one JSON object, as its last
  * line; anything else means the script and this module disagree, which is reported as such.
  */
-import { OPTIONAL_KEYS, STEP_PROTOCOL, type KeyType, type SourceStep } from "./protocol";
+import { STEP_PROTOCOL, type KeyType, type SourceStep } from "./protocol";
 
 /**
  * "ok": Plex's own SQLite (or a stock one, on a database without Plex's collations) found nothing
@@ -48,11 +48,6 @@ export interface PreflightResult {
   libraryFiles: number;
   /** Every entry of the data dir (files, directories, links): the inodes the volume needs. */
   fileCount: number;
-  /** Apparent bytes that go into the archive (after excludes). */
-  archiveInputBytes: number;
-  excludes: string[];
-  compression: "zstd" | "pigz" | "gzip" | "none";
-  archiveFormat: ArchiveFormat;
   workDir: string;
   freeBytes: number;
   requiredFreeBytes: number;
@@ -142,59 +137,6 @@ export interface StopResult {
   notes: string[];
 }
 
-export type ArchiveFormat = "tar.zst" | "tar.gz" | "tar";
-
-export interface ArchiveResult {
-  step: "archive";
-  archivedAt: string;
-  archive: {
-    file: string;
-    name: string;
-    format: ArchiveFormat;
-    compression: "zstd" | "pigz" | "gzip" | "none";
-    sha256: string;
-    bytes: number;
-    excludes: string[];
-    seconds: number;
-  };
-  tautulli: null | {
-    file: string;
-    name: "tautulli.db";
-    source: string;
-    sha256: string;
-    bytes: number;
-  };
-  notes: string[];
-}
-
-export interface ServedFile {
-  name: string;
-  sha256: string;
-  bytes: number;
-}
-
-export interface ServeResult {
-  step: "serve";
-  pid: number;
-  address: string;
-  port: number;
-  lifetimeSeconds: number;
-  expiresAt: string;
-  allowedCidrs: string[];
-  /** The archive first, then tautulli.db when there is one. */
-  files: ServedFile[];
-  /** Only when the script generated the token itself (by-hand use). */
-  token?: string;
-  paths?: string[];
-}
-
-export interface StopServingResult {
-  step: "stop-serving";
-  wasRunning: boolean;
-  keptArchive: boolean;
-  removed: string[];
-}
-
 export interface RollbackResult {
   step: "rollback";
   startedAt: string;
@@ -231,9 +173,6 @@ export interface RevokeSyncResult {
 export interface StepResults {
   preflight: PreflightResult;
   stop: StopResult;
-  archive: ArchiveResult;
-  serve: ServeResult;
-  "stop-serving": StopServingResult;
   "authorize-sync": AuthorizeSyncResult;
   "revoke-sync": RevokeSyncResult;
   rollback: RollbackResult;
@@ -287,32 +226,12 @@ export function parseStepOutput<S extends SourceStep>(step: S, stdout: string): 
   const invalid = (what: string) => {
     throw new Error(`plex-migrate: the VM's ${step} summary has ${what}`);
   };
-  switch (step) {
-    case "stop":
-      if (Array.isArray(record.plexDatabases) && !record.plexDatabases.every(isDigest)) {
-        invalid("no valid plexDatabases");
-      }
-      if (record.tautulliSnapshot && !isDigest(record.tautulliSnapshot)) {
-        invalid("no valid tautulliSnapshot");
-      }
-      break;
-    case "archive": {
-      const archive = record.archive as Record<string, unknown> | undefined;
-      if (archive && (!SHA256.test(String(archive.sha256)) || typeof archive.bytes !== "number")) {
-        invalid("no valid sha256/bytes");
-      }
-      break;
+  if (step === "stop") {
+    if (Array.isArray(record.plexDatabases) && !record.plexDatabases.every(isDigest)) {
+      invalid("no valid plexDatabases");
     }
-    case "serve": {
-      const files = record.files as { name?: unknown; sha256?: unknown }[] | undefined;
-      if (
-        !Array.isArray(files) ||
-        files.length === 0 ||
-        files.some((f) => typeof f?.name !== "string" || !SHA256.test(String(f?.sha256)))
-      ) {
-        invalid("no valid files");
-      }
-      break;
+    if (record.tautulliSnapshot && !isDigest(record.tautulliSnapshot)) {
+      invalid("no valid tautulliSnapshot");
     }
   }
   const keys: Readonly<Record<string, KeyType>> = STEP_PROTOCOL[step].keys;
@@ -321,8 +240,7 @@ export function parseStepOutput<S extends SourceStep>(step: S, stdout: string): 
       throw new Error(`plex-migrate: the VM's ${step} summary lacks ${key} (${type})`);
     }
   }
-  const optional: readonly string[] = OPTIONAL_KEYS[step] ?? [];
-  const unknown = Object.keys(record).filter((k) => !(k in keys) && !optional.includes(k));
+  const unknown = Object.keys(record).filter((k) => !(k in keys));
   if (unknown.length) {
     throw new Error(
       `plex-migrate: the VM's ${step} summary has keys this version does not know (${unknown.join(", ")}); ` +
@@ -330,12 +248,4 @@ export function parseStepOutput<S extends SourceStep>(step: S, stdout: string): 
     );
   }
   return record as unknown as StepResults[S];
-}
-
-/** "plex-library.tar.zst" -> "tar.zst". */
-export function archiveFormatOf(name: string): ArchiveFormat {
-  if (name.endsWith(".tar.zst")) return "tar.zst";
-  if (name.endsWith(".tar.gz")) return "tar.gz";
-  if (name.endsWith(".tar")) return "tar";
-  throw new Error(`plex-migrate: unexpected archive name ${name}`);
 }

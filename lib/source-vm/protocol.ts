@@ -7,15 +7,7 @@
  */
 import type { SourceScriptSettings } from "./commands";
 
-export type SourceStep =
-  | "preflight"
-  | "stop"
-  | "archive"
-  | "serve"
-  | "stop-serving"
-  | "authorize-sync"
-  | "revoke-sync"
-  | "rollback";
+export type SourceStep = "preflight" | "authorize-sync" | "stop" | "revoke-sync" | "rollback";
 
 interface Setting {
   /** The variable the script reads. */
@@ -31,19 +23,6 @@ export const SETTINGS = {
   plexService: { env: "PLEX_MIGRATE_PLEX_SERVICE", value: (s) => s.plexService },
   tautulliService: { env: "PLEX_MIGRATE_TAUTULLI_SERVICE", value: (s) => s.tautulliService },
   tautulliDbPath: { env: "PLEX_MIGRATE_TAUTULLI_DB", value: (s) => s.tautulliDbPath },
-  archiveExcludes: { env: "PLEX_MIGRATE_EXCLUDES", value: (s) => s.archiveExcludes?.join(",") },
-  archiveCompression: { env: "PLEX_MIGRATE_COMPRESSION", value: (s) => s.archiveCompression },
-  serveAddress: { env: "PLEX_MIGRATE_SERVE_ADDRESS", value: (s) => s.serve?.address },
-  servePort: { env: "PLEX_MIGRATE_SERVE_PORT", value: (s) => s.serve && String(s.serve.port) },
-  serveLifetimeMinutes: {
-    env: "PLEX_MIGRATE_SERVE_LIFETIME_MINUTES",
-    value: (s) => s.serve && String(s.serve.lifetimeMinutes),
-  },
-  serveAllowedCidrs: {
-    env: "PLEX_MIGRATE_SERVE_ALLOWED_CIDRS",
-    value: (s) => s.serve?.allowedCidrs.join(","),
-  },
-  keepArchive: { env: "PLEX_MIGRATE_KEEP_ARCHIVE", value: (s) => (s.keepArchive ? "1" : "0") },
   syncPublicKey: { env: "PLEX_MIGRATE_SYNC_PUBLIC_KEY", value: (s) => s.syncPublicKey },
   syncAllowedCidrs: {
     env: "PLEX_MIGRATE_SYNC_ALLOWED_CIDRS",
@@ -59,20 +38,13 @@ export const SETTINGS = {
 
 export type SettingName = keyof typeof SETTINGS;
 
-/**
- * Variables the script reads that SourceVm never sets: for a person running it by hand (see the
- * script's header), or passed outside the settings (the serving token).
- */
+/** Variables the script reads that SourceVm never sets: for a person running it by hand (see the script's header). */
 export const BY_HAND_SETTINGS = [
   "PLEX_MIGRATE_LOG",
   "PLEX_MIGRATE_PLEX_PACKAGE",
   "PLEX_MIGRATE_PLEX_SQLITE",
   "PLEX_MIGRATE_STOP_TIMEOUT_SECONDS",
   "PLEX_MIGRATE_PROGRESS_SECONDS",
-  "PLEX_MIGRATE_SERVE_LIFETIME_SECONDS",
-  "PLEX_MIGRATE_SERVE_TOKEN",
-  "PLEX_MIGRATE_SERVER_PY",
-  "PLEX_MIGRATE_SERVER_PY_SOURCE",
   "PLEX_MIGRATE_SYNC_USER",
   "PLEX_MIGRATE_SYNC_AUTHORIZED_KEYS",
   "PLEX_MIGRATE_SYNC_RRSYNC_SEARCH",
@@ -96,8 +68,6 @@ export const STEP_PROTOCOL = {
       "plexService",
       "tautulliService",
       "tautulliDbPath",
-      "archiveExcludes",
-      "archiveCompression",
       "rehearsal",
       "plexVersion",
     ],
@@ -118,10 +88,6 @@ export const STEP_PROTOCOL = {
       libraryApparentBytes: "number",
       libraryFiles: "number",
       fileCount: "number",
-      archiveInputBytes: "number",
-      excludes: "array",
-      compression: "string",
-      archiveFormat: "string",
       workDir: "string",
       freeBytes: "number",
       requiredFreeBytes: "number",
@@ -164,47 +130,6 @@ export const STEP_PROTOCOL = {
       notes: "array",
     },
   },
-  archive: {
-    settings: [
-      "workDir",
-      "plexDataDir",
-      "tautulliDbPath",
-      "archiveExcludes",
-      "archiveCompression",
-      "rehearsal",
-    ],
-    keys: {
-      step: "string",
-      archivedAt: "string",
-      archive: "object",
-      tautulli: "object?",
-      notes: "array",
-    },
-  },
-  serve: {
-    settings: [
-      "workDir",
-      "serveAddress",
-      "servePort",
-      "serveLifetimeMinutes",
-      "serveAllowedCidrs",
-      "rehearsal",
-    ],
-    keys: {
-      step: "string",
-      pid: "number",
-      address: "string",
-      port: "number",
-      lifetimeSeconds: "number",
-      expiresAt: "string",
-      allowedCidrs: "array",
-      files: "array",
-    },
-  },
-  "stop-serving": {
-    settings: ["workDir", "keepArchive", "rehearsal"],
-    keys: { step: "string", wasRunning: "boolean", keptArchive: "boolean", removed: "array" },
-  },
   "authorize-sync": {
     settings: ["workDir", "plexDataDir", "syncPublicKey", "syncAllowedCidrs", "rehearsal"],
     keys: {
@@ -236,11 +161,3 @@ export const STEP_PROTOCOL = {
 } as const satisfies Record<SourceStep, StepSpec>;
 
 export const SOURCE_STEPS = Object.keys(STEP_PROTOCOL) as SourceStep[];
-
-/**
- * Keys a summary may carry beyond the table: serve prints the token and its paths only when it
- * generated the token itself (by-hand use).
- */
-export const OPTIONAL_KEYS: Partial<Record<SourceStep, readonly string[]>> = {
-  serve: ["token", "paths"],
-};

@@ -182,9 +182,17 @@ describe("plex-migrate-source.sh is safe as root on a real VM", function () {
 
       const stop = await vm.run("stop", {
         PLEX_MIGRATE_STOP_TIMEOUT_SECONDS: "1",
+        PLEX_MIGRATE_PROGRESS_SECONDS: "0",
         PLEX_MIGRATE_TAUTULLI_DB: "",
       });
       assert.equal(stop.code, 1, stop.stderr);
+      // While it waits, it says for whom.
+      assert.match(
+        stop.stderr,
+        new RegExp(
+          `waiting for the Plex data dir to be let go \\(\\d+s of 1s\\), held by \\(pid name\\): ${container.pid} `,
+        ),
+      );
       assert.match(
         stop.stderr,
         new RegExp(

@@ -141,7 +141,7 @@ describe("Tautulli snapshot over SSH (ssh2 against a real sshd)", function () {
     const gone = { ...source(), path: path.join(workDir, "missing.db") };
     await assert.rejects(downloadOverSsh(gone, local), (error: Error) => {
       assert.match(error.message, /exit 1: .*No such file or directory/);
-      assert.match(error.message, /revoke-sync removes it once the migration is done/);
+      assert.match(error.message, /the stop step writes it to vmWorkDir\/snapshot/);
       assert.ok(!error.message.includes("PRIVATE KEY"));
       return true;
     });

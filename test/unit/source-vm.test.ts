@@ -11,7 +11,6 @@ import { sourceVmArgs, TEST_HOST_KEY, TEST_SSH_KEY } from "../support/source-vm-
 import {
   remoteCommandLine,
   scriptBundle,
-  servedUrl,
   shellQuote,
   stepEnvironment,
 } from "../../lib/source-vm/commands";
@@ -489,25 +488,14 @@ describe("lib/source-vm/commands", () => {
       plexService: "p",
       tautulliService: "t",
       tautulliDbPath: "/t.db",
-      archiveExcludes: [],
-      archiveCompression: "auto" as const,
-      serve: { address: "0.0.0.0", port: 1, lifetimeMinutes: 1, allowedCidrs: [] },
-      keepArchive: false,
     };
     assert.throws(
       () => stepEnvironment("preflight", settings),
       /PLEX_MIGRATE_WORK_DIR must not contain NUL or line breaks/,
     );
     assert.throws(
-      () => scriptBundle("serve", {}, { script: "", server: "" }, { serveToken: "short" }),
-      /22-128 URL-safe/,
-    );
-  });
-
-  it("builds URLs with IPv6 literals bracketed", () => {
-    assert.equal(
-      servedUrl("fd00::2", 32499, "t".repeat(22), "tautulli.db"),
-      `http://[fd00::2]:32499/${"t".repeat(22)}/tautulli.db`,
+      () => scriptBundle("stop", { "PLEX_MIGRATE_WORK_DIR;rm": "/x" }, { script: "" }),
+      /not a plex-migrate setting/,
     );
   });
 
@@ -517,12 +505,16 @@ describe("lib/source-vm/commands", () => {
       /did not end with its JSON summary/,
     );
     assert.throws(
-      () => parseStepOutput("archive", '{"step":"serve"}'),
-      /printed a summary for "serve"/,
+      () => parseStepOutput("stop", '{"step":"rollback"}'),
+      /printed a summary for "rollback"/,
     );
     assert.throws(
-      () => parseStepOutput("archive", '{"step":"archive","archive":{"sha256":"x","bytes":1}}'),
-      /no valid sha256/,
+      () =>
+        parseStepOutput(
+          "stop",
+          '{"step":"stop","plexDatabases":[{"path":"x.db","sha256":"x","bytes":1}]}',
+        ),
+      /no valid plexDatabases/,
     );
   });
 });

@@ -7,11 +7,10 @@
  */
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
-import { freePort } from "../../../lib/net";
 import * as os from "os";
 import * as path from "path";
 import Database from "better-sqlite3";
-import { ArchiveScriptSettings, SCRIPT_PATH, SourceStep } from "../../../lib/source-vm/commands";
+import { SCRIPT_PATH, SourceScriptSettings, SourceStep } from "../../../lib/source-vm/commands";
 import {
   DEFAULT_PLEX_VERSION,
   generatePlexTree,
@@ -61,8 +60,8 @@ export interface FakeVm {
   tautulliConfig: string;
   tautulliRows: number;
   manifest: PlexTreeManifest;
-  /** Settings for lib/source-vm/commands.ts (serve port is a free port). */
-  settings: ArchiveScriptSettings;
+  /** Settings for lib/source-vm/commands.ts. */
+  settings: SourceScriptSettings;
   /** PATH with the fakes first. */
   path: string;
   /** Environment for a local run of the script: PATH plus PLEX_MIGRATE_* settings. */
@@ -78,8 +77,6 @@ export interface FakeVm {
   plexSqliteCalls(): string[];
   cleanup(): Promise<void>;
 }
-
-export { freePort };
 
 /** Spawns a process and collects its output (never throws on a non-zero exit). */
 export function runProcess(
@@ -219,16 +216,12 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
   }
 
   const searchPath = [plexBinDir, binDir, process.env.PATH ?? "/usr/bin:/bin"].join(":");
-  const settings: ArchiveScriptSettings = {
+  const settings: SourceScriptSettings = {
     workDir,
     plexDataDir: dataDir,
     plexService: "plexmediaserver",
     tautulliService: "tautulli",
     tautulliDbPath: tautulliDb,
-    archiveExcludes: [],
-    archiveCompression: "auto",
-    serve: { address: "127.0.0.1", port: await freePort(), lifetimeMinutes: 240, allowedCidrs: [] },
-    keepArchive: false,
   };
   const systemctl = (...args: string[]) =>
     spawnSync(path.join(binDir, "systemctl"), args, { encoding: "utf8" });
@@ -253,8 +246,6 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
         PLEX_MIGRATE_WORK_DIR: workDir,
         PLEX_MIGRATE_DATA_DIR: dataDir,
         PLEX_MIGRATE_TAUTULLI_DB: tautulliDb,
-        PLEX_MIGRATE_SERVE_ADDRESS: settings.serve.address,
-        PLEX_MIGRATE_SERVE_PORT: String(settings.serve.port),
       };
       for (const [key, value] of Object.entries(extra)) {
         if (value === undefined) delete env[key];
@@ -285,9 +276,6 @@ export async function createFakeVm(options: FakeVmOptions = {}): Promise<FakeVm>
         if (fs.existsSync(pidFile))
           killQuietly(Number(fs.readFileSync(pidFile, "utf8")), "SIGKILL");
       }
-      const serverPid = path.join(workDir, "serve", "server.pid");
-      if (fs.existsSync(serverPid))
-        killQuietly(Number(fs.readFileSync(serverPid, "utf8")), "SIGTERM");
       // Lingering service processes (their trap's sleep) belong to the fake's process groups.
       for (const pid of processesHolding(root)) killQuietly(pid, "SIGKILL");
       fs.rmSync(root, { recursive: true, force: true });

@@ -6,7 +6,6 @@
 import type { Registration } from "../pulumi-mocks";
 
 export const SAMPLE_PLEX_VERSION = "1.41.3.9314-a0bfb8370";
-export const SAMPLE_ARCHIVE_SHA256 = "a".repeat(64);
 export const SAMPLE_TAUTULLI_SHA256 = "b".repeat(64);
 export const SAMPLE_LIBRARY_BYTES = 12_884_901_888;
 export const SAMPLE_PLEX_TOKEN = "sample-plex-online-token-xyz";
@@ -56,10 +55,6 @@ export const SAMPLE_STEP_OUTPUT: Record<string, unknown> = {
     libraryApparentBytes: SAMPLE_LIBRARY_BYTES - 1_000_000,
     libraryFiles: 183_211,
     fileCount: 201_544,
-    archiveInputBytes: SAMPLE_LIBRARY_BYTES - 1_000_000,
-    excludes: [],
-    compression: "zstd",
-    archiveFormat: "tar.zst",
     workDir: "/var/lib/plex-migrate",
     freeBytes: 80_000_000_000,
     requiredFreeBytes: SAMPLE_LIBRARY_BYTES,
@@ -125,42 +120,6 @@ export const SAMPLE_STEP_OUTPUT: Record<string, unknown> = {
     previousState: { plex: unitState("plexmediaserver"), tautulli: unitState("tautulli") },
     notes: [],
   },
-  archive: {
-    step: "archive",
-    archivedAt: "2026-03-01T10:05:00Z",
-    archive: {
-      file: "/var/lib/plex-migrate/archive/plex-library.tar.zst",
-      name: "plex-library.tar.zst",
-      format: "tar.zst",
-      compression: "zstd",
-      sha256: SAMPLE_ARCHIVE_SHA256,
-      bytes: 9_000_000_000,
-      excludes: [],
-      seconds: 240,
-    },
-    tautulli: {
-      file: "/var/lib/plex-migrate/archive/tautulli.db",
-      name: "tautulli.db",
-      source: "/opt/Tautulli/tautulli.db",
-      sha256: SAMPLE_TAUTULLI_SHA256,
-      bytes: 52_428_800,
-    },
-    notes: [],
-  },
-  serve: {
-    step: "serve",
-    pid: 4242,
-    address: "0.0.0.0",
-    port: 32499,
-    lifetimeSeconds: 14400,
-    expiresAt: "2026-03-01T14:05:00Z",
-    allowedCidrs: [],
-    files: [
-      { name: "plex-library.tar.zst", sha256: SAMPLE_ARCHIVE_SHA256, bytes: 9_000_000_000 },
-      { name: "tautulli.db", sha256: SAMPLE_TAUTULLI_SHA256, bytes: 52_428_800 },
-    ],
-  },
-  "stop-serving": { step: "stop-serving", wasRunning: true, keptArchive: false, removed: [] },
   "authorize-sync": {
     step: "authorize-sync",
     user: "root",
