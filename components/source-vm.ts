@@ -17,7 +17,7 @@
 import * as fs from "fs";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { isSafeAbsolutePath, isSystemdUnit } from "../lib/checks";
+import { isSafeAbsolutePath, isSystemdUnit, workDirInPlexData } from "../lib/checks";
 import * as tls from "@pulumi/tls";
 import type { SshConnection } from "../lib/import/ssh-download";
 import {
@@ -40,7 +40,9 @@ import {
 import {
   FROZEN_STEP_INPUTS,
   MigrationGenerations,
+  MigrationStep,
   generationProblems,
+  retiredStepProblem,
   stepResourceName,
 } from "../lib/source-vm/phases";
 
@@ -185,7 +187,13 @@ export class SourceVm extends pulumi.ComponentResource {
     );
     this.syncAuthorized = this.authorizeSync;
 
-    const preflight = this.preflight.stdout.apply((out) => parseStepOutput("preflight", out));
+    const recorded = this.recordedWhenRetired([
+      ["preflight", this.preflight],
+      ["authorize-sync", this.authorizeSync],
+    ]);
+    const preflight = pulumi
+      .all([this.preflight.stdout, recorded])
+      .apply(([out]) => parseStepOutput("preflight", out));
     const field = <T>(pick: (p: ReturnType<typeof parseStepOutput<"preflight">>) => T) =>
       pulumi.unsecret(preflight.apply(pick));
     this.plexVersion = field((p) => p.plexVersion);
@@ -218,7 +226,10 @@ export class SourceVm extends pulumi.ComponentResource {
       throw new pulumi.ResourceError("stopAfter may be called only once per SourceVm", this);
     }
     this.stopStep = this.step("stop", {}, { dependsOn: [...after, this.authorizeSync] });
-    const result = this.stopStep.stdout.apply((out) => parseStepOutput("stop", out));
+    const recorded = this.recordedWhenRetired([["stop", this.stopStep]]);
+    const result = pulumi
+      .all([this.stopStep.stdout, recorded])
+      .apply(([out]) => parseStepOutput("stop", out));
     return {
       stopped: this.stopStep,
       plexDatabases: result.apply((r) => r.plexDatabases),
@@ -243,6 +254,37 @@ export class SourceVm extends pulumi.ComponentResource {
     this.revokeSyncDone = true;
     if (this.args.retired) return undefined;
     return this.step("revoke-sync", {}, { dependsOn: [...after, this.stopStep] });
+  }
+
+  /**
+   * Retired, a step must already be in the stack's state: there its inputs are frozen and the
+   * engine hands back its recorded outputs without calling the provider (a SameStep keeps the old
+   * outputs, pulumi/pulumi pkg/resource/deploy/step.go SameStep.Apply). A step that is not (a new
+   * stack, a step that failed, a new generation) would be created, and creating a remote.Command
+   * connects to the VM. A preview sees that as unknown outputs (a create in a dry run returns only
+   * its inputs, pulumi-go-provider infer/resource.go), and refuses here, naming the step, before
+   * `pulumi up` would try. The returned Output fails then; everything made from the steps'
+   * results waits for it, so the first resource that takes one fails to register with this error
+   * (an Output's promise rejects through `all` and `apply` even while its value is unknown,
+   * sdk/nodejs/output.ts).
+   */
+  private recordedWhenRetired(
+    steps: [MigrationStep, command.remote.Command][],
+  ): pulumi.Output<void> {
+    if (!this.args.retired || !pulumi.runtime.isDryRun()) return pulumi.output(undefined);
+    // OutputImpl.isKnown (sdk/nodejs/output.ts): false while a preview has no value for it.
+    const isKnown = (r: command.remote.Command) =>
+      (r.stdout as unknown as { isKnown: Promise<boolean> }).isKnown;
+    const missing = Promise.all(
+      steps.map(async ([step, r]) =>
+        (await isKnown(r)) ? [] : [stepResourceName(this.name, step, this.args.generations)],
+      ),
+    ).then((names) => names.flat());
+    return pulumi.output(missing).apply((names) => {
+      if (names.length > 0) {
+        throw new pulumi.ResourceError(retiredStepProblem(names), this, true);
+      }
+    });
   }
 
   /** The settings the script reads (lib/source-vm/protocol.ts picks each step's). */
@@ -340,8 +382,7 @@ function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   absolute("workDir", args.workDir);
   absolute("plexDataDir", args.plexDataDir);
   absolute("tautulliDbPath", args.tautulliDbPath);
-  const data = args.plexDataDir.replace(/\/+$/, "");
-  if (args.workDir === data || args.workDir.startsWith(`${data}/`)) {
+  if (workDirInPlexData(args.workDir, args.plexDataDir)) {
     problems.push("workDir must not be inside plexDataDir (the Plex source is never written to)");
   }
   for (const unit of [args.plexService, args.tautulliService]) {

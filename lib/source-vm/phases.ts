@@ -59,6 +59,18 @@ export function stepResourceName(
   return `${component}-${step}-gen-${values.join("-")}`;
 }
 
+/** Why a preview with the VM retired refuses: the steps named have not run in this stack. */
+export function retiredStepProblem(stepNames: string[]): string {
+  const steps =
+    stepNames.length === 1 ? `step ${stepNames[0]} has` : `steps ${stepNames.join(", ")} have`;
+  return (
+    `vmRetired is true, but the VM ${steps} not run in this stack (a new stack, a ` +
+    "step that failed, or a raised transferGeneration/tautulliImportGeneration), and running them " +
+    "needs the VM. Fix: while the VM is still reachable, pulumi config set vmRetired false and " +
+    "run pulumi up; otherwise set the generations back to the values of the last successful up"
+  );
+}
+
 /** Why `value` cannot be a generation (a whole number from 1). */
 export function generationProblem(value: number): string | undefined {
   return Number.isInteger(value) && value >= 1 && value <= 1_000_000

@@ -148,6 +148,7 @@ export interface MockRun {
 
 let capturing: Registration[] | undefined;
 let previewing = false;
+let recorded = new Set<string>();
 let extraOutputs: Record<string, OutputsFor> = {};
 let patched = false;
 
@@ -235,7 +236,7 @@ function mocks(registrations: () => Registration[]): pulumi.runtime.Mocks {
       // property missing from a dry run's response as unknown, runtime/resource.js resolveOutputs).
       const state: Record<string, unknown> = {
         ...registration.rawInputs,
-        ...(previewing ? {} : outputsFor(registration)),
+        ...(previewing && !recorded.has(registration.name) ? {} : outputsFor(registration)),
       };
       for (const key of registration.additionalSecretOutputs) {
         if (key in state && !isSecretMarker(state[key])) state[key] = secretValue(state[key]);
@@ -260,6 +261,12 @@ export interface RunOptions {
    * so every computed output is unknown. @default false
    */
   preview?: boolean;
+  /**
+   * With `preview`: names of resources already in the stack's state with the same inputs. The
+   * engine hands them their recorded outputs (a SameStep keeps the old outputs, pulumi/pulumi
+   * pkg/resource/deploy/step.go SameStep.Apply), so they are known. @default none
+   */
+  recorded?: string[];
   /** Outputs added per type, on top of KNOWN_TYPES. */
   outputs?: Record<string, OutputsFor>;
 }
@@ -276,6 +283,7 @@ export async function runWithMocks(
   capturing = registrations;
   extraOutputs = options.outputs ?? {};
   previewing = options.preview ?? false;
+  recorded = new Set(options.recorded ?? []);
   const config: Record<string, string> = {};
   for (const [key, value] of Object.entries(options.config ?? {})) {
     config[`${PROJECT}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);

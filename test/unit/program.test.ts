@@ -80,6 +80,34 @@ async function runStack(stack: string, overrides: Record<string, unknown> = {}):
   });
 }
 
+/**
+ * `pulumi preview` of the stack: resources named in `recorded` are in the state with the same
+ * inputs (their outputs known), every other one would be created (its outputs unknown).
+ */
+async function previewStack(
+  stack: string,
+  overrides: Record<string, unknown> = {},
+  recorded: string[] = [],
+): Promise<MockRun> {
+  return runWithMocks(() => rerunProgram("index.ts"), {
+    stack,
+    config: {
+      ...stackFile(stack),
+      sshPrivateKey: SSH_KEY,
+      postgresAdminPassword: PG_ADMIN_PASSWORD,
+      plexClaimToken: CLAIM_TOKEN,
+      ...overrides,
+    },
+    secretKeys: SECRET_KEYS,
+    preview: true,
+    recorded,
+    outputs: { [CMD]: sourceVmCommandOutputs(), ...dynamicOutputs },
+  });
+}
+
+/** The Node SDK's marker of a value a preview does not know (sdk/nodejs/runtime/rpc.ts). */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
 /** URNs reachable from `from` through dependencies (explicit and per-property) and parents' deps. */
 function dependsTransitively(run: MockRun, from: Registration, to: Registration): boolean {
   const byUrn = new Map(run.registrations.map((r) => [r.urn, r]));
@@ -602,5 +630,78 @@ describe("pulumi destroy of the program (the real graph under the engine's rules
     );
     assert.equal(steps.find((s) => s.name === "plex-config")?.outcome, "retained");
     assert.equal(runs(steps).length, 2);
+  });
+});
+
+// `pulumi preview`: the program runs with what the engine knows. On a fresh stack no VM step has
+// run, so every VM output is unknown (a create in a dry run returns only its inputs,
+// pulumi-go-provider infer/resource.go); steps already in the state keep their recorded outputs
+// (pulumi/pulumi pkg/resource/deploy/step.go SameStep.Apply).
+describe("pulumi preview of the program", function () {
+  this.timeout(120_000);
+  const keys = (run: MockRun) => run.registrations.map((r) => `${r.type}::${r.name}`).sort();
+  let full: MockRun;
+  before(async () => {
+    full = await runStack("dev");
+  });
+
+  it("a fresh stack: every VM output unknown, the program still plans every resource", async () => {
+    const preview = await previewStack("dev");
+    assert.deepStrictEqual(keys(preview), keys(full));
+    // What the preflight measures is not known yet: the claim's size waits for it.
+    const claim = preview.get("kubernetes:core/v1:PersistentVolumeClaim", "plex-config");
+    assert.ok(JSON.stringify(claim.rawInputs).includes(UNKNOWN), "claim size unknown");
+    assert.ok(!JSON.stringify(full.get(claim.type, claim.name).rawInputs).includes(UNKNOWN));
+  });
+
+  it("vmRetired on a stack whose steps never ran: refused, naming the step and the fix", async () => {
+    await assert.rejects(previewStack("dev", { vmRetired: true }), (err: Error) => {
+      assert.match(
+        err.message,
+        /vmRetired is true, but the VM steps source-vm-preflight, source-vm-authorize-sync have not run in this stack/,
+      );
+      assert.match(
+        err.message,
+        /Fix: while the VM is still reachable, pulumi config set vmRetired false/,
+      );
+      return true;
+    });
+  });
+
+  it("vmRetired after the up that ran every step: the preview passes and nothing can contact the VM", async () => {
+    const steps = full.byType(CMD).map((r) => r.name);
+    const preview = await previewStack("dev", { vmRetired: true, rollbackOnDestroy: true }, steps);
+    const commands = preview.byType(CMD);
+    // The steps stay (frozen, their recorded outputs feed the cluster side); revoke-sync is
+    // dropped (it has no delete, so dropping it runs nothing); the hooks keep no delete.
+    assert.deepStrictEqual(
+      commands.map((r) => r.name).sort(),
+      steps.filter((n) => n !== "source-vm-revoke-sync").sort(),
+    );
+    for (const hook of commands.filter((r) => r.name.includes("on-destroy"))) {
+      assert.strictEqual(hook.inputs.delete, undefined, hook.name);
+      assert.strictEqual(hook.inputs.create, undefined, hook.name);
+      assert.strictEqual(hook.inputs.update, undefined, hook.name);
+    }
+  });
+
+  it("vmRetired after a stop step that failed: refused, naming the stop step", async () => {
+    const steps = full.byType(CMD).map((r) => r.name);
+    await assert.rejects(
+      previewStack(
+        "dev",
+        { vmRetired: true },
+        steps.filter((n) => n !== "source-vm-stop"),
+      ),
+      /the VM step source-vm-stop has not run in this stack/,
+    );
+  });
+
+  it("vmRetired with a raised transferGeneration: refused, since the new steps would need the VM", async () => {
+    const steps = full.byType(CMD).map((r) => r.name);
+    await assert.rejects(
+      previewStack("dev", { vmRetired: true, transferGeneration: 2 }, steps),
+      /the VM steps source-vm-preflight-gen-2, source-vm-authorize-sync-gen-2 have not run/,
+    );
   });
 });
