@@ -22,63 +22,31 @@ import { SqliteImport } from "./components/sqlite-import";
 import { TautulliDatabase } from "./components/tautulli-database";
 import { loadConfig } from "./lib/config";
 import { chartResourceNames } from "./lib/plex/chart";
-import { plexHostUse } from "./lib/plex/helm-values";
-import { podSecurityLabels } from "./lib/plex/placement";
 import { resolvePlexIds } from "./lib/plex/vm-identity";
 
 const config = loadConfig();
 
 // One explicit provider, so the cluster a stack deploys to is part of its configuration.
-const cluster = new k8s.Provider("cluster", { context: config.kubernetes.context });
+const cluster = new k8s.Provider("cluster", { context: config.kubeContext });
 const onCluster = { providers: { kubernetes: cluster } };
 
-const sourceVm = new SourceVm("source-vm", {
-  connection: {
-    host: config.vm.host,
-    port: config.vm.port,
-    user: config.vm.user,
-    privateKey: config.vm.privateKey,
-    hostKey: config.vm.hostKey,
-  },
-  sudo: config.vm.sudo,
-  workDir: config.vm.workDir,
-  plexDataDir: config.vm.plexDataDir,
-  plexService: config.vm.plexService,
-  tautulliService: config.vm.tautulliService,
-  tautulliDbPath: config.vm.tautulliDbPath,
-  syncAllowedCidrs: config.syncAllowedCidrs,
-  rollbackOnDestroy: config.vm.rollbackOnDestroy,
-  generations: config.vm.generations,
-  retired: config.vm.retired,
-});
+const sourceVm = new SourceVm("source-vm", config.sourceVm);
 
 // Who owns the copied files: the ids Plex runs as, "auto" resolved from the VM's data owner.
 const plexIds = sourceVm.dataOwner.apply((owner) =>
-  resolvePlexIds(config.plex.uid, config.plex.gid, owner),
+  resolvePlexIds(config.plexRelease.uid, config.plexRelease.gid, owner),
 );
 
 // The config volume and the warm copy: the library is copied while Plex still serves.
 const configVolume = new PlexConfigVolume(
   "plex",
   {
-    namespace: config.kubernetes.namespace,
-    createNamespace: config.kubernetes.createNamespace,
-    namespaceLabels: podSecurityLabels(
-      config.plex.podSecurity,
-      plexHostUse(config.plex.networking, config.plex.mediaVolumes, config.plex.gpu),
-    ),
-    releaseName: config.plex.releaseName,
-    storageClass: config.plex.storageClass,
-    configSize: config.plex.configSize,
-    configHeadroomPercent: config.plex.configHeadroomPercent,
+    ...config.configVolume,
     libraryBytes: sourceVm.libraryBytes,
     fileCount: sourceVm.fileCount,
     uid: plexIds.uid,
     gid: plexIds.gid,
-    sync: config.sync,
     syncPrivateKey: sourceVm.syncPrivateKey,
-    nodeSelector: config.plex.nodeSelector,
-    protectData: config.protectData,
     warmCopyAfter: [sourceVm.syncAuthorized],
   },
   onCluster,
@@ -90,35 +58,19 @@ const stopped = sourceVm.stopAfter([configVolume.warmCopy]);
 const plex = new PlexRelease(
   "plex",
   {
+    ...config.plexRelease,
     namespace: configVolume.namespace,
     configClaimName: configVolume.configClaimName,
     sync: configVolume.finalSyncValues(
       stopped.plexDatabases,
-      chartResourceNames(config.plex.releaseName).initContainer,
+      chartResourceNames(config.plexRelease.releaseName).initContainer,
     ),
-    releaseName: config.plex.releaseName,
-    chartVersion: config.plex.chartVersion,
-    chartRepo: config.plex.chartRepo,
-    imageTagOverride: config.plex.imageTag,
     plexVersion: sourceVm.plexVersion,
     libraryBytes: sourceVm.libraryBytes,
-    mediaVolumes: config.plex.mediaVolumes,
     vmMediaRoots: sourceVm.mediaRoots,
-    uid: config.plex.uid,
-    gid: config.plex.gid,
-    timezone: config.plex.timezone,
     vmDataOwner: sourceVm.dataOwner,
     vmTimezone: sourceVm.timezone,
     vmPreferences: sourceVm.preferences,
-    supplementalGroups: config.plex.supplementalGroups,
-    clusterNetworks: config.plex.clusterNetworks,
-    nodeSelector: config.plex.nodeSelector,
-    gpu: config.plex.gpu,
-    podSecurity: config.plex.podSecurity,
-    claimToken: config.plex.claimToken,
-    networking: config.plex.networking,
-    advertiseUrls: config.plex.advertiseUrls,
-    resources: config.plex.resources,
   },
   // The final sync starts only after the stop. The protected namespace and claim are
   // PlexConfigVolume's, so depending on the destroy hooks protects nothing from them: on destroy
@@ -133,7 +85,7 @@ const verification = new PlexVerification(
   "plex-verification",
   {
     kubernetes: {
-      context: config.kubernetes.context,
+      context: config.kubeContext,
       namespace: plex.namespace,
       podName: plex.chartNames.pod,
       container: plex.chartNames.pmsContainer,
@@ -141,7 +93,7 @@ const verification = new PlexVerification(
     plexToken: sourceVm.plexToken,
     machineIdentifier: sourceVm.machineIdentifier,
     plexVersion: plex.imageTag,
-    mediaVolumes: config.plex.mediaVolumes,
+    mediaVolumes: config.plexRelease.mediaVolumes,
     advertisedUrl: plex.advertisedUrl,
     releaseRevision: plex.release.status.revision,
   },
@@ -164,12 +116,8 @@ const tautulliDatabase = new TautulliDatabase(
     admin: postgres.admin,
     clusterHost: postgres.clusterHost,
     clusterPort: postgres.clusterPort,
+    ...config.tautulliDatabase,
     namespace: plex.namespace,
-    databaseName: config.tautulli.database,
-    roleName: config.tautulli.role,
-    secretName: config.tautulli.secretName,
-    protectData: config.protectData,
-    serverInVolume: config.postgres.mode === "in-cluster",
   },
   { ...onCluster, dependsOn: [postgres] },
 );
@@ -187,9 +135,8 @@ const tautulliImport = new SqliteImport(
     databaseUrl: tautulliDatabase.databaseUrl,
     reachedAt: postgres.reachedAt,
     source: { ssh: sourceVm.sshConnection, snapshot: stopped.tautulliSnapshot },
-    overwrite: config.tautulli.importOverwrite,
+    ...config.tautulliImport,
     schemaVersion: schema.schemaVersion,
-    integrityCheck: config.tautulli.integrityCheck,
   },
   { dependsOn: [schema, stopped.stopped] },
 );

@@ -12,10 +12,10 @@
  * Plex's downtime is the time from the stop to the library being complete on the target: all of
  * the plan, only the checksums and the final pass of ours. Page caches are dropped before the
  * warm copy and before the plan (both read the whole library); the final pass runs with the
- * caches the warm copy left, as it does on a VM and node minutes later (--cold-final: dropped). The target is a fresh ext4 file system on a loop device, sampled every 50 ms, so
- * "peak extra disk" is exact: the most the target held beyond the finished library. The plan's
- * download lands on the target too (in the pod: the node's disk, /tmp of the init container). Page
- * caches are dropped before each pipeline so neither reads a warm source. Needs root.
+ * caches the warm copy left, as it does on a VM and node minutes later (--cold-final: dropped).
+ * The target is a fresh ext4 file system on a loop device, sampled every 50 ms, so "peak extra
+ * disk" is exact: the most the target held beyond the finished library. The plan's download lands
+ * on the target too (in the pod: the node's disk, /tmp of the init container). Needs root.
  */
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
@@ -287,7 +287,17 @@ function formatBytes(bytes: number): string {
   return `${Math.round(bytes / MB)} MB`;
 }
 
-async function main(): Promise<void> {
+interface BenchOptions {
+  size: number;
+  changedPercent: number;
+  workDir: string;
+  keep: boolean;
+  verify: boolean;
+  coldFinal: boolean;
+}
+
+/** The command line, or exits with the usage (2) when it is wrong; undefined after --help. */
+function parseOptions(): BenchOptions | undefined {
   let values;
   try {
     ({ values } = parseArgs({
@@ -308,107 +318,126 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
-    return;
+    return undefined;
   }
   if (process.getuid?.() !== 0) {
     process.stderr.write("bench:transfer needs root (loop-mounted target, dropping caches)\n");
     process.exit(2);
   }
-  const size = parseSize(values.size ?? "2GB");
   const changedPercent = Number(values.changed);
   if (!(changedPercent > 0 && changedPercent < 100)) {
     process.stderr.write(`--changed "${values.changed}" must be a percentage between 0 and 100\n`);
     process.exit(2);
   }
-  const base = values["work-dir"] ?? os.tmpdir();
-  const work = fs.mkdtempSync(path.join(base, "plex-bench-transfer-"));
-  const log = (line: string) => process.stderr.write(`[bench:transfer] ${line}\n`);
+  return {
+    size: parseSize(values.size ?? "2GB"),
+    changedPercent,
+    workDir: values["work-dir"] ?? os.tmpdir(),
+    keep: values.keep ?? false,
+    verify: !values["no-verify"],
+    coldFinal: values["cold-final"] ?? false,
+  };
+}
+
+const log = (line: string) => process.stderr.write(`[bench:transfer] ${line}\n`);
+
+/** Stops the stand-in VM's sshd while ours runs (also on Ctrl-C). */
+let stopVmSshd: (() => Promise<void>) | undefined;
+
+/**
+ * A Plex-like mix: many small metadata files (1-40 KiB), a few large Media index files, and
+ * posters/thumbnails/logs (64 KiB - 2 MiB) for the rest.
+ */
+async function generateLibrary(dataDir: string, size: number) {
+  fs.mkdirSync(dataDir, { recursive: true });
+  const metadataFiles = Math.max(1000, Math.round(size / 100_000));
+  log(`generating a ${formatBytes(size)} Plex data directory (${metadataFiles} small files)...`);
+  const manifest = await generatePlexTree(dataDir, {
+    seed: 42,
+    metadataFiles,
+    largeFiles: 4,
+    largeFileBytes: Math.max(4 * 1024 * 1024, Math.round(size / 40)),
+    totalBytes: size,
+    awkwardShapes: true,
+  });
+  const libraryBytes = Number(sh("du", ["-s", "-B1", dataDir]).split("\t")[0]);
+  log(
+    `  ${manifest.files} files, ${manifest.directories} directories, ${manifest.symlinks} symlinks, ` +
+      `${formatBytes(manifest.bytes)} (${formatBytes(libraryBytes)} on disk)`,
+  );
+  return { manifest, libraryBytes };
+}
+
+/**
+ * A target file system of its own, sparse: room for our copy, the plan's download and its
+ * extracted copy side by side, and ext4's metadata for tens of thousands of small files.
+ */
+function mountTarget(work: string, libraryBytes: number) {
   const mount = path.join(work, "target");
   const image = path.join(work, "target.img");
-  let mounted = false;
-  let loopDevice = "";
-  let vmSync: Awaited<ReturnType<typeof startVmSync>> | undefined;
-  const cleanup = async () => {
-    await vmSync?.sshd.stop().catch(() => undefined);
-    vmSync = undefined;
-    if (mounted) spawnSync("umount", [mount]);
-    if (loopDevice) spawnSync("losetup", ["-d", loopDevice]);
-    mounted = false;
-    loopDevice = "";
-    if (!values.keep) fs.rmSync(work, { recursive: true, force: true });
-  };
-  process.once("SIGINT", () => {
-    void cleanup().then(() => process.exit(130));
-  });
+  const imageBytes = Math.ceil((libraryBytes * 4 + 2e9) / 4096) * 4096;
+  fs.closeSync(fs.openSync(image, "w"));
+  fs.truncateSync(image, imageBytes);
+  sh("mkfs.ext4", ["-q", "-F", "-m", "0", image]);
+  const loopDevice = sh("losetup", ["--find", "--show", image]).trim();
+  fs.mkdirSync(mount);
   try {
-    const sourceRoot = path.join(work, "vm");
-    const dataDir = path.join(sourceRoot, DATA_ROOT);
-    fs.mkdirSync(dataDir, { recursive: true });
-    // Plex-like mix: many small metadata files (1-40 KiB), a few large Media index files, and
-    // posters/thumbnails/logs (64 KiB - 2 MiB) for the rest.
-    const metadataFiles = Math.max(1000, Math.round(size / 100_000));
-    log(`generating a ${formatBytes(size)} Plex data directory (${metadataFiles} small files)...`);
-    const manifest = await generatePlexTree(dataDir, {
-      seed: 42,
-      metadataFiles,
-      largeFiles: 4,
-      largeFileBytes: Math.max(4 * 1024 * 1024, Math.round(size / 40)),
-      totalBytes: size,
-      awkwardShapes: true,
-    });
-    const libraryBytes = Number(sh("du", ["-s", "-B1", dataDir]).split("\t")[0]);
-    log(
-      `  ${manifest.files} files, ${manifest.directories} directories, ${manifest.symlinks} symlinks, ` +
-        `${formatBytes(manifest.bytes)} (${formatBytes(libraryBytes)} on disk)`,
-    );
-
-    // A target file system of its own, sparse: room for our copy, the plan's download and its
-    // extracted copy side by side, and ext4's metadata for tens of thousands of small files.
-    const imageBytes = Math.ceil((libraryBytes * 4 + 2e9) / 4096) * 4096;
-    fs.closeSync(fs.openSync(image, "w"));
-    fs.truncateSync(image, imageBytes);
-    sh("mkfs.ext4", ["-q", "-F", "-m", "0", image]);
-    loopDevice = sh("losetup", ["--find", "--show", image]).trim();
-    fs.mkdirSync(mount);
     sh("mount", [loopDevice, mount]);
-    mounted = true;
-    log(`target: ext4 on ${loopDevice} (${formatBytes(imageBytes)}) at ${mount}`);
-    const loadBefore = os.loadavg()[0].toFixed(1);
+  } catch (error) {
+    spawnSync("losetup", ["-d", loopDevice]);
+    throw error;
+  }
+  log(`target: ext4 on ${loopDevice} (${formatBytes(imageBytes)}) at ${mount}`);
+  return {
+    mount,
+    unmount: () => {
+      spawnSync("umount", [mount]);
+      spawnSync("losetup", ["-d", loopDevice]);
+    },
+  };
+}
 
-    // Ours, phase 1 while "Plex runs": the warm copy.
-    const oursConfig = path.join(mount, "ours-config");
-    fs.mkdirSync(oursConfig);
-    vmSync = await startVmSync(dataDir, work, oursConfig);
+/**
+ * Ours: the warm copy while "Plex runs", Plex's changes, then after the stop the stop step's
+ * database checksums and the final pass. The final runs minutes after the warm copy walked both
+ * trees, on the same VM and the same node (the claim binds where the Job ran), so their inode
+ * caches are warm; `coldFinal` drops them first to show the worst case.
+ */
+async function runOurs(
+  options: BenchOptions,
+  library: { dataDir: string; bytes: number; libraryBytes: number },
+  work: string,
+  mount: string,
+): Promise<PipelineResult & { changed: number }> {
+  const oursConfig = path.join(mount, "ours-config");
+  fs.mkdirSync(oursConfig);
+  const vmSync = await startVmSync(library.dataDir, work, oursConfig);
+  stopVmSshd = () => vmSync.sshd.stop();
+  try {
     dropCaches();
     log(
       "ours: warm copy (plex-init.sh warm, rsync over SSH to rrsync -ro) while Plex would run...",
     );
     const usage = sampleUsage(mount);
     const warm = await syncPhase("warm", vmSync.target, {
-      PLEX_LIBRARY_BYTES: String(libraryBytes),
+      PLEX_LIBRARY_BYTES: String(library.libraryBytes),
     });
     log(`  ${warm.seconds.toFixed(1)} s, ${formatBytes(warm.bytes)}`);
 
-    const changed = changeLibrary(dataDir, changedPercent / 100, manifest.bytes);
+    const changed = changeLibrary(library.dataDir, options.changedPercent / 100, library.bytes);
     log(
-      `Plex changed ${formatBytes(changed)} meanwhile (${changedPercent}% of the library); stop.`,
+      `Plex changed ${formatBytes(changed)} meanwhile (${options.changedPercent}% of the library); stop.`,
     );
-
-    // Ours, phase 2 after the stop: the stop step's database checksums, then the final pass.
-    // The final runs minutes after the warm copy walked both trees, on the same VM and the same
-    // node (the claim binds where the Job ran), so their inode caches are warm; --cold-final
-    // drops them first to show the worst case.
-    if (values["cold-final"]) dropCaches();
+    if (options.coldFinal) dropCaches();
     const t = process.hrtime.bigint();
-    const databases = measureDatabases(dataDir);
+    const databases = measureDatabases(library.dataDir);
     const checksums = seconds(t);
     const final = await syncPhase("final", vmSync.target, { databases });
     const oursPeak = usage.stop();
     await vmSync.vm.revoke();
     const vmWork = Number(sh("du", ["-s", "-B1", vmSync.vmWorkDir]).split("\t")[0]);
-    await vmSync.sshd.stop();
-    vmSync = undefined;
-    const ours: PipelineResult = {
+    log(`  final: ${final.seconds.toFixed(1)} s, ${formatBytes(final.bytes)}`);
+    return {
       name: "ours: warm rsync (Plex up) → stop → final rsync + verify (init container)",
       stages: { "warm copy": warm.seconds, "db checksums": checksums, "final sync": final.seconds },
       downtime: checksums + final.seconds,
@@ -416,60 +445,106 @@ async function main(): Promise<void> {
       // The VM keeps only its log and state in the work dir (no archive, no copy).
       vmExtraBytes: Math.max(0, vmWork - 64 * 1024),
       peakExtraBytes: Math.max(0, oursPeak - usedBytes(mount)),
+      changed,
     };
-    log(`  final: ${final.seconds.toFixed(1)} s, ${formatBytes(final.bytes)}`);
+  } finally {
+    stopVmSshd = undefined;
+    await vmSync.sshd.stop();
+  }
+}
 
-    // The plan: everything after the stop.
+/** The markdown table README shows, with what the numbers were measured on. */
+function formatReport(
+  options: BenchOptions,
+  facts: { bytes: number; files: number; changed: number; loadBefore: string },
+  plan: PipelineResult,
+  ours: PipelineResult,
+): string {
+  const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], {
+    encoding: "utf8",
+  }).stdout.trim();
+  const rsyncVersion = sh("rsync", ["--version"])
+    .split("\n")[0]
+    .replace(/\s+protocol.*/, "");
+  const sshVersion = spawnSync("ssh", ["-V"], { encoding: "utf8" }).stderr.trim();
+  const load = os.loadavg()[0].toFixed(1);
+  const lines = [
+    `Plex library over loopback, ${new Date().toISOString().slice(0, 10)}: ${formatBytes(facts.bytes)} data directory, ` +
+      `${facts.files} files, ${formatBytes(facts.changed)} changed between the phases ` +
+      `(${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "unknown CPU"}; ${rsyncVersion}; ${sshVersion}; ` +
+      `load average ${facts.loadBefore} before, ${load} after; commit ${commit || "unknown"}; ` +
+      `${options.coldFinal ? "caches dropped before every phase" : "caches dropped before the warm copy and the plan"})`,
+    "",
+    "| pipeline | Plex downtime (s) | total (s) | stages (s) | extra disk on the VM | peak extra disk on target | identical |",
+    "|---|---:|---:|---|---:|---:|---|",
+    ...[plan, ours].map(
+      (r) =>
+        `| ${r.name} | ${r.downtime.toFixed(1)} | ${r.total.toFixed(1)} | ` +
+        `${Object.entries(r.stages)
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(", ")} | ${formatBytes(r.vmExtraBytes)} | ${formatBytes(r.peakExtraBytes)} | ` +
+        `${r.identical === undefined ? "not checked" : r.identical ? "yes" : "NO"} |`,
+    ),
+    "",
+    `ours / plan downtime: ${(ours.downtime / plan.downtime).toFixed(3)} (target: at most 0.1)`,
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  if (!options) return;
+  const work = fs.mkdtempSync(path.join(options.workDir, "plex-bench-transfer-"));
+  let target: ReturnType<typeof mountTarget> | undefined;
+  const cleanup = () => {
+    target?.unmount();
+    target = undefined;
+    if (!options.keep) fs.rmSync(work, { recursive: true, force: true });
+  };
+  process.once("SIGINT", () => {
+    void (stopVmSshd?.() ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => {
+        cleanup();
+        process.exit(130);
+      });
+  });
+  try {
+    const sourceRoot = path.join(work, "vm");
+    const dataDir = path.join(sourceRoot, DATA_ROOT);
+    const { manifest, libraryBytes } = await generateLibrary(dataDir, options.size);
+    target = mountTarget(work, libraryBytes);
+    const loadBefore = os.loadavg()[0].toFixed(1);
+    const library = { dataDir, bytes: manifest.bytes, libraryBytes };
+    const ours = await runOurs(options, library, work, target.mount);
+
     dropCaches();
     log("plan: tar czf, python3 -m http.server, curl -o, tar xzf (all while Plex is down)...");
-    const plan = await runPlan(sourceRoot, work, mount);
+    const plan = await runPlan(sourceRoot, work, target.mount);
     log(`  ${plan.total.toFixed(1)} s`);
 
-    if (!values["no-verify"]) {
+    if (options.verify) {
       log("comparing both copies with the stopped source...");
       const source = await digestTree(dataDir);
       plan.identical =
-        compareTrees(source, await digestTree(path.join(mount, "plan-config", DATA_ROOT)))
+        compareTrees(source, await digestTree(path.join(target.mount, "plan-config", DATA_ROOT)))
           .length === 0;
       ours.identical =
-        compareTrees(source, await digestTree(path.join(oursConfig, DATA_ROOT)), {
+        compareTrees(source, await digestTree(path.join(target.mount, "ours-config", DATA_ROOT)), {
           nanoseconds: true,
           sparse: true,
         }).length === 0;
     }
-
-    const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], {
-      encoding: "utf8",
-    }).stdout.trim();
-    const rsyncVersion = sh("rsync", ["--version"])
-      .split("\n")[0]
-      .replace(/\s+protocol.*/, "");
-    const sshVersion = spawnSync("ssh", ["-V"], { encoding: "utf8" }).stderr.trim();
-    const load = os.loadavg()[0].toFixed(1);
-    const lines = [
-      `Plex library over loopback, ${new Date().toISOString().slice(0, 10)}: ${formatBytes(manifest.bytes)} data directory, ` +
-        `${manifest.files} files, ${formatBytes(changed)} changed between the phases ` +
-        `(${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "unknown CPU"}; ${rsyncVersion}; ${sshVersion}; ` +
-        `load average ${loadBefore} before, ${load} after; commit ${commit || "unknown"}; ` +
-        `${values["cold-final"] ? "caches dropped before every phase" : "caches dropped before the warm copy and the plan"})`,
-      "",
-      "| pipeline | Plex downtime (s) | total (s) | stages (s) | extra disk on the VM | peak extra disk on target | identical |",
-      "|---|---:|---:|---|---:|---:|---|",
-      ...[plan, ours].map(
-        (r) =>
-          `| ${r.name} | ${r.downtime.toFixed(1)} | ${r.total.toFixed(1)} | ` +
-          `${Object.entries(r.stages)
-            .map(([k, v]) => `${k} ${v.toFixed(1)}`)
-            .join(", ")} | ${formatBytes(r.vmExtraBytes)} | ${formatBytes(r.peakExtraBytes)} | ` +
-          `${r.identical === undefined ? "not checked" : r.identical ? "yes" : "NO"} |`,
-      ),
-      "",
-      `ours / plan downtime: ${(ours.downtime / plan.downtime).toFixed(3)} (target: at most 0.1)`,
-    ];
-    process.stdout.write(`${lines.join("\n")}\n`);
+    const facts = {
+      bytes: manifest.bytes,
+      files: manifest.files,
+      changed: ours.changed,
+      loadBefore,
+    };
+    process.stdout.write(formatReport(options, facts, plan, ours));
     if (plan.identical === false || ours.identical === false) process.exitCode = 1;
   } finally {
-    await cleanup();
+    cleanup();
   }
 }
 

@@ -16,7 +16,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import type { SslMode } from "../lib/config";
+import type { SslMode } from "../lib/postgres/connection";
 import type { PostgresConnection } from "../lib/postgres/connection";
 import {
   buildAdminSecret,

@@ -17,7 +17,7 @@
 import * as fs from "fs";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { isSafeAbsolutePath, isSystemdUnit } from "../lib/checks";
+import { isSafeAbsolutePath, isSystemdUnit, workDirInPlexData } from "../lib/checks";
 import * as tls from "@pulumi/tls";
 import type { SshConnection } from "../lib/import/ssh-download";
 import {
@@ -382,8 +382,7 @@ function validateArgs(name: string, args: SourceVmArgs): Record<string, never> {
   absolute("workDir", args.workDir);
   absolute("plexDataDir", args.plexDataDir);
   absolute("tautulliDbPath", args.tautulliDbPath);
-  const data = args.plexDataDir.replace(/\/+$/, "");
-  if (args.workDir === data || args.workDir.startsWith(`${data}/`)) {
+  if (workDirInPlexData(args.workDir, args.plexDataDir)) {
     problems.push("workDir must not be inside plexDataDir (the Plex source is never written to)");
   }
   for (const unit of [args.plexService, args.tautulliService]) {

@@ -130,3 +130,8 @@ export const pgIdentifier: Check = (v) =>
 
 export const pgRoleName: Check = (v) =>
   isPgIdentifier(v) ? undefined : `expected a lower-case PostgreSQL role name, got "${v}"`;
+
+/** The VM work dir may never be the Plex data dir or lie inside it: the source is only read. */
+export function workDirInPlexData(workDir: string, plexDataDir: string): boolean {
+  return isAtOrUnder(workDir, plexDataDir.replace(/\/+$/, ""));
+}

@@ -2,7 +2,8 @@
  * A PostgreSQL connection as the program passes it around, and its URL form. The password is a
  * secret wherever this travels inside Pulumi outputs.
  */
-import type { SslMode } from "../config";
+
+export type SslMode = "disable" | "require" | "verify-full";
 
 export interface PostgresConnection {
   host: string;

@@ -133,21 +133,24 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       "plex-migrate:postgresAdminPassword: is stored in plain text in the stack file. Fix: pulumi config set --secret postgresAdminPassword <value> (and rotate it: it was readable)",
     ]);
     const config = load({ plexClaimToken: "claim-abc" });
-    const token = config.plex.claimToken as unknown as {
+    const token = config.plexRelease.claimToken as unknown as {
       isSecret: Promise<boolean>;
       promise(): Promise<string>;
     };
     assert.strictEqual(await token.isSecret, true);
     assert.strictEqual(await token.promise(), "claim-abc");
     // The CLI applies the "" default: unset.
-    assert.strictEqual(load({ plexClaimToken: "" }, ["plexClaimToken"]).plex.claimToken, undefined);
+    assert.strictEqual(
+      load({ plexClaimToken: "" }, ["plexClaimToken"]).plexRelease.claimToken,
+      undefined,
+    );
   });
 
   it("returns the sync settings PlexConfigVolume takes: the VM's address, port and user by default", () => {
     const config = load({
       vmHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     });
-    assert.deepStrictEqual(config.sync, {
+    assert.deepStrictEqual(config.configVolume.sync, {
       image: "instrumentisto/rsync-ssh:alpine3.23-r3",
       connection: { host: "192.168.13.21", port: 22, user: "ubuntu" },
       hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
@@ -160,12 +163,12 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       syncPort: "2222",
       warmCopyTimeoutMinutes: "60",
     });
-    assert.deepStrictEqual(other.sync.connection, {
+    assert.deepStrictEqual(other.configVolume.sync.connection, {
       host: "vm.cluster.lan",
       port: 2222,
       user: "ubuntu",
     });
-    assert.strictEqual(other.sync.warmCopyTimeoutMinutes, 60);
+    assert.strictEqual(other.configVolume.sync.warmCopyTimeoutMinutes, 60);
   });
 
   it("refuses the archive flow's keys at preview, naming what replaced them", () => {
@@ -181,16 +184,16 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
 
   it("accepts the defaults and returns them typed", () => {
     const config = load();
-    assert.strictEqual(config.vm.port, 22);
-    assert.strictEqual(config.vm.user, "ubuntu");
+    assert.strictEqual(config.sourceVm.connection.port, 22);
+    assert.strictEqual(config.sourceVm.connection.user, "ubuntu");
     assert.strictEqual(
-      config.vm.plexDataDir,
+      config.sourceVm.plexDataDir,
       "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server",
     );
-    assert.strictEqual(config.kubernetes.context, undefined);
-    assert.strictEqual(config.plex.configSize, "auto");
-    assert.strictEqual(config.plex.imageTag, undefined);
-    assert.strictEqual(config.plex.claimToken, undefined);
+    assert.strictEqual(config.kubeContext, undefined);
+    assert.strictEqual(config.configVolume.configSize, "auto");
+    assert.strictEqual(config.plexRelease.imageTagOverride, undefined);
+    assert.strictEqual(config.plexRelease.claimToken, undefined);
     // The in-cluster server needs no endpoint: pulumi up reaches it through the tunnel, on a
     // port fixed for the stack.
     assert.deepStrictEqual(config.postgres, {
@@ -206,26 +209,67 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
         localPort: tunnelPortFor("plex-migrate", pulumi.getStack()),
       },
     });
-    assert.strictEqual(config.tautulli.importOverwrite, false);
-    assert.strictEqual(config.protectData, true);
-    assert.deepStrictEqual(config.vm.generations, { transfer: 1, tautulliImport: 1 });
-    assert.strictEqual(config.vm.retired, false);
+    assert.strictEqual(config.tautulliImport.overwrite, false);
+    assert.strictEqual(config.configVolume.protectData, true);
+    assert.deepStrictEqual(config.sourceVm.generations, { transfer: 1, tautulliImport: 1 });
+    assert.strictEqual(config.sourceVm.retired, false);
+  });
+
+  it("hands SourceVm its own arguments, as SourceVm takes them", () => {
+    const { connection, ...rest } = load().sourceVm;
+    const { privateKey: _privateKey, ...reach } = connection;
+    assert.deepStrictEqual(reach, {
+      host: "192.168.13.21",
+      port: 22,
+      user: "ubuntu",
+      hostKey: HOST_KEY,
+    });
+    assert.deepStrictEqual(rest, {
+      sudo: true,
+      workDir: "/var/lib/plex-migrate",
+      plexDataDir: "/var/lib/plexmediaserver/Library/Application Support/Plex Media Server",
+      plexService: "plexmediaserver",
+      tautulliService: "tautulli",
+      tautulliDbPath: "/opt/Tautulli/tautulli.db",
+      syncAllowedCidrs: [],
+      rollbackOnDestroy: false,
+      generations: { transfer: 1, tautulliImport: 1 },
+      retired: false,
+    });
+  });
+
+  it("labels the namespace with the Pod Security level the Plex pod needs under auto", () => {
+    assert.deepStrictEqual(load().configVolume.namespaceLabels, {});
+    assert.deepStrictEqual(load({ plexPodSecurity: "auto" }).configVolume.namespaceLabels, {
+      "pod-security.kubernetes.io/enforce": "baseline",
+      "pod-security.kubernetes.io/enforce-version": "latest",
+    });
+    const host = load({
+      plexPodSecurity: "auto",
+      plexNetworking: "host",
+      plexAddress: "192.168.13.30",
+      plexNodeSelector: ["kubernetes.io/hostname=node-1"],
+    });
+    assert.strictEqual(
+      host.configVolume.namespaceLabels?.["pod-security.kubernetes.io/enforce"],
+      "privileged",
+    );
   });
 
   it("returns the migration phases SourceVm takes", () => {
     const config = load({ transferGeneration: 3, tautulliImportGeneration: 2, vmRetired: true });
-    assert.deepStrictEqual(config.vm.generations, { transfer: 3, tautulliImport: 2 });
-    assert.strictEqual(config.vm.retired, true);
+    assert.deepStrictEqual(config.sourceVm.generations, { transfer: 3, tautulliImport: 2 });
+    assert.strictEqual(config.sourceVm.retired, true);
     // The pod's copy records the same generation in the volume's marker.
-    assert.strictEqual(config.sync.transferGeneration, 3);
+    assert.strictEqual(config.configVolume.sync.transferGeneration, 3);
   });
 
   it("keeps secret config values secret", async () => {
     const config = load({ postgresAdminPassword: "pg-admin-pw", plexClaimToken: "claim-abc" });
     for (const output of [
-      config.vm.privateKey,
+      config.sourceVm.connection.privateKey,
       config.postgres.adminPassword!,
-      config.plex.claimToken!,
+      config.plexRelease.claimToken!,
     ]) {
       assert.strictEqual(
         await (output as unknown as { isSecret: Promise<boolean> }).isSecret,
@@ -609,13 +653,13 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
   }
 
   it("returns the networking mode with exactly the fields it needs", () => {
-    assert.deepStrictEqual(load().plex.networking, { mode: "internal" });
+    assert.deepStrictEqual(load().plexRelease.networking, { mode: "internal" });
     assert.deepStrictEqual(
-      load({ plexNetworking: "host", plexAddress: "192.168.13.30" }).plex.networking,
+      load({ plexNetworking: "host", plexAddress: "192.168.13.30" }).plexRelease.networking,
       { mode: "host", address: "192.168.13.30" },
     );
     assert.deepStrictEqual(
-      load({ plexNetworking: "loadBalancer", plexAddress: "fd00:13::40" }).plex.networking,
+      load({ plexNetworking: "loadBalancer", plexAddress: "fd00:13::40" }).plexRelease.networking,
       { mode: "loadBalancer", address: "fd00:13::40" },
     );
     assert.deepStrictEqual(
@@ -623,37 +667,37 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
         plexNetworking: "ingress",
         plexIngressHost: "plex.example.com",
         plexIngressTlsSecret: "plex-tls",
-      }).plex.networking,
+      }).plexRelease.networking,
       { mode: "ingress", host: "plex.example.com", className: undefined, tlsSecret: "plex-tls" },
     );
     assert.deepStrictEqual(
-      load({ plexAdvertiseUrls: ["https://plex.example.net:443"] }).plex.advertiseUrls,
+      load({ plexAdvertiseUrls: ["https://plex.example.net:443"] }).plexRelease.advertiseUrls,
       ["https://plex.example.net:443"],
     );
   });
 
   it("reads ids and the time zone as auto unless set", () => {
-    const plex = load().plex;
+    const plex = load().plexRelease;
     assert.deepStrictEqual([plex.uid, plex.gid, plex.timezone], ["auto", "auto", "auto"]);
-    const set = load({ plexUid: "1000", plexGid: 100, plexTimezone: "" }).plex;
+    const set = load({ plexUid: "1000", plexGid: 100, plexTimezone: "" }).plexRelease;
     assert.deepStrictEqual([set.uid, set.gid, set.timezone], [1000, 100, ""]);
-    assert.strictEqual(load().plex.supplementalGroups, "auto");
-    assert.deepStrictEqual(load({ plexSupplementalGroups: "" }).plex.supplementalGroups, []);
+    assert.strictEqual(load().plexRelease.supplementalGroups, "auto");
+    assert.deepStrictEqual(load({ plexSupplementalGroups: "" }).plexRelease.supplementalGroups, []);
     assert.deepStrictEqual(
-      load({ plexSupplementalGroups: "44, 1001" }).plex.supplementalGroups,
+      load({ plexSupplementalGroups: "44, 1001" }).plexRelease.supplementalGroups,
       [44, 1001],
     );
     assert.deepStrictEqual(
-      load({ plexNodeSelector: ["kubernetes.io/hostname=node-1", "plex-migrate/media="] }).plex
-        .nodeSelector,
+      load({ plexNodeSelector: ["kubernetes.io/hostname=node-1", "plex-migrate/media="] })
+        .plexRelease.nodeSelector,
       { "kubernetes.io/hostname": "node-1", "plex-migrate/media": "" },
     );
     assert.deepStrictEqual(
-      [load().plex.gpu, load().plex.podSecurity, load().plex.nodeSelector],
+      [load().plexRelease.gpu, load().plexRelease.podSecurity, load().plexRelease.nodeSelector],
       ["none", "", {}],
     );
     assert.deepStrictEqual(
-      load({ plexClusterNetworks: ["10.42.0.0/16", "fd00:42::/56"] }).plex.clusterNetworks,
+      load({ plexClusterNetworks: ["10.42.0.0/16", "fd00:42::/56"] }).plexRelease.clusterNetworks,
       ["10.42.0.0/16", "fd00:42::/56"],
     );
   });
