@@ -53,8 +53,6 @@ import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
 
 export const PROJECT = "plex-migrate";
 
-export type ArchiveCompression = "auto" | "zstd" | "pigz" | "gzip" | "none";
-
 /** PlexConfigVolume's arguments, less what the VM measures (sizes, owner) and the migration key. */
 export type ConfigVolumeSettings = Omit<
   PlexConfigVolumeArgs,

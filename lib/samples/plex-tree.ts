@@ -10,7 +10,7 @@
  *
  * Everything is derived from `seed`, so two runs with the same options give identical trees
  * (contents, modes and mtimes). {@link digestTree} / {@link compareTrees} compare trees byte for
- * byte, for "the archive extracts to the same tree" and "the source is unchanged" checks.
+ * byte, for "the copy equals the source" and "the source is unchanged" checks.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
