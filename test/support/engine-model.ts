@@ -23,20 +23,30 @@ export interface PlannedStep {
  * The inputs the engine diffs: the new inputs with every `ignoreChanges` path set back to its old
  * value, or removed when the old inputs had none (pulumi/pulumi pkg/resource/deploy/
  * step_generator.go processIgnoreChanges; sdk/go/common/resource/properties_path.go Reset).
- * Top-level paths only: the program ignores whole inputs.
+ * Dotted paths of object keys are modelled ("spec.resources.requests.storage"), not indexes.
  */
 export function processIgnoreChanges(
   inputs: Record<string, unknown>,
   oldInputs: Record<string, unknown>,
   ignoreChanges: string[],
 ): Record<string, unknown> {
-  const result = { ...inputs };
+  const result = structuredClone(inputs);
   for (const path of ignoreChanges) {
-    if (path.includes(".") || path.includes("[")) {
-      throw new Error(`engine model: only top-level ignoreChanges are modelled, got ${path}`);
+    if (path.includes("[")) {
+      throw new Error(`engine model: index paths in ignoreChanges are not modelled, got ${path}`);
     }
-    if (path in oldInputs) result[path] = oldInputs[path];
-    else delete result[path];
+    const keys = path.split(".");
+    const last = keys.pop()!;
+    const walk = (root: Record<string, unknown>) =>
+      keys.reduce<Record<string, unknown> | undefined>((at, key) => {
+        const next = at?.[key];
+        return next && typeof next === "object" ? (next as Record<string, unknown>) : undefined;
+      }, root);
+    const oldParent = walk(oldInputs);
+    const newParent = walk(result);
+    if (!newParent) continue;
+    if (oldParent && last in oldParent) newParent[last] = structuredClone(oldParent[last]);
+    else delete newParent[last];
   }
   return result;
 }

@@ -19,7 +19,13 @@ import {
 } from "../support/pulumi-mocks";
 import { resolveConfigSize } from "../../lib/plex/sizing";
 import { remoteCommandLine } from "../../lib/source-vm/commands";
-import { DestroyStep, planDestroy, transitiveDependencies } from "../support/engine-model";
+import {
+  DestroyStep,
+  planDestroy,
+  planUpdate,
+  transitiveDependencies,
+  vmCommands,
+} from "../support/engine-model";
 import { SAMPLE_LIBRARY_BYTES, sourceVmCommandOutputs } from "../support/fake-vm/mock-outputs";
 import { tunnelPortFor } from "../../lib/postgres/tunnel";
 
@@ -703,5 +709,121 @@ describe("pulumi preview of the program", function () {
       previewStack("dev", { vmRetired: true, transferGeneration: 2 }, steps),
       /the VM steps source-vm-preflight-gen-2, source-vm-authorize-sync-gen-2 have not run/,
     );
+  });
+});
+
+// A later `pulumi up` of the program with one setting changed, against the state the first `up`
+// left: which resources the engine changes and which VM commands run (test/support/engine-model.ts
+// applies pulumi/pulumi's processIgnoreChanges and pulumi-command's create/update/delete rules).
+describe("a later pulumi up of the program, one setting changed", function () {
+  this.timeout(180_000);
+  const JOB = "kubernetes:batch/v1:Job";
+  const HOOK_UPDATES = [
+    `update ${CMD}::source-vm-on-destroy-revoke-sync`,
+    `update ${CMD}::source-vm-on-destroy-rollback`,
+  ];
+  let first: MockRun;
+  before(async () => {
+    first = await runStack("dev");
+  });
+  const changed = async (overrides: Record<string, unknown>) => {
+    const plan = planUpdate(first.registrations, (await runStack("dev", overrides)).registrations);
+    return {
+      plan,
+      vm: vmCommands(plan),
+      notSame: plan.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.type}::${s.name}`),
+    };
+  };
+  const vmUser = () => ({ user: String(stackFile("dev").vmUser), sudo: true });
+
+  it("the same inputs: every resource the same, no VM command", async () => {
+    const { notSame, vm } = await changed({});
+    assert.deepStrictEqual(notSame, []);
+    assert.deepStrictEqual(vm, []);
+  });
+
+  it("a new VM host key or SSH key: only the hooks record it, no VM command", async () => {
+    for (const overrides of [
+      {
+        vmHostKey:
+          "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhVWJ2m6JqfJvVtN6pKQ0fO9g5Y2oYdJ3sLw1bq3mXn",
+      },
+      {
+        sshPrivateKey:
+          "-----BEGIN OPENSSH PRIVATE KEY-----\nROTATED\n-----END OPENSSH PRIVATE KEY-----",
+      },
+    ]) {
+      const { notSame, vm } = await changed(overrides);
+      assert.deepStrictEqual(
+        notSame.filter((s) => s.includes(CMD)).sort(),
+        HOOK_UPDATES,
+        JSON.stringify(overrides),
+      );
+      assert.deepStrictEqual(vm, []);
+    }
+  });
+
+  it("a new VM address: the hooks, the warm Job and the Plex pod's init container record it, no VM command", async () => {
+    const { notSame, vm } = await changed({ vmHost: "192.168.13.99" });
+    assert.deepStrictEqual(vm, []);
+    assert.deepStrictEqual(notSame.filter((s) => s.includes(CMD)).sort(), HOOK_UPDATES);
+    // Both copies run again, and find the volume's marker: nothing is copied.
+    assert.ok(notSame.includes(`update kubernetes:batch/v1:Job::plex-warm-copy`), notSame.join());
+    assert.ok(notSame.includes(`update ${RELEASE}::plex-chart`), notSame.join());
+  });
+
+  it("a Kubernetes setting: its object is updated, no VM step changes", async () => {
+    const { notSame, vm } = await changed({ plexMemoryLimit: "6Gi" });
+    assert.deepStrictEqual(notSame, [`update ${RELEASE}::plex-chart`]);
+    assert.deepStrictEqual(vm, []);
+  });
+
+  it("transferGeneration 2: the whole transfer again, the warm copy and the Plex pod too", async () => {
+    const { plan, notSame, vm } = await changed({ transferGeneration: 2 });
+    assert.deepStrictEqual(vm, [
+      `source-vm-preflight-gen-2: ${remoteCommandLine("preflight", vmUser())}`,
+      `source-vm-authorize-sync-gen-2: ${remoteCommandLine("authorize-sync", vmUser())}`,
+      `source-vm-stop-gen-2-1: ${remoteCommandLine("stop", vmUser())}`,
+      `source-vm-revoke-sync-gen-2-1: ${remoteCommandLine("revoke-sync", vmUser())}`,
+    ]);
+    // The old steps are dropped: they have no delete command, so that runs nothing.
+    for (const step of ["preflight", "authorize-sync", "stop", "revoke-sync"]) {
+      assert.ok(notSame.includes(`delete ${CMD}::source-vm-${step}`), step);
+    }
+    // The Job and the release's init container carry the generation: both copy again.
+    assert.ok(notSame.includes(`update ${JOB}::plex-warm-copy`), notSame.join("\n"));
+    assert.ok(notSame.includes(`update ${RELEASE}::plex-chart`), notSame.join("\n"));
+    assert.ok(plan.some((s) => s.name === "tautulli-import"));
+  });
+
+  it("tautulliImportGeneration 2: a new stop (a new snapshot) and revoke-sync, no new transfer", async () => {
+    const { notSame, vm } = await changed({ tautulliImportGeneration: 2 });
+    assert.deepStrictEqual(vm, [
+      `source-vm-stop-gen-1-2: ${remoteCommandLine("stop", vmUser())}`,
+      `source-vm-revoke-sync-gen-1-2: ${remoteCommandLine("revoke-sync", vmUser())}`,
+    ]);
+    assert.ok(!notSame.some((s) => s.includes("warm-copy")), notSame.join("\n"));
+  });
+
+  it("vmRetired: the hooks lose their delete, revoke-sync is dropped, no VM command; destroy then contacts nothing", async () => {
+    const retired = await runStack("dev", { vmRetired: true, rollbackOnDestroy: true });
+    const plan = planUpdate(first.registrations, retired.registrations);
+    assert.deepStrictEqual(vmCommands(plan), []);
+    assert.deepStrictEqual(
+      plan
+        .filter((s) => s.op !== "same" && s.type === CMD)
+        .map((s) => `${s.op} ${s.name}`)
+        .sort(),
+      // The dev stack's rollback hook had no delete (rollbackOnDestroy was off) and keeps none.
+      ["delete source-vm-revoke-sync", "update source-vm-on-destroy-revoke-sync"],
+    );
+    const steps = planDestroy(retired.registrations);
+    assert.deepStrictEqual(
+      steps.filter((s) => s.runs),
+      [],
+    );
+    // protectData stays: the data is still refused, the Plex release still deleted.
+    assert.ok(steps.some((s) => s.name === "plex-config" && s.outcome === "refused (protected)"));
+    assert.ok(steps.some((s) => s.name === "plex-chart" && s.outcome === "deleted"));
   });
 });
