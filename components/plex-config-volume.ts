@@ -13,6 +13,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { withDependencies } from "../lib/depends-on";
 import { isDnsLabel } from "../lib/checks";
 import { plexMigrateObjectNames } from "../lib/plex/chart";
 import {
@@ -327,15 +328,4 @@ export class PlexConfigVolume extends pulumi.ComponentResource {
       },
     );
   }
-}
-
-/** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
-function withDependencies(
-  callerDependsOn: pulumi.ResourceOptions["dependsOn"],
-  extra: pulumi.Resource[],
-): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
-  if (!callerDependsOn) return extra;
-  return pulumi
-    .output(callerDependsOn as pulumi.Input<pulumi.Resource | pulumi.Resource[]>)
-    .apply((deps) => [...(Array.isArray(deps) ? deps : [deps]), ...extra]);
 }

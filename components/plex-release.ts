@@ -8,6 +8,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { withDependencies } from "../lib/depends-on";
 import { unmountedMediaRoots, type MediaVolume } from "../lib/plex/media-volumes";
 import {
   CHART_NAME,
@@ -139,17 +140,6 @@ export function chartSource(chartRepo: string): {
   return chartRepo.startsWith("oci://")
     ? { chart: `${chartRepo.replace(/\/+$/, "")}/${CHART_NAME}`, repositoryOpts: undefined }
     : { chart: CHART_NAME, repositoryOpts: { repo: chartRepo } };
-}
-
-/** `extra` added to the caller's `dependsOn` (which may be one resource, a list or an Output). */
-function withDependencies(
-  callerDependsOn: pulumi.ResourceOptions["dependsOn"],
-  extra: pulumi.Resource[],
-): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
-  if (!callerDependsOn) return extra;
-  return pulumi
-    .output(callerDependsOn as pulumi.Input<pulumi.Resource | pulumi.Resource[]>)
-    .apply((deps) => [...(Array.isArray(deps) ? deps : [deps]), ...extra]);
 }
 
 export class PlexRelease extends pulumi.ComponentResource {

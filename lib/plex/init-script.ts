@@ -163,6 +163,22 @@ export interface VolumeNeed {
   inodes: number;
 }
 
+/** What a sync container copies with: the same for the warm-copy Job and the final phase. */
+export type SyncCopySettings = Omit<SyncContainerCommon, "name">;
+
+/** The copy settings out of a larger input (each field named, so nothing else slips in). */
+export function syncCopySettings(input: SyncCopySettings): SyncCopySettings {
+  return {
+    image: input.image,
+    connection: input.connection,
+    uid: input.uid,
+    gid: input.gid,
+    excludes: input.excludes,
+    need: input.need,
+    generation: input.generation,
+  };
+}
+
 /** The final phase also proves the copy against the stop step's checksums. */
 export type SyncContainerInput =
   | (SyncContainerCommon & { phase: "warm" })
@@ -254,20 +270,14 @@ export function syncPodVolumes(names: {
  * `extraInitContainers`, so its environment and mounts are ours and the key is mounted in no
  * other container) and the two pod volumes (`extraVolumes`).
  */
-export function plexSyncValues(input: {
-  containerName: string;
-  image: string;
-  connection: SyncConnection;
-  uid: number;
-  gid: number;
-  excludes: string[];
-  need: VolumeNeed;
-  /** @default 1 */
-  generation?: number;
-  databases: DatabaseChecksum[];
-  secretName: string;
-  scriptConfigMapName: string;
-}): { extraInitContainers: Record<string, unknown>[]; extraVolumes: Record<string, unknown>[] } {
+export function plexSyncValues(
+  input: SyncCopySettings & {
+    containerName: string;
+    databases: DatabaseChecksum[];
+    secretName: string;
+    scriptConfigMapName: string;
+  },
+): { extraInitContainers: Record<string, unknown>[]; extraVolumes: Record<string, unknown>[] } {
   // Chart values are plain data: the typed specs go in as records.
   const asValues = <T>(items: T[]) => items as unknown as Record<string, unknown>[];
   return {
@@ -275,13 +285,7 @@ export function plexSyncValues(input: {
       syncContainer({
         phase: "final",
         name: input.containerName,
-        image: input.image,
-        connection: input.connection,
-        uid: input.uid,
-        gid: input.gid,
-        excludes: input.excludes,
-        need: input.need,
-        generation: input.generation,
+        ...syncCopySettings(input),
         databases: input.databases,
       }),
     ]),

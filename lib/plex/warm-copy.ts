@@ -11,9 +11,9 @@ import {
   SYNC_VOLUMES,
   knownHostsFor,
   syncContainer,
+  syncCopySettings,
   syncPodVolumes,
-  type SyncConnection,
-  type VolumeNeed,
+  type SyncCopySettings,
 } from "./init-script";
 
 /** Annotation carrying the script's sha256 on the Job's pod template. */
@@ -45,19 +45,11 @@ export function syncScriptData(script: string): Record<string, string> {
   return { [SYNC_SCRIPT_KEY]: script };
 }
 
-export interface WarmCopyJobInput {
+/** The copy settings (the stack's transferGeneration: a new one replaces the Job, a new copy). */
+export interface WarmCopyJobInput extends SyncCopySettings {
   name: string;
   namespace: string;
   labels: Record<string, string>;
-  image: string;
-  connection: SyncConnection;
-  uid: number;
-  gid: number;
-  excludes: string[];
-  /** The preflight's measures, for the free-space and free-inode checks. */
-  need: VolumeNeed;
-  /** The stack's transferGeneration (a new one replaces the Job: a new copy). @default 1 */
-  generation?: number;
   claimName: string;
   secretName: string;
   scriptConfigMapName: string;
@@ -79,13 +71,7 @@ export function warmCopyJob(input: WarmCopyJobInput): {
   const container = syncContainer({
     phase: "warm",
     name: "warm-copy",
-    image: input.image,
-    connection: input.connection,
-    uid: input.uid,
-    gid: input.gid,
-    excludes: input.excludes,
-    need: input.need,
-    generation: input.generation,
+    ...syncCopySettings(input),
   });
   const podSpec: k8s.types.input.core.v1.PodSpec = {
     restartPolicy: "Never",

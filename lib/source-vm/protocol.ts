@@ -60,17 +60,20 @@ interface StepSpec {
 
 const DATABASES = "array";
 
+/** What the steps that look at Plex and Tautulli themselves (preflight, stop) read. */
+const SERVICE_STEP_SETTINGS = [
+  "workDir",
+  "plexDataDir",
+  "plexService",
+  "tautulliService",
+  "tautulliDbPath",
+  "rehearsal",
+  "plexVersion",
+] as const satisfies readonly SettingName[];
+
 export const STEP_PROTOCOL = {
   preflight: {
-    settings: [
-      "workDir",
-      "plexDataDir",
-      "plexService",
-      "tautulliService",
-      "tautulliDbPath",
-      "rehearsal",
-      "plexVersion",
-    ],
+    settings: SERVICE_STEP_SETTINGS,
     keys: {
       step: "string",
       ok: "boolean",
@@ -106,15 +109,7 @@ export const STEP_PROTOCOL = {
     },
   },
   stop: {
-    settings: [
-      "workDir",
-      "plexDataDir",
-      "plexService",
-      "tautulliService",
-      "tautulliDbPath",
-      "rehearsal",
-      "plexVersion",
-    ],
+    settings: SERVICE_STEP_SETTINGS,
     keys: {
       step: "string",
       stoppedAt: "string",
