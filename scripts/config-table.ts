@@ -7,7 +7,7 @@ import { projectConfigDeclarations } from "../lib/config";
 const SECTIONS: Array<[string, RegExp]> = [
   [
     "Source VM",
-    /^(vm(?!Retired)|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|archive|serve|keepArchive|rollbackOnDestroy)/,
+    /^(vm(?!Retired)|sshPrivateKey|plexDataDir|plexService|tautulliService|tautulliDbPath|rollbackOnDestroy)/,
   ],
   ["Migration phases (README, Day 2)", /^(transferGeneration|tautulliImportGeneration|vmRetired)$/],
   ["Kubernetes", /^(kubeContext|namespace|createNamespace)$/],

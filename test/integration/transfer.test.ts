@@ -3,7 +3,8 @@
  * against a real sshd on loopback. The migration key may run a read-only rsync server confined to
  * the data directory and nothing else: no shell, no writes, no path outside, no forwarding, no
  * connection from outside the allowed networks. Root reads directly; another user goes through
- * sudo, which keeps SSH_ORIGINAL_COMMAND for rrsync.
+ * sudo, which keeps SSH_ORIGINAL_COMMAND for rrsync. What the pod asks the server for passes the
+ * option filters of the older Perl rrsync too.
  */
 import * as assert from "assert";
 import { spawnSync } from "child_process";
@@ -11,7 +12,8 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { startProcess } from "../../lib/plex/local-run";
+import { imageLikePath, startProcess } from "../../lib/plex/local-run";
+import { createSyncFixture } from "../support/sync-fixture";
 import {
   LocalVmSync,
   generateSshKey,
@@ -284,5 +286,107 @@ describe("sync access on the VM (authorize-sync / revoke-sync, real sshd)", func
     const result = await runStep("authorize-sync", { ...base, PLEX_MIGRATE_DATA_DIR: quoted });
     assert.strictEqual(result.code, 3, result.stderr);
     assert.match(result.stderr, /holds a quote or backslash/);
+  });
+});
+
+/**
+ * The option filter of the Perl rrsync that Ubuntu 20.04 (rsync 3.1.3) and 22.04 at release
+ * (rsync 3.2.3) ship under /usr/share/doc/rsync/scripts, ported from RsyncProject/rsync
+ * support/rrsync at tags v3.1.3 and v3.2.3: every word before "." must be a bundle of allowed
+ * short letters (plus the "-e.<capabilities>" word) or a listed long option; anything else ends
+ * in "invalid rsync-command syntax or options" or "has been disabled on this server".
+ */
+const PERL_RRSYNC = {
+  "3.1.3": { shortNoArg: "ACDEHIJKLORSWXbcdgklmnoprtuvxyz", shortWithNum: "B" },
+  "3.2.3": { shortNoArg: "ACDEHIJKLORSUWXbcdgklmnopqrtuvxyz", shortWithNum: "B" },
+};
+/** Long options both versions list (0: no argument, 1: one), those a pull with our options may send. */
+const PERL_RRSYNC_LONG: Record<string, number> = {
+  "numeric-ids": 0,
+  timeout: 1,
+  "modify-window": 1,
+  "delete-during": 0,
+  delete: 0,
+  "hard-links": 0,
+};
+
+function perlRrsyncRefusal(words: string[], version: keyof typeof PERL_RRSYNC): string | null {
+  const { shortNoArg, shortWithNum } = PERL_RRSYNC[version];
+  const bundle = new RegExp(`^-[${shortNoArg}]*(e\\d*\\.\\w*)?$`);
+  const numbered = new RegExp(`^-[${shortWithNum}]\\d+$`);
+  const [rsync, server, sender, ...rest] = words;
+  if (rsync !== "rsync" || server !== "--server" || sender !== "--sender") {
+    return `not a read-only request: ${words.slice(0, 3).join(" ")}`;
+  }
+  for (let i = 0; i < rest.length; i++) {
+    const word = rest[i];
+    if (word === ".") return null;
+    if (bundle.test(word) || numbered.test(word)) continue;
+    const long = /^--([^=]+)(?:=(.*))?$/.exec(word);
+    if (!long || !(long[1] in PERL_RRSYNC_LONG)) return `refuses ${word}`;
+    if (PERL_RRSYNC_LONG[long[1]] === 1 && long[2] === undefined) i++;
+  }
+  return "no '.' ends the options";
+}
+
+describe("the pod's requests pass Ubuntu 20.04's and 22.04's Perl rrsync", function () {
+  this.timeout(180_000);
+
+  it("every rsync the warm and the final phase start asks only for options those filters allow", async () => {
+    const fixture = await createSyncFixture({ metadataFiles: 40 });
+    try {
+      // The ssh the init script runs records the remote command, then does its job.
+      const log = path.join(fixture.root, "remote-commands");
+      const realSsh = spawnSync("sh", ["-c", "command -v ssh"], { encoding: "utf8" }).stdout.trim();
+      const wrapper = path.join(fixture.root, "recording-ssh");
+      fs.writeFileSync(
+        wrapper,
+        [
+          "#!/bin/sh",
+          // rsync runs `ssh <options> <host> rsync --server ...`: the words from "rsync" on.
+          `for word in "$@"; do [ "$word" = rsync ] && seen=1; [ -n "$seen" ] && printf '%s ' "$word"; done >>"${log}"`,
+          `echo >>"${log}"`,
+          `exec ${realSsh} "$@"`,
+          "",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+      const bin = imageLikePath(path.join(fixture.root, "recording-bin"), { ssh: wrapper });
+      for (const phase of ["warm", "final"] as const) {
+        const result = await fixture.run(phase, {}, { path: bin });
+        assert.strictEqual(result.code, 0, `${phase}: ${result.stderr}`);
+      }
+      const requests = fs.readFileSync(log, "utf8").split("\n").filter(Boolean);
+      // The warm copy, the final transfer, and its verifying dry run.
+      assert.strictEqual(requests.length, 3, requests.join("\n"));
+      assert.ok(
+        requests.some((r) => / -n[A-Za-z]*e\./.test(r)),
+        "the dry run is among them",
+      );
+      for (const request of requests) {
+        const words = request.trim().split(" ");
+        for (const version of Object.keys(PERL_RRSYNC) as (keyof typeof PERL_RRSYNC)[]) {
+          assert.strictEqual(perlRrsyncRefusal(words, version), null, `${version}: ${request}`);
+        }
+      }
+      // The filter is not a formality: what a push or a shell would send is refused.
+      assert.match(
+        perlRrsyncRefusal(["rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "./"], "3.1.3")!,
+        /not a read-only/,
+      );
+      assert.match(
+        perlRrsyncRefusal(
+          ["rsync", "--server", "--sender", "-s", "--protect-args", ".", "./"],
+          "3.1.3",
+        )!,
+        /refuses -s/,
+      );
+      assert.match(
+        perlRrsyncRefusal(["rsync", "--server", "--sender", "-lr", "--fsync", ".", "./"], "3.2.3")!,
+        /refuses --fsync/,
+      );
+    } finally {
+      await fixture.cleanup();
+    }
   });
 });
