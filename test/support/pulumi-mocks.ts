@@ -328,6 +328,11 @@ export async function runWithMocks(
         });
         const { waitForRPCs } = require("@pulumi/pulumi/runtime/settings");
         await waitForRPCs();
+        // The real language host keeps its unhandledRejection handler for the whole process
+        // (sdk/nodejs/cmd/run/index.js) and fails the run on any rejection before exit. Node
+        // reports rejections left unhandled once the microtask queue drains, before the next
+        // macrotask: one setImmediate turn delivers those to ours too.
+        await new Promise((resolve) => setImmediate(resolve));
       })(),
       failed,
     ]);

@@ -658,6 +658,13 @@ describe("pulumi preview of the program", function () {
     const claim = preview.get("kubernetes:core/v1:PersistentVolumeClaim", "plex-config");
     assert.ok(JSON.stringify(claim.rawInputs).includes(UNKNOWN), "claim size unknown");
     assert.ok(!JSON.stringify(full.get(claim.type, claim.name).rawInputs).includes(UNKNOWN));
+    // The stack outputs measured on the VM are unknown too (OutputImpl.isKnown, sdk/nodejs/output.ts).
+    const isKnown = (run: MockRun, name: string) =>
+      (run.exports[name] as { isKnown: Promise<boolean> }).isKnown;
+    for (const name of ["plexVersion", "plexConfigSize", "plexImageTag"]) {
+      assert.strictEqual(await isKnown(preview, name), false, name);
+      assert.strictEqual(await isKnown(full, name), true, name);
+    }
   });
 
   it("vmRetired on a stack whose steps never ran: refused, naming the step and the fix", async () => {

@@ -337,6 +337,45 @@ describe("SourceVm (Pulumi mocks)", () => {
     );
   });
 
+  describe("retired: a preview refuses steps that are not in the state", () => {
+    /** A preview (or an up) where `recorded` steps are in the state; the cluster side consumes the results. */
+    const previewRetired = (vmArgs: SourceVmArgs, recorded: string[], preview = true) =>
+      runWithMocks(
+        () => {
+          const { SourceVm } = require("../../components/source-vm");
+          const vm = new SourceVm("vm", vmArgs) as SourceVm;
+          const claim = new random.RandomPassword("claim", {
+            length: vm.libraryBytes.apply(() => 8),
+          });
+          const stopped = vm.stopAfter([claim]);
+          new random.RandomPassword("release", { length: stopped.plexDatabases.apply(() => 8) });
+          vm.revokeSyncAfter([claim]);
+          return {};
+        },
+        { preview, recorded, outputs: { [CMD]: sourceVmCommandOutputs() } },
+      );
+    const all = ["vm-preflight", "vm-authorize-sync", "vm-stop", ...HOOKS];
+
+    it("names the steps that would run, and the fix", async () => {
+      await assert.rejects(
+        previewRetired(args({ retired: true }), HOOKS),
+        /vmRetired is true, but the VM steps vm-preflight, vm-authorize-sync have not run in this stack.*Fix: while the VM is still reachable, pulumi config set vmRetired false/,
+      );
+      await assert.rejects(
+        previewRetired(
+          args({ retired: true }),
+          all.filter((n) => n !== "vm-stop"),
+        ),
+        /the VM step vm-stop has not run in this stack/,
+      );
+    });
+
+    it("passes with every step recorded, and never checks when the VM is not retired", async () => {
+      await previewRetired(args({ retired: true }), all);
+      await previewRetired(args(), []);
+    });
+  });
+
   it("a non-root user goes through sudo -n, with a message saying how to fix a missing sudo rule", async () => {
     const { result } = await run(args({ connection: { ...args().connection, user: "ubuntu" } }));
     const create = String(byName(result.registrations, "vm-stop").inputs.create);
