@@ -42,6 +42,8 @@ export const LOOPBACK_VM_HOST = "127.0.0.2";
 export interface LoopbackSshd {
   host: string;
   port: number;
+  /** The server's temp dir (config, host key, `authorized_keys/<user>`); removed by stop(). */
+  dir: string;
   /** The server's public host key line ("ssh-ed25519 AAAA..."). */
   hostPublicKey: string;
   /** `AuthorizedKeysFile` of the given user (sshd's `%u` file in a temp dir). */
@@ -90,6 +92,7 @@ export async function startLoopbackSshd(
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-sshd-"));
   const keysDir = path.join(dir, "authorized_keys");
   fs.mkdirSync(keysDir);
+  // sshd reads authorized_keys as the logging-in user: let other users through to their file.
   fs.chmodSync(dir, 0o711);
   fs.chmodSync(keysDir, 0o755);
   const hostKey = path.join(dir, "host_key");
@@ -112,12 +115,14 @@ export async function startLoopbackSshd(
     "UsePAM no",
     "StrictModes no",
     "PermitRootLogin prohibit-password",
+    // Ubuntu's default: variables sent by the client are dropped (no AcceptEnv for ours).
     "AcceptEnv LANG LC_*",
     "LogLevel VERBOSE",
     ...(options.sessionPath ? [`SetEnv PATH=${options.sessionPath}`] : []),
   ];
   const configFile = path.join(dir, "sshd_config");
   fs.writeFileSync(configFile, `${config.join("\n")}\n`);
+  // sshd insists on its privilege-separation directory; create it only if missing, remove it after.
   const createdRunDir = !fs.existsSync("/run/sshd");
   if (createdRunDir) fs.mkdirSync("/run/sshd", { mode: 0o755 });
   check(SSHD, ["-t", "-f", configFile]);
@@ -153,6 +158,7 @@ export async function startLoopbackSshd(
   return {
     host: LOOPBACK_VM_HOST,
     port,
+    dir,
     get hostPublicKey() {
       return hostPublicKey;
     },
