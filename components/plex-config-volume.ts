@@ -32,15 +32,15 @@ import { syncScriptData, syncSecretData, warmCopyJob } from "../lib/plex/warm-co
 
 /** How the cluster pulls the library from the VM. */
 export interface PlexSyncSettings {
-  /** Image with rsync, an OpenSSH client and a POSIX sh. @default instrumentisto/rsync-ssh:alpine3.23-r3 */
+  /** Image with rsync, an OpenSSH client and a POSIX sh. */
   image: string;
   /** The VM as the cluster reaches it, and the account the migration key is authorized for. */
   connection: SyncConnection;
   /** The VM's pinned SSH host key ("ssh-ed25519 AAAA..."). */
   hostKey: string;
-  /** Top-level folders of the data directory not copied. @default [] */
+  /** Top-level folders of the data directory not copied. */
   excludes: string[];
-  /** How long `pulumi up` waits for the warm copy, in minutes. @default 360 */
+  /** How long `pulumi up` waits for the warm copy, in minutes. */
   warmCopyTimeoutMinutes: number;
   /**
    * The stack's transferGeneration. Both phases record it in the volume's marker; a new one

@@ -65,14 +65,13 @@ export interface PlexReleaseArgs {
   sync: pulumi.Input<ReturnType<typeof plexSyncValues>>;
   /**
    * Helm release name. Every name the chart creates derives from it, so it is fixed, never
-   * auto-named. @default plex
+   * auto-named.
    */
   releaseName: string;
-  /** plex-media-server chart version, pinned. @default 1.5.0 */
+  /** plex-media-server chart version, pinned. */
   chartVersion: string;
   /**
    * Helm repository of the chart (https://…), or an OCI registry path (oci://…) holding it.
-   * @default https://raw.githubusercontent.com/plexinc/pms-docker/gh-pages
    */
   chartRepo: string;
   /** pms-docker tag to run instead of the VM's version (warned about). @default the VM's version */
@@ -81,7 +80,7 @@ export interface PlexReleaseArgs {
   plexVersion: pulumi.Input<string>;
   /** Bytes of the Plex data directory, measured on the VM by the preflight (the wait's length). */
   libraryBytes: pulumi.Input<number>;
-  /** Media roots, mounted in the pod at the paths the VM used. @default [] */
+  /** Media roots, mounted in the pod at the paths the VM used. */
   mediaVolumes: MediaVolume[];
   /**
    * Media paths Plex's library refers to on the VM (the preflight's mediaRoots); each one not
@@ -110,7 +109,7 @@ export interface PlexReleaseArgs {
    * "" none, "auto" the least level the Plex pod passes, or a level. Checked here.
    */
   podSecurity: PodSecuritySetting;
-  /** The cluster's pod and node ranges (CIDRs), added to Plex's LAN networks. @default [] */
+  /** The cluster's pod and node ranges (CIDRs), added to Plex's LAN networks. */
   clusterNetworks: string[];
   /** Preferences.xml's LAN settings on the VM, read by the preflight. */
   vmPreferences?: pulumi.Input<{ lanNetworks: string; customConnections: string }>;
@@ -120,7 +119,7 @@ export interface PlexReleaseArgs {
   networking: PlexNetworking;
   /** URLs Plex advertises after the mode's own (scheme://host:port each). */
   advertiseUrls: string[];
-  /** Requests/limit of the Plex container. @default none */
+  /** Requests/limit of the Plex container. */
   resources: { cpuRequest?: string; memoryRequest?: string; memoryLimit?: string };
 }
 
@@ -365,7 +364,7 @@ export class PlexRelease extends pulumi.ComponentResource {
     });
   }
 
-  /** Library folders the pod would not see: the plan's manual path remap, caught at preview. */
+  /** Library folders the pod would not see (Plex would show their items unavailable), at preview. */
   private warnAboutUnmountedMedia(roots: pulumi.Input<string[]>, volumes: MediaVolume[]): void {
     pulumi.output(roots).apply((vmRoots) => {
       const unmounted = unmountedMediaRoots(vmRoots, volumes);

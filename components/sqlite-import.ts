@@ -29,7 +29,6 @@ export interface SqliteImportArgs {
     | { ssh: pulumi.Input<SshConnection>; snapshot: pulumi.Input<FileDigest | null> };
   /**
    * Confirms that a non-empty Tautulli database may be replaced by the SQLite data.
-   * @default false
    */
   overwrite: boolean;
   /** The migration the target must be at: SchemaMigrations' `schemaVersion` (also orders the import after it). */
@@ -37,7 +36,6 @@ export interface SqliteImportArgs {
   /**
    * SQLite's check of the file before the import commits: full (`PRAGMA integrity_check`) or
    * quick (`quick_check`, for very large files).
-   * @default "full"
    */
   integrityCheck: "full" | "quick";
 }

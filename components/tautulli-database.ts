@@ -25,11 +25,11 @@ export interface TautulliDatabaseArgs {
   clusterPort: pulumi.Input<number>;
   /** Namespace of the connection Secret. */
   namespace: pulumi.Input<string>;
-  /** Database name. @default tautulli */
+  /** Database name. */
   databaseName: string;
-  /** Login role that owns the database. @default tautulli */
+  /** Login role that owns the database. */
   roleName: string;
-  /** Name of the Kubernetes Secret with the connection. @default tautulli-database */
+  /** Name of the Kubernetes Secret with the connection. */
   secretName: string;
   /** Protect the database (and keep its role) on `pulumi destroy`. */
   protectData: boolean;

@@ -1,6 +1,6 @@
 /**
- * The one migrator: Umzug running the Sequelize QueryInterface migrations of `migrations/`, with
- * the rules of the Tautulli plan (Phase 4):
+ * The one migrator: Umzug running the Sequelize QueryInterface migrations of `migrations/`, by
+ * these rules:
  *
  * * a fresh database is initialised; an existing one gets only its pending migrations;
  * * a database that records a migration this program does not know is refused ("database is

@@ -9,6 +9,7 @@
  * the migration key's settings out of every command line, and needs no file uploaded beforehand
  * (so a `pulumi destroy` months later still runs the script it was created with).
  */
+import type { SourceVmArgs } from "../../components/source-vm";
 import * as fs from "fs";
 import * as path from "path";
 import { SETTINGS, STEP_PROTOCOL, type SourceStep } from "./protocol";
@@ -16,23 +17,17 @@ import { SETTINGS, STEP_PROTOCOL, type SourceStep } from "./protocol";
 export { SOURCE_STEPS, type SourceStep } from "./protocol";
 
 /** What the VM script needs to know; mirrors SourceVmArgs without the SSH connection. */
-export interface SourceScriptSettings {
-  workDir: string;
-  plexDataDir: string;
-  plexService: string;
-  tautulliService: string;
-  tautulliDbPath: string;
-  /** The migration's public key ("ssh-ed25519 AAAA..."), for authorize-sync and revoke-sync. */
-  syncPublicKey?: string;
-  /** Networks the migration key may connect from (`from=`); empty allows any. */
-  syncAllowedCidrs?: string[];
-  /** Run without systemctl/dpkg-query (a machine without Plex). @default false */
-  rehearsal?: boolean;
-  /** Plex version to report instead of asking dpkg-query. */
-  plexVersion?: string;
-  /** Roll back even though the migrated Plex may be running. @default false */
-  rollbackForce?: boolean;
-}
+/** What the VM script reads: SourceVm's own settings, plus what a step adds for itself. */
+export type SourceScriptSettings = Pick<
+  SourceVmArgs,
+  "workDir" | "plexDataDir" | "plexService" | "tautulliService" | "tautulliDbPath"
+> &
+  Partial<Pick<SourceVmArgs, "syncAllowedCidrs" | "rehearsal" | "plexVersion">> & {
+    /** The migration's public key ("ssh-ed25519 AAAA..."), for authorize-sync and revoke-sync. */
+    syncPublicKey?: string;
+    /** Roll back even though the migrated Plex may be running. @default false */
+    rollbackForce?: boolean;
+  };
 
 export const SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-migrate-source.sh");
 
