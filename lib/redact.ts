@@ -1,7 +1,7 @@
 /**
  * Keeps secrets out of outputs, logs, errors and reports. Tautulli stores Plex tokens, JWTs,
- * device tokens and agent credentials (reference/tautulli/NOTES.md §6), the database URL holds a
- * password, and a served snapshot's URL path holds its access token.
+ * device tokens and agent credentials (reference/tautulli/NOTES.md §6), and the database URL holds
+ * a password.
  *
  * URLs are redacted from their parsed fields, never by searching a message for the password: a
  * password such as `postgres`, `tautulli` or `5439` also spells a scheme, a file name or a port,
@@ -47,34 +47,21 @@ export function describeValue(value: unknown, secret: boolean): string {
   return JSON.stringify(shown);
 }
 
-export interface UrlRedaction {
-  /** Leave out the user name too (`scheme://host/...`). @default false (the password only) */
-  userInfo?: boolean;
-  /** Replace path, query and fragment by `/<redacted>` (a snapshot URL's path is its token). @default false */
-  path?: boolean;
-}
-
 /** Query parameters that carry a password (libpq reads `?password=`, `?sslpassword=`). */
 const SECRET_PARAMETER = /pass|secret|token/i;
 
 /**
- * `url` as it may be shown: its password (and password-like query parameters) as `***`, with
- * `options` its user name or path left out too; `<unparseable URL>` when it is not a URL.
+ * `url` as it may be shown: its password (and password-like query parameters) as `***`;
+ * `<unparseable URL>` when it is not a URL.
  */
-export function redactUrl(url: string, options: UrlRedaction = {}): string {
+export function redactUrl(url: string): string {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     return "<unparseable URL>";
   }
-  if (options.userInfo) {
-    parsed.username = "";
-    parsed.password = "";
-  } else if (parsed.password) {
-    parsed.password = "***";
-  }
-  if (options.path) return `${parsed.protocol}//${parsed.host}/<redacted>`;
+  if (parsed.password) parsed.password = "***";
   for (const key of [...parsed.searchParams.keys()]) {
     if (SECRET_PARAMETER.test(key)) parsed.searchParams.set(key, "***");
   }
@@ -86,11 +73,7 @@ export function redactUrl(url: string, options: UrlRedaction = {}): string {
  * `text` (a library's message) with each of `urls` replaced by its redacted form where it
  * appears whole, as given or as the URL parser prints it.
  */
-export function redactMessage(
-  text: string,
-  urls: readonly (string | undefined)[],
-  options: UrlRedaction = {},
-): string {
+export function redactMessage(text: string, urls: readonly (string | undefined)[]): string {
   let result = text;
   for (const url of urls) {
     if (!url) continue;
@@ -100,7 +83,7 @@ export function redactMessage(
     } catch {
       // only the given form can appear
     }
-    const shown = redactUrl(url, options);
+    const shown = redactUrl(url);
     for (const form of [...forms].sort((a, b) => b.length - a.length)) {
       result = result.split(form).join(shown);
     }
