@@ -775,7 +775,7 @@ describe("a later pulumi up of the program, one setting changed", function () {
     assert.deepStrictEqual(vm, []);
     assert.deepStrictEqual(notSame.filter((s) => s.includes(CMD)).sort(), HOOK_UPDATES);
     // Both copies run again, and find the volume's marker: nothing is copied.
-    assert.ok(notSame.includes(`update kubernetes:batch/v1:Job::plex-warm-copy`), notSame.join());
+    assert.ok(notSame.includes(`replace kubernetes:batch/v1:Job::plex-warm-copy`), notSame.join());
     assert.ok(notSame.includes(`update ${RELEASE}::plex-chart`), notSame.join());
   });
 
@@ -798,7 +798,7 @@ describe("a later pulumi up of the program, one setting changed", function () {
       assert.ok(notSame.includes(`delete ${CMD}::source-vm-${step}`), step);
     }
     // The Job and the release's init container carry the generation: both copy again.
-    assert.ok(notSame.includes(`update ${JOB}::plex-warm-copy`), notSame.join("\n"));
+    assert.ok(notSame.includes(`replace ${JOB}::plex-warm-copy`), notSame.join("\n"));
     assert.ok(notSame.includes(`update ${RELEASE}::plex-chart`), notSame.join("\n"));
     assert.ok(plan.some((s) => s.name === "tautulli-import"));
   });
