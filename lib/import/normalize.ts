@@ -2,7 +2,7 @@
  * Value normalisation: what a SQLite value becomes in a PostgreSQL column, decided by the target
  * column's type (read from the database at import time, never from a second copy of the schema).
  *
- * SQLite keeps whatever it is given (NOTES.md §3): '' and junk in INTEGER columns, REALs where
+ * SQLite keeps whatever it is given (reference/tautulli/NOTES.md §3): '' and junk in INTEGER columns, REALs where
  * integers belong, NUL bytes and invalid UTF-8 in TEXT. Every conversion is one of the rules
  * below (documented in docs/import.md, counted per table and column in the report); a value that
  * no rule converts throws {@link UnconvertibleValue} and the import fails naming table, rowid,
@@ -266,8 +266,6 @@ export const RULES: readonly RuleInfo[] = [
     lossy: false,
   },
 ];
-
-export type RuleId = (typeof RULES)[number]["id"];
 
 /** Rules are counted by index (an array increment per conversion, not a keyed lookup). */
 export const RULE_COUNT = RULES.length;

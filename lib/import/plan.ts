@@ -7,7 +7,7 @@
  *   target default.
  * * Source tables and columns the target lacks are reported, never silently dropped.
  * * Before Tautulli v2.7 the library id lived in session_history_metadata.section_id; it moves to
- *   session_history.section_id the way Tautulli's own upgrade does (NOTES.md §7).
+ *   session_history.section_id the way Tautulli's own upgrade does (reference/tautulli/NOTES.md §7).
  */
 import type { DroppedRows } from "./dbcheck";
 import { ImportError } from "./errors";
@@ -67,7 +67,7 @@ export interface Relocation {
   joinColumn: string;
 }
 
-/** Columns that moved between Tautulli releases (NOTES.md §7). */
+/** Columns that moved between Tautulli releases (reference/tautulli/NOTES.md §7). */
 export const RELOCATIONS: readonly Relocation[] = [
   {
     table: "session_history",

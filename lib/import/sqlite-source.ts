@@ -4,7 +4,7 @@
  * * The file is checked by its header first (not SQLite, truncated), then by SQLite itself
  *   (`PRAGMA integrity_check`, or `quick_check` for very large files).
  * * It is opened read-only through SQLite, never copied as a bare file: committed rows that live
- *   only in a `-wal` beside it are read like any other (NOTES.md §8), and the main file and its
+ *   only in a `-wal` beside it are read like any other (reference/tautulli/NOTES.md §8), and the main file and its
  *   `-wal` are never modified (a read-only connection neither checkpoints nor truncates). SQLite
  *   needs a `-shm` index (and for a WAL database an empty `-wal`) to read; companions it had to
  *   create are removed again on close, so the directory is left as it was.
@@ -166,7 +166,7 @@ export function wrapSqliteError(filePath: string, error: unknown): ImportError {
     return new ImportError(
       "CORRUPT",
       `${filePath} is damaged: SQLite reports "${message}".`,
-      "Import a healthy copy: Tautulli keeps backups in its backups folder (NOTES.md §10); " +
+      "Import a healthy copy: Tautulli keeps backups in the backups folder of its data directory (tautulli.backup-*.db.zip; unzip one to get tautulli.db); " +
         '`sqlite3 tautulli.db ".recover" | sqlite3 recovered.db` can rescue what is readable.',
     );
   }
@@ -246,7 +246,7 @@ export class SqliteSource {
     throw new ImportError(
       "CORRUPT",
       `${this.facts.path} fails SQLite's ${mode === "full" ? "integrity_check" : "quick_check"}: ${messages.slice(0, 5).join("; ")}${messages.length > 5 ? `; ... (${messages.length} problems)` : ""}.`,
-      "Import a healthy copy: Tautulli keeps backups in its backups folder (NOTES.md §10); " +
+      "Import a healthy copy: Tautulli keeps backups in the backups folder of its data directory (tautulli.backup-*.db.zip; unzip one to get tautulli.db); " +
         '`sqlite3 tautulli.db ".recover" | sqlite3 recovered.db` can rescue what is readable.',
       { problems: messages.slice(0, 20) },
     );

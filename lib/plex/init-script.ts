@@ -14,14 +14,6 @@ export const INIT_SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "ple
 
 export type SyncPhase = "warm" | "final";
 
-/**
- * Default image: rsync + OpenSSH client + busybox sh on Alpine, nothing installed at start.
- * instrumentisto/rsync-ssh builds `alpine<X.Y>-r<N>` tags from its Dockerfile
- * (github.com/instrumentisto/rsync-ssh-docker-image, `ARG alpine_ver=3.23`, `build_rev=3`);
- * the tag is pinned, no digest (none can be checked from here).
- */
-export const DEFAULT_SYNC_IMAGE = "instrumentisto/rsync-ssh:alpine3.23-r3";
-
 /** The host name plex-init.sh gives ssh (`HostKeyAlias`): the known_hosts lines use it. */
 export const SYNC_HOST_ALIAS = "plex-migrate-vm";
 
@@ -38,8 +30,6 @@ export const SYNC_VOLUMES = {
   secret: "plex-migrate-sync",
   script: "plex-migrate-script",
 } as const;
-/** Mount paths the sync container uses; media volumes must stay clear of them. */
-export const SYNC_MOUNT_PATHS = [SYNC_SECRET_MOUNT_PATH, SYNC_SCRIPT_MOUNT_PATH] as const;
 
 /** Files plex-init.sh keeps on the config volume (relative to /config). */
 export const INIT_STATE_DIR = ".plex-migrate";

@@ -19,9 +19,6 @@ import {
 /** Annotation carrying the script's sha256 on the Job's pod template. */
 export const SCRIPT_DIGEST_ANNOTATION = "plex-migrate/sync-script-sha256";
 
-/** How long `pulumi up` waits for the warm copy by default (customTimeouts.create). */
-export const DEFAULT_WARM_COPY_TIMEOUT_MINUTES = 360;
-
 /** Pod failures the Job retries (each attempt resumes from the volume). */
 export const WARM_COPY_BACKOFF_LIMIT = 4;
 

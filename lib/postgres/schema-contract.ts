@@ -92,7 +92,7 @@ export const BOOLEAN_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   ],
 };
 
-/** INTEGER columns that hold floats in practice (arrow `.timestamp()`, NOTES.md §3). */
+/** INTEGER columns that hold floats in practice (arrow `.timestamp()`, reference/tautulli/NOTES.md §3). */
 export const DOUBLE_PRECISION_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   newsletter_log: ["start_time", "end_time"],
 };

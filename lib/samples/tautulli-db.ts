@@ -1,7 +1,7 @@
 /**
  * Generates realistic `tautulli.db` files in the real Tautulli schemas (the vendored
  * `reference/tautulli/schema-current.sql` = v2.17.2, or `schema-v2.1.sql`): every table populated
- * the way Tautulli writes it (NOTES.md §1-§6): one play = one row in each of the three
+ * the way Tautulli writes it (reference/tautulli/NOTES.md §1-§6): one play = one row in each of the three
  * `session_history*` tables with the same id (a few plays miss one of them, as three separate
  * commits can), `''` in the integer columns Plex leaves empty, epoch seconds, millisecond
  * durations, JSON configs holding secrets, `;`-joined cast lists. Optionally adds the hostile
@@ -387,7 +387,7 @@ const sessionHistoryMetadata: TableGenerators = {
   marker_credits_first: ({ play }) =>
     play.mediaType === "movie" ? play.durationMs - 300000 : null,
   marker_credits_final: ({ play }) => (play.mediaType === "movie" ? play.durationMs - 60000 : null),
-  // v2.1 only: the library id lived here before v2.7 (NOTES.md §7).
+  // v2.1 only: the library id lived here before v2.7 (reference/tautulli/NOTES.md §7).
   section_id: ({ play }) => play.library.sectionId,
 };
 
@@ -670,7 +670,7 @@ function writeOtherTables(
     email: ({ index }) => `${users[index].username}@example.org`,
     is_active: ({ index }) => (index === users.length - 1 ? 0 : 1),
     is_admin: ({ index }) => (index === 0 ? 1 : 0),
-    // raw plex.tv XML attributes: '' when absent (NOTES.md §3)
+    // raw plex.tv XML attributes: '' when absent (reference/tautulli/NOTES.md §3)
     is_home_user: ({ index, rng: r }) => (index === 0 ? 1 : r.pick([0, 1, ""])),
     is_allow_sync: ({ rng: r }) => r.pick([0, 1, ""]),
     is_restricted: ({ rng: r }) => r.pick([0, 0, 1, ""]),
@@ -893,7 +893,7 @@ function writeOtherTables(
       new Date((EPOCH_2019 + index * 86400 * 7 - 86400 * 7) * 1000).toISOString().slice(0, 10),
     end_date: ({ index }) =>
       new Date((EPOCH_2019 + index * 86400 * 7) * 1000).toISOString().slice(0, 10),
-    // arrow .timestamp() floats in an INTEGER column (NOTES.md §3)
+    // arrow .timestamp() floats in an INTEGER column (reference/tautulli/NOTES.md §3)
     start_time: ({ index }) => EPOCH_2019 + index * 86400 * 7 - 86400 * 7 + 0.123456,
     end_time: ({ index }) => EPOCH_2019 + index * 86400 * 7 + 0.654321,
     uuid: ({ rng: r }) => r.hex(8),
@@ -1178,7 +1178,7 @@ export function generateTautulliDb(
     if (uncheckpointed > 0) db.pragma("wal_autocheckpoint = 0");
     writePlays(uncheckpointed);
     // One more play, deleted again: AUTOINCREMENT keeps its id in sqlite_sequence, so
-    // sqlite_sequence.seq > max(id) as in any real install that deleted history (NOTES.md §1).
+    // sqlite_sequence.seq > max(id) as in any real install that deleted history (reference/tautulli/NOTES.md §1).
     writePlays(1);
     db.transaction(() => {
       for (const table of [
@@ -1227,28 +1227,4 @@ function countRowsOf(db: Database.Database): {
   const seq = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'session_history'").get() as
     { seq: number } | undefined;
   return { rows, sessionHistorySeq: seq?.seq ?? 0 };
-}
-
-/**
- * Row counts of every table, read through SQLite (the -wal included) without touching the file
- * or its directory: the read happens on a private copy of the database and its -wal.
- */
-export function countRows(filePath: string): {
-  rows: Record<string, number>;
-  sessionHistorySeq: number;
-} {
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-count-"));
-  try {
-    const copy = path.join(workDir, "copy.db");
-    fs.copyFileSync(filePath, copy);
-    if (fs.existsSync(`${filePath}-wal`)) fs.copyFileSync(`${filePath}-wal`, `${copy}-wal`);
-    const db = new Database(copy, { readonly: true });
-    try {
-      return countRowsOf(db);
-    } finally {
-      db.close();
-    }
-  } finally {
-    fs.rmSync(workDir, { recursive: true, force: true });
-  }
 }

@@ -353,7 +353,7 @@ export function addHostileRows(db: Database.Database, options: HostileOptions): 
         expected: 1000n,
         stored: "REAL 1000.0 (SQLite stores INTEGER)",
       },
-      // v2.1: section_id still lives in _metadata and moves to session_history (NOTES.md §7).
+      // v2.1: section_id still lives in _metadata and moves to session_history (reference/tautulli/NOTES.md §7).
       { column: "section_id", value: 2, expected: 2n, stored: "2" },
     ]),
   );
@@ -537,7 +537,7 @@ export function writeTruncatedCopy(source: string, dest: string, fraction = 0.5)
 
 /** A file that is not SQLite at all (a zip of a Tautulli backup, say). */
 export function writeNonSqliteFile(dest: string): void {
-  // "PK\x03\x04": what `tautulli.backup-*.db.zip` starts with (NOTES.md §10).
+  // "PK\x03\x04": what `tautulli.backup-*.db.zip` starts with (reference/tautulli/NOTES.md §10).
   const zipHeader = Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00]);
   fs.writeFileSync(
     dest,

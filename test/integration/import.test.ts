@@ -3,7 +3,7 @@
  * schemas (lib/samples, current and v2.1, with hostile content and uncheckpointed -wal rows), and
  * a real PostgreSQL migrated by the real migrations (test/support/postgres.ts). Values are
  * compared cell by cell, not only counted; every failure case must leave the target exactly as
- * it was (lib/samples/tautulli-pg-snapshot.ts).
+ * it was (test/support/tautulli-pg-snapshot.ts).
  */
 import * as assert from "assert/strict";
 import * as crypto from "crypto";
@@ -24,7 +24,7 @@ import {
   writeNonSqliteFile,
   writeTruncatedCopy,
 } from "../../lib/samples/tautulli-hostile";
-import { snapshotDatabase } from "../../lib/samples/tautulli-pg-snapshot";
+import { snapshotDatabase } from "../support/tautulli-pg-snapshot";
 import { withClient } from "../../lib/postgres/client-config";
 import { freshDatabase, testServerAdminUrl } from "../support/postgres";
 

@@ -22,7 +22,7 @@ import {
 } from "../../lib/plex/init-script";
 import { imageLikePath, killGroup, measureDatabases } from "../../lib/plex/local-run";
 import { requiredConfigInodes } from "../../lib/plex/sizing";
-import { addPlexCollationsToFile, usesPlexCollations } from "../../lib/samples/plex-library-db";
+import { addPlexCollationsToFile, usesPlexCollations } from "../support/plex-library-db";
 import { compareTrees, digestTree, LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { createSyncFixture, transferredBytes, type SyncFixture } from "../support/sync-fixture";
 

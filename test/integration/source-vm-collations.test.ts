@@ -13,7 +13,7 @@ import {
   addPlexCollations,
   addPlexCollationsToFile,
   usesPlexCollations,
-} from "../../lib/samples/plex-library-db";
+} from "../support/plex-library-db";
 import { generatePlexTree } from "../../lib/samples/plex-tree";
 import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { parseStepOutput } from "../../lib/source-vm/outputs";

@@ -15,7 +15,7 @@ import { sqliteImportProvider } from "../../components/sqlite-import";
 import type { SqliteImportOutputs } from "../../lib/import/provider";
 import { migrateUp, listMigrationNames } from "../../lib/postgres/migrator";
 import { generateTautulliDb, TautulliSample } from "../../lib/samples/tautulli-db";
-import { snapshotDatabase } from "../../lib/samples/tautulli-pg-snapshot";
+import { snapshotDatabase } from "../support/tautulli-pg-snapshot";
 import { LoadedProvider } from "../support/dynamic-provider-host";
 import { freshDatabase } from "../support/postgres";
 

@@ -15,7 +15,7 @@ import {
   chartFullname,
   plexMigrateObjectNames,
 } from "../../lib/plex/chart";
-import { loadChartValues, unknownValueKeys } from "../../lib/plex/chart-values";
+import { loadChartValues, unknownValueKeys } from "../support/chart-values";
 import { buildPlexValues } from "../../lib/plex/helm-values";
 import type { PlexNetworking } from "../../lib/plex/networking";
 import { GPU_MODES, type GpuMode } from "../../lib/plex/placement";

@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
-import { CHART_REFERENCE_DIR } from "./chart";
+import { CHART_REFERENCE_DIR } from "../../lib/plex/chart";
 
 /**
  * Keys the chart's templates read that its values.yaml documents only in comments (so they are
