@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the system tools the test suite runs for real are present: sshd (the SSH tests),
-# the linter shellcheck, sqlite3, zstd, pigz, curl, python3, sudo, busybox and rsync (the VM and
+# the linter shellcheck, sqlite3, curl, python3, sudo, busybox and rsync (the VM and
 # init-container scripts, run for real), mke2fs/dumpe2fs (the volume sizing is checked against real
 # ext4), xmlstarlet and unshare (the Plex container's setup script, run on a private /etc) and Helm
 # (renders the vendored Plex chart).
@@ -40,8 +40,6 @@ declare -A packages=(
   [ssh-keygen]=openssh-client
   [shellcheck]=shellcheck
   [sqlite3]=sqlite3
-  [zstd]=zstd
-  [pigz]=pigz
   [curl]=curl
   [python3]=python3
   [tar]=tar
