@@ -9,6 +9,10 @@ import { isDeepStrictEqual } from "util";
 import type { Registration } from "./pulumi-mocks";
 
 const COMMAND = "command:remote:Command";
+const JOB = "kubernetes:batch/v1:Job";
+
+const jobTemplate = (inputs: Record<string, unknown>) =>
+  (inputs.spec as { template?: unknown } | undefined)?.template;
 
 /** A step of `pulumi up` for one resource, and the VM command it runs (if any). */
 export interface PlannedStep {
@@ -90,6 +94,13 @@ export function planUpdate(previous: Registration[], next: Registration[]): Plan
     const inputs = processIgnoreChanges(reg.inputs, before.inputs, reg.ignoreChanges);
     if (isDeepStrictEqual(inputs, before.inputs)) {
       steps.push(step("same"));
+    } else if (
+      reg.type === JOB &&
+      !isDeepStrictEqual(jobTemplate(inputs), jobTemplate(before.inputs))
+    ) {
+      // A Job's .spec.template is immutable: pulumi-kubernetes replaces the Job
+      // (provider/pkg/provider/diff.go, forceNew for batch/v1 Job).
+      steps.push(step("replace", inputs));
     } else if (
       reg.type === COMMAND &&
       !isDeepStrictEqual(inputs.triggers, before.inputs.triggers)

@@ -303,8 +303,9 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
     assert.strictEqual(generationOf(jobEnv(next)), "2");
     assert.strictEqual(generationOf(await initEnv(first)), undefined);
     assert.strictEqual(generationOf(await initEnv(next)), "2");
-    // A changed Job template is a replacement (Kubernetes keeps a Job's spec.template immutable),
-    // and a changed init container a new pod of the StatefulSet: both run the script again.
+    // A changed Job template is a replacement (pulumi-kubernetes provider/pkg/provider/diff.go:
+    // .spec.template of a batch/v1 Job is forceNew), and a changed init container a new pod of
+    // the StatefulSet: both run the script again.
     assert.notDeepStrictEqual(first.job.inputs.spec, next.job.inputs.spec);
   });
 
