@@ -14,7 +14,7 @@
  */
 import * as os from "os";
 import { Client, ClientConfig } from "pg";
-import { pgClientConfig } from "../postgres/client-config";
+import { openClient, pgClientConfig } from "../postgres/client-config";
 import { redactMessage, redactUrl } from "../redact";
 import { copyTable, CopyProgress, ParallelReads, TableCopyResult } from "./copy-table";
 import type { DroppedRows } from "./dbcheck";
@@ -174,27 +174,22 @@ async function connect(
       "Pass the target as postgres://user:password@host:port/database[?sslmode=...].",
     );
   }
-  const client = new Client({ ...config, application_name: APPLICATION_NAME });
-  let lostError: Error | undefined;
-  // A terminated backend is reported as an 'error' event; without a listener it would crash us.
-  client.on("error", (error) => {
-    lostError = error;
-  });
+  let opened: Awaited<ReturnType<typeof openClient>>;
   try {
-    await client.connect();
+    opened = await openClient({ ...config, application_name: APPLICATION_NAME });
   } catch (error) {
-    await client.end().catch(() => undefined);
     throw new ImportError(
       "TARGET_UNREACHABLE",
       `Cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactMessage((error as Error).message, [databaseUrl])}.`,
       "Check host, port, database name, user and password of the target (and sslmode), and that the database exists.",
     );
   }
+  const { client } = opened;
   // Fixed session settings: the text forms the checksum compares depend on them.
   await client.query(
     "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1; SET client_encoding = 'UTF8'; SET statement_timeout = 0",
   );
-  return { client, lost: () => lostError };
+  return opened;
 }
 
 async function rowCountsOf(

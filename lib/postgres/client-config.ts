@@ -41,13 +41,34 @@ export function pgClientConfig(databaseUrl: string): ClientConfig {
   };
 }
 
+/**
+ * A connected client. A failed connect ends it and rethrows the driver's error; a connection the
+ * server drops later is kept for `lost()`: a terminated backend is reported as an 'error' event,
+ * which without a listener would crash the process.
+ */
+export async function openClient(
+  config: ClientConfig,
+): Promise<{ client: Client; lost: () => Error | undefined }> {
+  const client = new Client(config);
+  let lostError: Error | undefined;
+  client.on("error", (error) => {
+    lostError = error;
+  });
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw error;
+  }
+  return { client, lost: () => lostError };
+}
+
 /** Runs `work` with a connected client for `databaseUrl`, and always closes it. */
 export async function withClient<T>(
   databaseUrl: string,
   work: (client: Client) => Promise<T>,
 ): Promise<T> {
-  const client = new Client(pgClientConfig(databaseUrl));
-  await client.connect();
+  const { client } = await openClient(pgClientConfig(databaseUrl));
   try {
     return await work(client);
   } finally {

@@ -20,7 +20,7 @@ import { Client } from "pg";
 import { DataTypes, ModelStatic, Model, QueryInterface, Sequelize, Transaction } from "sequelize";
 import { MigrationFn, MigrationParams, SequelizeStorage, Umzug } from "umzug";
 import { redactMessage, redactUrl } from "../redact";
-import { pgClientConfig } from "./client-config";
+import { openClient, pgClientConfig } from "./client-config";
 import { expectedPostgresSchema, MIGRATIONS_TABLE } from "./schema-contract";
 import { compareSchemas, introspectPostgresSchema } from "./schema-introspection";
 import { loadTautulliReference, REFERENCE_FILES, ReferenceName } from "./tautulli-reference";
@@ -201,15 +201,14 @@ function newerDatabaseError(unknown: string[], known: string[]): MigrationRefuse
 
 /** A connected client, or an error that names the server without its password. */
 async function connect(databaseUrl: string): Promise<Client> {
-  const client = new Client(pgClientConfig(databaseUrl));
+  const config = pgClientConfig(databaseUrl);
   try {
-    await client.connect();
+    return (await openClient(config)).client;
   } catch (err) {
     throw new Error(
       `cannot connect to PostgreSQL at ${redactUrl(databaseUrl)}: ${redactMessage((err as Error).message, [databaseUrl])}`,
     );
   }
-  return client;
 }
 
 /** Connects, takes the advisory lock (waiting up to timeoutMs), runs `work`, always unlocks. */
@@ -282,14 +281,10 @@ interface Session {
   rollbackOpen(): Promise<void>;
 }
 
-async function openUmzug(
-  databaseUrl: string,
-  names: string[],
-  log: (line: string) => void,
-  allowDataLoss: boolean,
-): Promise<Session> {
+/** Sequelize on the server of `databaseUrl`, with the same TLS and timeouts as `pg`. */
+function sequelizeFor(databaseUrl: string): Sequelize {
   const config = pgClientConfig(databaseUrl);
-  const sequelize = new Sequelize(config.database!, config.user!, config.password as string, {
+  return new Sequelize(config.database!, config.user!, config.password as string, {
     dialect: "postgres",
     host: config.host,
     port: config.port,
@@ -301,6 +296,44 @@ async function openUmzug(
     },
     pool: { max: 2, min: 0 },
   });
+}
+
+/** Drops `tables` in `transaction`; one that holds rows is refused unless data loss is allowed. */
+async function dropTables(
+  sequelize: Sequelize,
+  tables: string[],
+  transaction: Transaction,
+  allowDataLoss: boolean,
+): Promise<void> {
+  const queryInterface = sequelize.getQueryInterface();
+  if (!allowDataLoss) {
+    const holding: string[] = [];
+    for (const table of tables) {
+      const [rows] = await sequelize.query(
+        `SELECT EXISTS (SELECT 1 FROM ${queryInterface.quoteIdentifier(table)}) AS has_rows`,
+        { transaction },
+      );
+      if ((rows as { has_rows: boolean }[])[0]?.has_rows) holding.push(table);
+    }
+    if (holding.length > 0) {
+      throw new MigrationRefusedError(
+        "data-loss",
+        `refusing to drop table${holding.length === 1 ? "" : "s"} ${holding.join(", ")}: ` +
+          `${holding.length === 1 ? "it holds" : "they hold"} rows. Nothing was changed. Back the data up; ` +
+          "run down with --allow-data-loss only if it really may be deleted.",
+      );
+    }
+  }
+  for (const table of tables) await queryInterface.dropTable(table, { transaction });
+}
+
+async function openUmzug(
+  databaseUrl: string,
+  names: string[],
+  log: (line: string) => void,
+  allowDataLoss: boolean,
+): Promise<Session> {
+  const sequelize = sequelizeFor(databaseUrl);
   const model = sequelize.define<MigrationRow>(
     "PlexMigrateMigration",
     {
@@ -321,28 +354,8 @@ async function openUmzug(
       return current;
     },
     allowDataLoss,
-    async dropTables(tables: string[]) {
-      const transaction = context.transaction;
-      if (!allowDataLoss) {
-        const holding: string[] = [];
-        for (const table of tables) {
-          const [rows] = await sequelize.query(
-            `SELECT EXISTS (SELECT 1 FROM ${queryInterface.quoteIdentifier(table)}) AS has_rows`,
-            { transaction },
-          );
-          if ((rows as { has_rows: boolean }[])[0]?.has_rows) holding.push(table);
-        }
-        if (holding.length > 0) {
-          throw new MigrationRefusedError(
-            "data-loss",
-            `refusing to drop table${holding.length === 1 ? "" : "s"} ${holding.join(", ")}: ` +
-              `${holding.length === 1 ? "it holds" : "they hold"} rows. Nothing was changed. Back the data up; ` +
-              "run down with --allow-data-loss only if it really may be deleted.",
-          );
-        }
-      }
-      for (const table of tables) await queryInterface.dropTable(table, { transaction });
-    },
+    dropTables: (tables: string[]) =>
+      dropTables(sequelize, tables, context.transaction, allowDataLoss),
   };
 
   const umzug = new Umzug<MigrationContext>({
