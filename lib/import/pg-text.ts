@@ -135,7 +135,7 @@ export function copyEncoderFor(kind: TargetKind): CopyEncoder {
   }
 }
 
-// --- The content checksum's canonical form ------------------------------------------------------
+// The content checksum's canonical form.
 
 /**
  * One field of a row's canonical text: exactly what PostgreSQL's record output (`ROW(...)::text`)

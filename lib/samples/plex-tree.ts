@@ -297,7 +297,7 @@ export async function generatePlexTree(
   }
   const oddMtimes: [Buffer, number][] = [];
 
-  // --- Identity -----------------------------------------------------------------------------
+  // Identity.
   const machineIdentifier = uuidFrom(rng);
   const processed = processedMachineIdentifier(machineIdentifier);
   const plexOnlineToken = `fake-plex-token-${rng.hex(20)}`;
@@ -308,7 +308,7 @@ export async function generatePlexTree(
     0o644,
   );
 
-  // --- Databases (real SQLite, WAL mode, WAL-only rows) -------------------------------------
+  // Databases (real SQLite, WAL mode, WAL-only rows).
   const libraryDb = path.join(dir, LIBRARY_DB_RELATIVE);
   const blobsDb = path.join(dir, BLOBS_DB_RELATIVE);
   mkdir(path.dirname(LIBRARY_DB_RELATIVE));
@@ -323,7 +323,7 @@ export async function generatePlexTree(
   // PMS's own dated backup next to the database (a plain copy of the main file).
   writeFile(`${LIBRARY_DB_RELATIVE}-2024-02-25`, fs.readFileSync(libraryDb), 0o644);
 
-  // --- Logs, crash reports, codecs ----------------------------------------------------------
+  // Logs, crash reports, codecs.
   writeFile(
     "Logs/Plex Media Server.log",
     `Mar 02, 2024 10:00:00.123 [140234] INFO - Plex Media Server v${plexVersion} - Ubuntu PC x86_64 - build: linux-x86_64 debian - GMT 00:00\n` +
@@ -357,7 +357,7 @@ export async function generatePlexTree(
   writeFile("Setup Plex.html", "<html><body>Plex Media Server setup</body></html>\n");
   writeFile(".LocalAdminToken", `${rng.hex(24)}\n`, 0o600);
 
-  // --- Metadata bundles: many small files ---------------------------------------------------
+  // Metadata bundles: many small files.
   const bundleKinds = ["Movies", "TV Shows", "Artists", "Albums"];
   const agents = [
     "com.plexapp.agents.imdb",
@@ -406,7 +406,7 @@ export async function generatePlexTree(
     symlink("Plex Media Server.log", "Logs/latest.log");
   }
 
-  // --- Names with spaces and non-ASCII characters -------------------------------------------
+  // Names with spaces and non-ASCII characters.
   if (unicodeNames) {
     writeFile(
       "Plug-in Support/Data/com.plexapp.agents.localmedia/Amélie (2001) – Extras/poster ファイル.jpg",
@@ -421,7 +421,7 @@ export async function generatePlexTree(
 
   if (options.awkwardShapes) writeAwkwardShapes();
 
-  // --- Sparse files, tiny files -------------------------------------------------------------
+  // Sparse files, tiny files.
   for (let i = 0; i < (options.sparseFiles ?? 0); i++) {
     writeSparseFile(`Media/localhost/sparse/${rng.hex(20)}.bif`, 8 * MiB, [0, 3 * MiB, 8 * MiB]);
   }
@@ -444,7 +444,7 @@ export async function generatePlexTree(
     stats.bytes += content.length;
   }
 
-  // --- Large files --------------------------------------------------------------------------
+  // Large files.
   for (let i = 0; i < largeFiles; i++) {
     writeLargeFile(
       `Media/localhost/${rng.hex(1)}/${rng.hex(39)}.bundle/Contents/Indexes/index-sd.bif`,
@@ -453,7 +453,7 @@ export async function generatePlexTree(
     );
   }
 
-  // --- Empty directories --------------------------------------------------------------------
+  // Empty directories.
   if (emptyDirectories) {
     for (const empty of [
       "Cache/Transcode/Sessions",
@@ -467,7 +467,7 @@ export async function generatePlexTree(
   }
   writeFile("Cache/CloudAccess.dat", noise(seed, "cloudaccess", 512));
 
-  // --- Filler up to totalBytes --------------------------------------------------------------
+  // Filler up to totalBytes.
   if (options.totalBytes !== undefined) {
     let filler = 0;
     while (stats.bytes < options.totalBytes) {
@@ -714,7 +714,7 @@ CREATE TABLE schema_migrations (version varchar(255) NOT NULL);
 INSERT INTO schema_migrations (version) VALUES ('20240101000000');
 `;
 
-// --- Tree digest ----------------------------------------------------------------------------
+// Tree digest.
 
 export type TreeEntryType = "file" | "directory" | "symlink" | "other";
 

@@ -75,7 +75,7 @@ export interface TautulliSample {
  */
 export const ALWAYS_EMPTY_TABLES = ["cloudinary_lookup"] as const;
 
-// --- Word pools ----------------------------------------------------------------------------------
+// Word pools.
 
 const FIRST = [
   "Anna",
@@ -290,7 +290,7 @@ function json(value: unknown): string {
   return JSON.stringify(value);
 }
 
-// --- Column generators per table ---------------------------------------------------------------
+// Column generators per table.
 
 const blankOr =
   (p: number, value: () => SqliteValue): ColumnGenerator =>
@@ -485,7 +485,7 @@ function capitalise(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-// --- The generator -------------------------------------------------------------------------------
+// The generator.
 
 interface TableInfoRow {
   name: string;

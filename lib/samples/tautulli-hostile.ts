@@ -527,7 +527,7 @@ function nextId(db: Database.Database, table: string): number {
   );
 }
 
-// --- Hostile files -------------------------------------------------------------------------------
+// Hostile files.
 
 /** Copies `source` cut to `fraction` of its bytes: a download or copy that stopped early. */
 export function writeTruncatedCopy(source: string, dest: string, fraction = 0.5): void {
