@@ -134,8 +134,6 @@ is_uint() {
   case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac
 }
 
-# --- settings ----------------------------------------------------------------------------------
-
 read_settings() {
   sync_host=${PLEX_SYNC_HOST:-}
   [ -n "$sync_host" ] || die "$EXIT_SETTINGS" "PLEX_SYNC_HOST is not set (the VM's address as the cluster reaches it)"
@@ -206,8 +204,6 @@ read_settings() {
   fi
 }
 
-# --- tools -------------------------------------------------------------------------------------
-
 has() { command -v "$1" >/dev/null 2>&1; }
 
 check_tools() {
@@ -226,8 +222,6 @@ check_tools() {
       die "$EXIT_TOOLS" "rsync $rsync_version in the init image is too old; 3.1.3 or newer is needed" ;;
   esac
 }
-
-# --- ssh ---------------------------------------------------------------------------------------
 
 # The key, host key and SSH options go through files in a scratch dir: rsync's -e value is split
 # on spaces, and ssh refuses a key readable by others (Secret volumes may be group-readable).
@@ -262,8 +256,6 @@ Host $HOST_ALIAS
   LogLevel ERROR
 EOF
 }
-
-# --- rsync -------------------------------------------------------------------------------------
 
 # Options of every pass. -a with hard links, sparse files, nanosecond mtimes; owners mapped to
 # Plex's ids on the receiving side (--chown is never sent to the VM, so the forced read-only
@@ -364,8 +356,6 @@ transfer() {
   done
 }
 
-# --- checks ------------------------------------------------------------------------------------
-
 check_free_space() {
   check_free_bytes
   check_free_inodes
@@ -458,8 +448,6 @@ check_layout() {
   [ -f "$DATA_STAGE/Preferences.xml" ] ||
     die "$EXIT_LAYOUT" "the copied directory has no Preferences.xml: plexDataDir on the VM is not a Plex data directory"
 }
-
-# --- phases ------------------------------------------------------------------------------------
 
 sync_volume() {
   sync -f "$1" 2>/dev/null || sync
