@@ -52,6 +52,11 @@ export function isAtOrUnder(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
 }
 
+/** A Unix account name (useradd's rule: lower case, digits, "_", "-", at most 32). */
+export function isUnixUser(value: string): boolean {
+  return UNIX_USER.test(value);
+}
+
 export function isSystemdUnit(value: string): boolean {
   return SYSTEMD_UNIT.test(value);
 }
@@ -104,7 +109,7 @@ export const quantity: Check = (v) =>
   QUANTITY.test(v) ? undefined : `expected a Kubernetes quantity such as "10Gi", got "${v}"`;
 
 export const unixUser: Check = (v) =>
-  UNIX_USER.test(v) ? undefined : `expected a Unix user name, got "${v}"`;
+  isUnixUser(v) ? undefined : `expected a Unix user name, got "${v}"`;
 
 export const systemdUnit: Check = (v) =>
   isSystemdUnit(v) ? undefined : `expected a systemd unit name, got "${v}"`;

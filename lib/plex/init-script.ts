@@ -9,6 +9,7 @@ import type * as k8s from "@pulumi/kubernetes";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { isHost, isUnixUser } from "../checks";
 
 export const INIT_SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-init.sh");
 
@@ -174,19 +175,17 @@ export type SyncContainerInput =
   | (SyncContainerCommon & { phase: "warm" })
   | (SyncContainerCommon & { phase: "final"; databases: DatabaseChecksum[] });
 
-const HOST = /^[A-Za-z0-9]([A-Za-z0-9.:_%-]*[A-Za-z0-9])?$/;
-const USER = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 const EXCLUDE = /^[^/\n\0]+$/;
 
 /** Problems with a sync connection, one line each (empty: fine). */
 export function syncConnectionProblems(connection: SyncConnection): string[] {
   const problems: string[] = [];
-  if (!HOST.test(connection.host))
+  if (!isHost(connection.host))
     problems.push(`"${connection.host}" is not a host name or IP address`);
   if (!Number.isInteger(connection.port) || connection.port < 1 || connection.port > 65535) {
     problems.push(`${connection.port} is not a TCP port`);
   }
-  if (!USER.test(connection.user)) problems.push(`"${connection.user}" is not a user name`);
+  if (!isUnixUser(connection.user)) problems.push(`"${connection.user}" is not a user name`);
   return problems;
 }
 

@@ -8,6 +8,7 @@ import {
   isDnsLabel,
   isSafeAbsolutePath,
   isSystemdUnit,
+  isUnixUser,
   pgIdentifier,
   workDirInPlexData,
 } from "../../lib/checks";
@@ -39,6 +40,10 @@ describe("shared rules (lib/checks.ts)", () => {
     assert.equal(isSystemdUnit("plex@1.service"), true);
     assert.equal(isSystemdUnit("plex\\x2dmedia"), false);
     assert.equal(isSystemdUnit(""), false);
+    assert.equal(isUnixUser("ubuntu"), true);
+    assert.equal(isUnixUser("plex-migrate_1"), true);
+    assert.equal(isUnixUser("-oProxyCommand=x"), false);
+    assert.equal(isUnixUser("Ubuntu"), false);
     assert.equal(isDnsLabel("plex"), true);
     assert.equal(isDnsLabel("a".repeat(53), 53), true);
     assert.equal(isDnsLabel("a".repeat(54), 53), false);
