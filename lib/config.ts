@@ -50,6 +50,7 @@ import { GPU_MODES, parseNodeSelectorEntry, podSecurityLabels } from "./plex/pla
 import { isId, isTimezoneName, type GroupsSetting, type IdSetting } from "./plex/vm-identity";
 import { tunnelPortFor } from "./postgres/tunnel";
 import { hostKeyProblem, normalizeHostKey } from "./source-vm/host-key";
+import { MAX_GENERATION } from "./source-vm/phases";
 
 export const PROJECT = "plex-migrate";
 
@@ -222,6 +223,13 @@ function readGroups(r: ConfigReader, key: string): GroupsSetting {
     .filter(Number.isInteger);
 }
 
+/** The stack moves Tautulli's history too, so its unit must be named (the VM script alone allows ""). */
+const tautulliUnit = (v: string): string | undefined =>
+  v === ""
+    ? "is empty, but pulumi up imports Tautulli's history and needs its unit to stop it first; " +
+      "a VM without Tautulli is not supported: set the unit Tautulli runs as (e.g. tautulli)"
+    : systemdUnit(v);
+
 /** The VM, how to reach it, and what the migration does there. */
 function readSourceVm(r: ConfigReader): SourceVmArgs {
   const vmHost = r.str("vmHost", host);
@@ -237,13 +245,13 @@ function readSourceVm(r: ConfigReader): SourceVmArgs {
     workDir: r.str("vmWorkDir", absolutePath),
     plexDataDir: r.str("plexDataDir", absolutePath),
     plexService: r.str("plexService", systemdUnit),
-    tautulliService: r.str("tautulliService", systemdUnit),
+    tautulliService: r.str("tautulliService", tautulliUnit),
     tautulliDbPath: r.str("tautulliDbPath", absolutePath),
     syncAllowedCidrs: r.list("syncAllowedCidrs", cidr),
     rollbackOnDestroy: r.bool("rollbackOnDestroy"),
     generations: {
-      transfer: r.int("transferGeneration", 1, 1_000_000),
-      tautulliImport: r.int("tautulliImportGeneration", 1, 1_000_000),
+      transfer: r.int("transferGeneration", 1, MAX_GENERATION),
+      tautulliImport: r.int("tautulliImportGeneration", 1, MAX_GENERATION),
     },
     retired: r.bool("vmRetired"),
   };

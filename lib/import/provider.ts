@@ -95,7 +95,7 @@ export function checkInputs(inputs: Partial<SqliteImportInputs>): pulumi.dynamic
     failures.push({
       property: "source",
       reason:
-        "must be { path } of a local tautulli.db or { ssh, path, sha256, bytes } of the VM's snapshot (the VM no longer serves it over HTTP)",
+        "must be { path } of a local tautulli.db or { ssh, path, sha256, bytes } of the VM's snapshot",
     });
   }
   if (inputs.integrityCheck !== "full" && inputs.integrityCheck !== "quick") {

@@ -46,7 +46,8 @@ import { parseStepOutput, StepResults } from "../source-vm/outputs";
 import { compareTrees, digestTree, generatePlexTree, sha256File } from "../samples/plex-tree";
 import { generateTautulliDb } from "../samples/tautulli-db";
 
-const ARCHIVE_ROOT = path.join("Library", "Application Support", "Plex Media Server");
+/** Where the Plex data dir sits in the config volume (plex-init.sh's PLEX_DATA_RELATIVE). */
+const PLEX_DATA_IN_VOLUME = path.join("Library", "Application Support", "Plex Media Server");
 
 /** A step that ran a program which failed: which program, and its exit code. */
 export class StepFailure extends Error {
@@ -821,7 +822,7 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
     const copy = await copyLibrary(inputs, dirs, settings, preflight, timings, log);
 
     log("Comparing the copied tree with the source, byte for byte...");
-    const copiedDataDir = path.join(dirs.volume, ARCHIVE_ROOT);
+    const copiedDataDir = path.join(dirs.volume, PLEX_DATA_IN_VOLUME);
     const comparison = await timed(timings, "compare", () =>
       compareCopy(inputs.plexDir, copiedDataDir),
     );

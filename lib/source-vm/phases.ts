@@ -71,11 +71,14 @@ export function retiredStepProblem(stepNames: string[]): string {
   );
 }
 
-/** Why `value` cannot be a generation (a whole number from 1). */
+/** The largest generation: far more re-runs than a migration has, small enough for any marker. */
+export const MAX_GENERATION = 1_000_000;
+
+/** Why `value` cannot be a generation (a whole number from 1 to MAX_GENERATION). */
 export function generationProblem(value: number): string | undefined {
-  return Number.isInteger(value) && value >= 1 && value <= 1_000_000
+  return Number.isInteger(value) && value >= 1 && value <= MAX_GENERATION
     ? undefined
-    : `expected a whole number from 1 (each bump runs the steps again), got ${value}`;
+    : `expected a whole number from 1 to ${MAX_GENERATION} (each bump runs the steps again), got ${value}`;
 }
 
 export function generationProblems(generations: MigrationGenerations): string[] {

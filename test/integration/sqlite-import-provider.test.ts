@@ -170,7 +170,7 @@ describe("SqliteImport provider (serialized, real PostgreSQL)", function () {
     );
     assert.match(
       check.failures[0].reason,
-      /must be \{ path \} of a local tautulli\.db or \{ ssh, path, sha256, bytes \} of the VM's snapshot \(the VM no longer serves it over HTTP\)/,
+      /must be \{ path \} of a local tautulli\.db or \{ ssh, path, sha256, bytes \} of the VM's snapshot/,
     );
   });
 

@@ -335,6 +335,11 @@ describe("stack config (lib/config.ts, Pulumi.yaml)", () => {
       /tautulliService: expected a systemd unit name/,
     ],
     [
+      "tautulliService",
+      { tautulliService: "" },
+      /tautulliService: is empty, but pulumi up imports Tautulli's history .* a VM without Tautulli is not supported/,
+    ],
+    [
       "tautulliDbPath",
       { tautulliDbPath: "tautulli.db" },
       /tautulliDbPath: expected an absolute path/,

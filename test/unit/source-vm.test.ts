@@ -477,8 +477,11 @@ describe("lib/source-vm/phases", () => {
     assert.equal(stepResourceName("vm", "revoke-sync", g(3, 1)), "vm-revoke-sync-gen-3-1");
     assert.deepEqual(generationProblems(g(1, 1)), []);
     assert.deepEqual(generationProblems(g(0, 1.5)), [
-      "generations.transfer: expected a whole number from 1 (each bump runs the steps again), got 0",
-      "generations.tautulliImport: expected a whole number from 1 (each bump runs the steps again), got 1.5",
+      "generations.transfer: expected a whole number from 1 to 1000000 (each bump runs the steps again), got 0",
+      "generations.tautulliImport: expected a whole number from 1 to 1000000 (each bump runs the steps again), got 1.5",
+    ]);
+    assert.deepEqual(generationProblems(g(1_000_000, 1_000_001)), [
+      "generations.tautulliImport: expected a whole number from 1 to 1000000 (each bump runs the steps again), got 1000001",
     ]);
   });
 
