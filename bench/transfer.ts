@@ -45,6 +45,7 @@ import {
   knownHostsLine,
   startLoopbackSshd,
 } from "../lib/plex/local-sync";
+import { requiredConfigBytes } from "../lib/plex/sizing";
 
 const DATA_ROOT = "Library/Application Support/Plex Media Server";
 const MB = 1_000_000;
@@ -420,7 +421,7 @@ async function runOurs(
     );
     const usage = sampleUsage(mount);
     const warm = await syncPhase("warm", vmSync.target, {
-      PLEX_LIBRARY_BYTES: String(library.libraryBytes),
+      PLEX_REQUIRED_BYTES: String(requiredConfigBytes(library.libraryBytes)),
     });
     log(`  ${warm.seconds.toFixed(1)} s, ${formatBytes(warm.bytes)}`);
 

@@ -42,7 +42,8 @@
 #   PLEX_SYNC_DATABASES        final phase: one line per Plex database, "<sha256> <bytes> <path
 #                              relative to the data directory>", measured on the VM after the stop
 #   PLEX_SYNC_EXCLUDES         top-level folders of the data directory not copied, one per line
-#   PLEX_LIBRARY_BYTES         bytes the library occupies on the VM, for the free-space check
+#   PLEX_REQUIRED_BYTES        bytes the copy needs (lib/plex/sizing.ts requiredConfigBytes of
+#                              the preflight's library size), for the free-space check
 #   PLEX_REQUIRED_INODES       inodes the copy needs (lib/plex/sizing.ts requiredConfigInodes of
 #                              the preflight's file count), for the free-inode check
 #   PLEX_UID / PLEX_GID        owner of the copied files (default 1000 / 1000, pms-docker's plex)
@@ -159,8 +160,8 @@ read_settings() {
   plex_gid=${PLEX_GID:-1000}
   is_uint "$plex_uid" || die "$EXIT_SETTINGS" "PLEX_UID must be a numeric uid"
   is_uint "$plex_gid" || die "$EXIT_SETTINGS" "PLEX_GID must be a numeric gid"
-  library_bytes=${PLEX_LIBRARY_BYTES:-0}
-  is_uint "$library_bytes" || die "$EXIT_SETTINGS" "PLEX_LIBRARY_BYTES must be a byte count"
+  required_bytes=${PLEX_REQUIRED_BYTES:-0}
+  is_uint "$required_bytes" || die "$EXIT_SETTINGS" "PLEX_REQUIRED_BYTES must be a byte count"
   required_inodes=${PLEX_REQUIRED_INODES:-0}
   is_uint "$required_inodes" || die "$EXIT_SETTINGS" "PLEX_REQUIRED_INODES must be a whole number of inodes"
 
@@ -362,13 +363,12 @@ check_free_space() {
 }
 
 check_free_bytes() {
-  [ "$library_bytes" -gt 0 ] || return 0
+  [ "$required_bytes" -gt 0 ] || return 0
   available_kib=$(df -Pk "$CONFIG_DIR" | awk 'NR == 2 { print $4 }')
   staged_kib=$(du -sk "$STAGING" 2>/dev/null | awk '{ print $1 }')
   is_uint "$available_kib" || die "$EXIT_SPACE" "cannot read the free space of $CONFIG_DIR"
-  # The rule of lib/plex/sizing.ts (requiredConfigBytes): the library, 5% for block rounding of
-  # many small files, 16 MiB; less what an earlier run already copied.
-  needed_kib=$(((library_bytes + library_bytes / 20) / 1024 + 16384 - ${staged_kib:-0}))
+  # What lib/plex/sizing.ts (requiredConfigBytes) asks for, less what an earlier run copied.
+  needed_kib=$(((required_bytes + 1023) / 1024 - ${staged_kib:-0}))
   log "space: the library needs about $((needed_kib / 1024)) MiB more, $((available_kib / 1024)) MiB free on $CONFIG_DIR"
   if [ "$available_kib" -lt "$needed_kib" ]; then
     die "$EXIT_SPACE" "not enough free space on $CONFIG_DIR: need $((needed_kib / 1024)) MiB more, have $((available_kib / 1024)) MiB. Give the config volume more room (config plexConfigSize) and run again"

@@ -10,6 +10,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { isHost, isUnixUser } from "../checks";
+import { requiredConfigBytes } from "./sizing";
 
 export const INIT_SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-init.sh");
 
@@ -221,7 +222,7 @@ export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v
   // Absent means 1 to the script, so the first generation's specs carry no variable for it.
   if (generation !== 1) env.PLEX_SYNC_GENERATION = String(generation);
   if (input.excludes.length > 0) env.PLEX_SYNC_EXCLUDES = input.excludes.join("\n");
-  env.PLEX_LIBRARY_BYTES = String(input.need.libraryBytes);
+  env.PLEX_REQUIRED_BYTES = String(requiredConfigBytes(input.need.libraryBytes));
   env.PLEX_REQUIRED_INODES = String(input.need.inodes);
   if (input.phase === "final") env.PLEX_SYNC_DATABASES = databaseLines(input.databases);
   return {

@@ -129,7 +129,7 @@ export interface PlexSyncEnv {
   PLEX_SYNC_KNOWN_HOSTS?: string;
   PLEX_SYNC_DATABASES?: string;
   PLEX_SYNC_EXCLUDES?: string;
-  PLEX_LIBRARY_BYTES?: string;
+  PLEX_REQUIRED_BYTES?: string;
   PLEX_REQUIRED_INODES?: string;
   PLEX_UID?: string;
   PLEX_GID?: string;

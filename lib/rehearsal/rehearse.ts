@@ -23,7 +23,7 @@ import {
   type LoopbackSshd,
 } from "../plex/local-sync";
 import type { SyncPhase } from "../plex/init-script";
-import { autoConfigSize, requiredConfigInodes } from "../plex/sizing";
+import { autoConfigSize, requiredConfigBytes, requiredConfigInodes } from "../plex/sizing";
 import { startEmbeddedPostgres } from "../postgres/embedded";
 import {
   offlineVerificationWarnings,
@@ -594,7 +594,7 @@ async function copyLibrary(
       "warm",
       sync,
       {
-        PLEX_LIBRARY_BYTES: String(preflight.libraryBytes),
+        PLEX_REQUIRED_BYTES: String(requiredConfigBytes(preflight.libraryBytes)),
         PLEX_REQUIRED_INODES: String(requiredConfigInodes(preflight.fileCount)),
       },
       log,

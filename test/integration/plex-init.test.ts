@@ -21,7 +21,7 @@ import {
   INIT_WARM_DONE,
 } from "../../lib/plex/init-script";
 import { imageLikePath, killGroup, measureDatabases } from "../../lib/plex/local-run";
-import { requiredConfigInodes } from "../../lib/plex/sizing";
+import { requiredConfigBytes, requiredConfigInodes } from "../../lib/plex/sizing";
 import { addPlexCollationsToFile, usesPlexCollations } from "../support/plex-library-db";
 import { compareTrees, digestTree, LIBRARY_DB_RELATIVE } from "../../lib/samples/plex-tree";
 import { createSyncFixture, transferredBytes, type SyncFixture } from "../support/sync-fixture";
@@ -104,7 +104,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
     addPlexCollationsToFile(fixture.tree.libraryDb);
     const warm = await fixture.run("warm", {
       ...asOwner,
-      PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+      PLEX_REQUIRED_BYTES: String(requiredConfigBytes(fixture.tree.bytes)),
     });
     assertOk(warm, "warm");
     assertNoLibrary(fixture);
@@ -340,7 +340,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       // With the preflight's size, the check refuses before copying.
       const checked = await fixture.run("warm", {
         ...small,
-        PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+        PLEX_REQUIRED_BYTES: String(requiredConfigBytes(fixture.tree.bytes)),
       });
       assertExit(checked, INIT_EXIT_CODES.space, /not enough free space/);
       assert.strictEqual(
@@ -403,7 +403,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       // Without the inode need, rsync runs out of inodes at the end and says so, not "full".
       const unchecked = await fixture.run("warm", {
         ...small,
-        PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+        PLEX_REQUIRED_BYTES: String(requiredConfigBytes(fixture.tree.bytes)),
       });
       assertExit(
         unchecked,
@@ -417,7 +417,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       for (const phase of ["warm", "final"] as const) {
         const checked = await fixture.run(phase, {
           ...small,
-          PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+          PLEX_REQUIRED_BYTES: String(requiredConfigBytes(fixture.tree.bytes)),
           PLEX_REQUIRED_INODES: String(requiredConfigInodes(entries)),
         });
         assertExit(
@@ -440,7 +440,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
         PLEX_CONFIG_DIR: ext4Volume("enough-inodes", 256, required + 64),
       };
       const need = {
-        PLEX_LIBRARY_BYTES: String(fixture.tree.bytes),
+        PLEX_REQUIRED_BYTES: String(requiredConfigBytes(fixture.tree.bytes)),
         PLEX_REQUIRED_INODES: String(required),
       };
       const warm = await fixture.run("warm", { ...volume, ...need });

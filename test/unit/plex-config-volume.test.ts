@@ -146,7 +146,8 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
                 { name: "PLEX_SYNC_KNOWN_HOSTS", value: "/plex-migrate-sync/known_hosts" },
                 { name: "PLEX_UID", value: "1000" },
                 { name: "PLEX_GID", value: "1000" },
-                { name: "PLEX_LIBRARY_BYTES", value: String(30 * GiB) },
+                // sizing.ts requiredConfigBytes(30 GiB): +5% and 16 MiB
+                { name: "PLEX_REQUIRED_BYTES", value: "33839644672" },
                 // sizing.ts requiredConfigInodes(250,000 files): +10% and 1,000
                 { name: "PLEX_REQUIRED_INODES", value: "276000" },
               ],
@@ -272,7 +273,7 @@ describe("PlexConfigVolume (components/plex-config-volume.ts, mocks)", () => {
     const env = Object.fromEntries(container.env.map((e) => [e.name, e.value]));
     assert.strictEqual(env.PLEX_SYNC_PHASE, "final");
     // The final phase checks the volume too: without a warm copy it copies everything.
-    assert.strictEqual(env.PLEX_LIBRARY_BYTES, String(30 * GiB));
+    assert.strictEqual(env.PLEX_REQUIRED_BYTES, "33839644672");
     assert.strictEqual(env.PLEX_REQUIRED_INODES, "276000");
     assert.strictEqual(
       env.PLEX_SYNC_DATABASES,

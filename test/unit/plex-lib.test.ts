@@ -232,7 +232,7 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
         { name: "PLEX_UID", value: "1001" },
         { name: "PLEX_GID", value: "100" },
         { name: "PLEX_SYNC_EXCLUDES", value: "Cache\nCrash Reports" },
-        { name: "PLEX_LIBRARY_BYTES", value: "5000000" },
+        { name: "PLEX_REQUIRED_BYTES", value: "22027216" },
         { name: "PLEX_REQUIRED_INODES", value: "4300" },
         {
           name: "PLEX_SYNC_DATABASES",
@@ -251,7 +251,7 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
       (warm.env as { name: string; value: string }[]).map((e) => [e.name, e.value]),
     );
     assert.strictEqual(env.PLEX_SYNC_PHASE, "warm");
-    assert.strictEqual(env.PLEX_LIBRARY_BYTES, "5000000");
+    assert.strictEqual(env.PLEX_REQUIRED_BYTES, "22027216");
     assert.strictEqual(env.PLEX_REQUIRED_INODES, "4300");
     assert.strictEqual(env.PLEX_SYNC_DATABASES, undefined);
   });
