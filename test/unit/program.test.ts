@@ -71,16 +71,21 @@ const dynamicOutputs = {
   [IMPORT]: () => ({ summary: "Imported 12 rows", sourceFingerprint: "f".repeat(64), report: {} }),
 };
 
+/** The stack's file, its secrets as `pulumi config set --secret` holds them, then `overrides`. */
+function stackConfig(stack: string, overrides: Record<string, unknown>): Record<string, unknown> {
+  return {
+    ...stackFile(stack),
+    sshPrivateKey: SSH_KEY,
+    postgresAdminPassword: PG_ADMIN_PASSWORD,
+    plexClaimToken: CLAIM_TOKEN,
+    ...overrides,
+  };
+}
+
 async function runStack(stack: string, overrides: Record<string, unknown> = {}): Promise<MockRun> {
   return runWithMocks(() => rerunProgram("index.ts"), {
     stack,
-    config: {
-      ...stackFile(stack),
-      sshPrivateKey: SSH_KEY,
-      postgresAdminPassword: PG_ADMIN_PASSWORD,
-      plexClaimToken: CLAIM_TOKEN,
-      ...overrides,
-    },
+    config: stackConfig(stack, overrides),
     secretKeys: SECRET_KEYS,
     outputs: { [CMD]: sourceVmCommandOutputs(), ...dynamicOutputs },
   });
@@ -97,13 +102,7 @@ async function previewStack(
 ): Promise<MockRun> {
   return runWithMocks(() => rerunProgram("index.ts"), {
     stack,
-    config: {
-      ...stackFile(stack),
-      sshPrivateKey: SSH_KEY,
-      postgresAdminPassword: PG_ADMIN_PASSWORD,
-      plexClaimToken: CLAIM_TOKEN,
-      ...overrides,
-    },
+    config: stackConfig(stack, overrides),
     secretKeys: SECRET_KEYS,
     preview: true,
     recorded,
