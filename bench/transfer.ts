@@ -45,9 +45,9 @@ import {
   knownHostsLine,
   startLoopbackSshd,
 } from "../lib/plex/local-sync";
+import { INIT_PLEX_DATA } from "../lib/plex/init-script";
 import { requiredConfigBytes } from "../lib/plex/sizing";
 
-const DATA_ROOT = "Library/Application Support/Plex Media Server";
 const MB = 1_000_000;
 
 const USAGE = `usage: npm run bench:transfer -- [--size SIZE] [--changed PERCENT] [--work-dir DIR] [--keep] [--no-verify]
@@ -512,7 +512,7 @@ async function main(): Promise<void> {
   });
   try {
     const sourceRoot = path.join(work, "vm");
-    const dataDir = path.join(sourceRoot, DATA_ROOT);
+    const dataDir = path.join(sourceRoot, INIT_PLEX_DATA);
     const { manifest, libraryBytes } = await generateLibrary(dataDir, options.size);
     target = mountTarget(work, libraryBytes);
     const loadBefore = os.loadavg()[0].toFixed(1);
@@ -528,13 +528,19 @@ async function main(): Promise<void> {
       log("comparing both copies with the stopped source...");
       const source = await digestTree(dataDir);
       plan.identical =
-        compareTrees(source, await digestTree(path.join(target.mount, "plan-config", DATA_ROOT)))
-          .length === 0;
+        compareTrees(
+          source,
+          await digestTree(path.join(target.mount, "plan-config", INIT_PLEX_DATA)),
+        ).length === 0;
       ours.identical =
-        compareTrees(source, await digestTree(path.join(target.mount, "ours-config", DATA_ROOT)), {
-          nanoseconds: true,
-          sparse: true,
-        }).length === 0;
+        compareTrees(
+          source,
+          await digestTree(path.join(target.mount, "ours-config", INIT_PLEX_DATA)),
+          {
+            nanoseconds: true,
+            sparse: true,
+          },
+        ).length === 0;
     }
     const facts = {
       bytes: manifest.bytes,

@@ -39,6 +39,8 @@ export const INIT_MARKER = `${INIT_STATE_DIR}/import-complete`;
 export const INIT_LOG = `${INIT_STATE_DIR}/sync.log`;
 export const INIT_STAGING = `${INIT_STATE_DIR}/staging`;
 export const INIT_WARM_DONE = `${INIT_STATE_DIR}/warm-complete`;
+/** Where plex-init.sh puts the Plex data dir in the volume (its PLEX_DATA_RELATIVE; the deb's layout). */
+export const INIT_PLEX_DATA = "Library/Application Support/Plex Media Server";
 
 /** plex-init.sh exit codes (see the script's header). */
 export const INIT_EXIT_CODES = {

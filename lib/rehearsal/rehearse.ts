@@ -22,7 +22,7 @@ import {
   startLoopbackSshd,
   type LoopbackSshd,
 } from "../plex/local-sync";
-import type { SyncPhase } from "../plex/init-script";
+import { INIT_PLEX_DATA, type SyncPhase } from "../plex/init-script";
 import { autoConfigSize, requiredConfigBytes, requiredConfigInodes } from "../plex/sizing";
 import { startEmbeddedPostgres } from "../postgres/embedded";
 import {
@@ -45,9 +45,6 @@ import {
 import { parseStepOutput, StepResults } from "../source-vm/outputs";
 import { compareTrees, digestTree, generatePlexTree, sha256File } from "../samples/plex-tree";
 import { generateTautulliDb } from "../samples/tautulli-db";
-
-/** Where the Plex data dir sits in the config volume (plex-init.sh's PLEX_DATA_RELATIVE). */
-const PLEX_DATA_IN_VOLUME = path.join("Library", "Application Support", "Plex Media Server");
 
 /** A step that ran a program which failed: which program, and its exit code. */
 export class StepFailure extends Error {
@@ -822,7 +819,7 @@ export async function runRehearsal(options: RehearsalOptions = {}): Promise<Rehe
     const copy = await copyLibrary(inputs, dirs, settings, preflight, timings, log);
 
     log("Comparing the copied tree with the source, byte for byte...");
-    const copiedDataDir = path.join(dirs.volume, PLEX_DATA_IN_VOLUME);
+    const copiedDataDir = path.join(dirs.volume, INIT_PLEX_DATA);
     const comparison = await timed(timings, "compare", () =>
       compareCopy(inputs.plexDir, copiedDataDir),
     );

@@ -17,6 +17,7 @@ import {
   INIT_EXIT_CODES,
   INIT_LOG,
   INIT_MARKER,
+  INIT_PLEX_DATA,
   INIT_STAGING,
   INIT_WARM_DONE,
 } from "../../lib/plex/init-script";
@@ -352,7 +353,7 @@ describe("plex-init.sh (rsync over SSH, busybox sh)", function () {
       assert.ok(transferredBytes(grown.stderr) < fixture.tree.bytes, "resumed, not restarted");
       const differences = compareTrees(
         await digestTree(fixture.dataDir),
-        await digestTree(path.join(mount, "Library/Application Support/Plex Media Server")),
+        await digestTree(path.join(mount, INIT_PLEX_DATA)),
         { nanoseconds: true, owner: OWNER },
       );
       assert.deepStrictEqual(differences, []);

@@ -21,10 +21,9 @@ import {
   startLoopbackSshd,
   type LoopbackSshd,
 } from "../../lib/plex/local-sync";
+import { INIT_PLEX_DATA } from "../../lib/plex/init-script";
 import { SCRIPT_PATH } from "../../lib/source-vm/commands";
 import { generatePlexTree } from "../../lib/samples/plex-tree";
-
-const DATA_ROOT = "Library/Application Support/Plex Media Server";
 
 interface Setup {
   root: string;
@@ -43,7 +42,7 @@ interface Setup {
 async function setup(): Promise<Setup> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-access-"));
   fs.chmodSync(root, 0o755);
-  const dataDir = path.join(root, "vm", DATA_ROOT);
+  const dataDir = path.join(root, "vm", INIT_PLEX_DATA);
   fs.mkdirSync(path.dirname(dataDir), { recursive: true });
   await generatePlexTree(dataDir, { metadataFiles: 30 });
   const sshd = await startLoopbackSshd();

@@ -28,14 +28,12 @@ import {
   startLoopbackSshd,
   type LoopbackSshd,
 } from "../../lib/plex/local-sync";
-import type { SyncPhase } from "../../lib/plex/init-script";
+import { INIT_PLEX_DATA, INIT_STAGING, type SyncPhase } from "../../lib/plex/init-script";
 import {
   generatePlexTree,
   type PlexTreeManifest,
   type PlexTreeOptions,
 } from "../../lib/samples/plex-tree";
-
-export const DATA_ROOT = "Library/Application Support/Plex Media Server";
 
 /**
  * Copies exactly N bytes from stdin to stdout, each read written at once (head -c would hold
@@ -92,7 +90,7 @@ export async function createSyncFixture(
   options: { configDir?: string } = {},
 ): Promise<SyncFixture> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "plex-migrate-sync-"));
-  const dataDir = path.join(root, "vm", DATA_ROOT);
+  const dataDir = path.join(root, "vm", INIT_PLEX_DATA);
   fs.mkdirSync(path.dirname(dataDir), { recursive: true });
   const tree = await generatePlexTree(dataDir, treeOptions);
   const sshd = await startLoopbackSshd();
@@ -148,8 +146,8 @@ export async function createSyncFixture(
     dataDir,
     target,
     binDir,
-    libraryDataDir: path.join(configDir, DATA_ROOT),
-    stagingDataDir: path.join(configDir, ".plex-migrate", "staging", DATA_ROOT),
+    libraryDataDir: path.join(configDir, INIT_PLEX_DATA),
+    stagingDataDir: path.join(configDir, INIT_STAGING, INIT_PLEX_DATA),
     start,
     run: (phase, extra, opts) => start(phase, extra, opts).done,
     gatedPath(gate) {

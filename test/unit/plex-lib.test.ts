@@ -10,7 +10,10 @@ import * as path from "path";
 import { parseImageRef, plexUrl, releaseTimeoutSeconds } from "../../lib/plex/helm-values";
 import {
   INIT_EXIT_CODES,
+  INIT_MARKER,
+  INIT_PLEX_DATA,
   INIT_SCRIPT_PATH,
+  INIT_STAGING,
   databaseLines,
   knownHostsFor,
   syncContainer,
@@ -313,6 +316,16 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
       const variable = `EXIT_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
       assert.match(script, new RegExp(`^${variable}=${code}$`, "m"), `${variable}=${code}`);
     }
+  });
+
+  it("names the volume's paths as the script does (data dir, staging, marker)", () => {
+    const script = fs.readFileSync(INIT_SCRIPT_PATH, "utf8");
+    assert.match(script, /^STATE_DIR=\$CONFIG_DIR\/\.plex-migrate$/m);
+    assert.strictEqual(INIT_MARKER, ".plex-migrate/import-complete");
+    assert.match(script, /^MARKER=\$STATE_DIR\/import-complete$/m);
+    assert.strictEqual(INIT_STAGING, ".plex-migrate/staging");
+    assert.match(script, /^STAGING=\$STATE_DIR\/staging$/m);
+    assert.match(script, new RegExp(`^PLEX_DATA_RELATIVE="${INIT_PLEX_DATA}"$`, "m"));
   });
 
   it("is POSIX sh that busybox, dash and shellcheck accept", () => {
