@@ -10,6 +10,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { isHost, isUnixUser } from "../checks";
+import { generationProblem } from "../source-vm/phases";
 import { requiredConfigBytes } from "./sizing";
 
 export const INIT_SCRIPT_PATH = path.join(__dirname, "..", "..", "scripts", "plex-init.sh");
@@ -151,7 +152,7 @@ interface SyncContainerCommon {
 
 /** The preflight's measures as the pod checks them. */
 export interface VolumeNeed {
-  /** Bytes the library occupies on the VM (the script adds the margin of requiredConfigBytes). */
+  /** Bytes the library occupies on the VM (the container gets sizing.ts requiredConfigBytes of it). */
   libraryBytes: number;
   /** Inodes the copy needs: sizing.ts requiredConfigInodes of the preflight's file count. */
   inodes: number;
@@ -201,9 +202,8 @@ export function syncContainer(input: SyncContainerInput): k8s.types.input.core.v
     }
   }
   const generation = input.generation ?? 1;
-  if (!Number.isSafeInteger(generation) || generation < 1) {
-    problems.push(`generation ${String(generation)} is not a whole number from 1`);
-  }
+  const generationComplaint = generationProblem(generation);
+  if (generationComplaint) problems.push(`generation: ${generationComplaint}`);
   for (const [name, value] of Object.entries(input.need)) {
     if (!Number.isSafeInteger(value) || value < 0) {
       problems.push(`${name} ${String(value)} is not a count`);

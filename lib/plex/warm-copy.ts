@@ -82,11 +82,12 @@ export function warmCopyJob(input: WarmCopyJobInput): {
   if (input.nodeSelector && Object.keys(input.nodeSelector).length > 0) {
     podSpec.nodeSelector = input.nodeSelector;
   }
+  const labels = { ...input.labels, "app.kubernetes.io/component": "plex-warm-copy" };
   return {
     metadata: {
       name: input.name,
       namespace: input.namespace,
-      labels: { ...input.labels, "app.kubernetes.io/component": "plex-warm-copy" },
+      labels,
       annotations: {
         // A Job that failed or timed out is replaced at the next `pulumi up` (pulumi-kubernetes
         // provider.go, ReplaceUnready): the new one resumes from what the volume holds.
@@ -98,7 +99,7 @@ export function warmCopyJob(input: WarmCopyJobInput): {
       activeDeadlineSeconds: input.timeoutMinutes * 60,
       template: {
         metadata: {
-          labels: { ...input.labels, "app.kubernetes.io/component": "plex-warm-copy" },
+          labels,
           annotations: { [SCRIPT_DIGEST_ANNOTATION]: input.scriptSha256 },
         },
         spec: podSpec,

@@ -278,6 +278,10 @@ describe("lib/plex/init-script.ts (the sync container for both phases)", () => {
       /libraryBytes -1 is not a count; inodes 1.5 is not a count/,
     );
     assert.throws(
+      () => syncContainer({ ...common, phase: "warm", generation: 0 }),
+      /generation: expected a whole number from 1 to 1000000 .*got 0/,
+    );
+    assert.throws(
       () => databaseLines([{ path: "a.db", sha256: "xyz", bytes: 1 }]),
       /is not 64 lowercase hex/,
     );
